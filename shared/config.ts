@@ -1,0 +1,49 @@
+/**
+ * Config parsing shared by both tiers: each tier declares a zod schema of its environment
+ * variables, and {@link parseEnv} turns a bad value into one readable message per variable.
+ *
+ * @example
+ * const Schema = z.object({ BATCH_SIZE: intVar(32, 1, 1024) });
+ * const { BATCH_SIZE } = parseEnv(Schema, process.env); // throws ConfigError on BATCH_SIZE=abc
+ */
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** An integer variable with a default and bounds, e.g. `intVar(32, 1, 1024)`. */
+export const intVar = (fallback: number, min: number, max: number) =>
+  z.coerce
+    .number({ error: `expected an integer from ${min} to ${max}` })
+    .int({ error: `expected an integer from ${min} to ${max}` })
+    .min(min, { error: `expected an integer from ${min} to ${max}` })
+    .max(max, { error: `expected an integer from ${min} to ${max}` })
+    .default(fallback);
+
+/** A URL variable; `protocols` restricts the scheme (e.g. ['redis:', 'rediss:']). */
+export const urlVar = (protocols: string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+  );
+
+/** Parse `env` against `schema`; on failure throw a ConfigError naming each bad variable. */
+export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
+  // Empty strings mean "unset", as in most shells' `VAR= cmd`.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((issue) => {
+    const name = issue.path.join('.') || '(config)';
+    const got = issue.path.length ? cleaned[String(issue.path[0])] : undefined;
+    return `  ${name}: ${issue.message}${got !== undefined ? ` (got ${JSON.stringify(got)})` : ''}`;
+  });
+  throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+}

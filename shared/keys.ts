@@ -1,0 +1,27 @@
+/**
+ * Every Redis key and channel the two tiers share, named in one place.
+ * A prefix lets several deployments (or test runs) share one Redis.
+ *
+ * @example
+ * const k = redisKeys('rn');
+ * k.stream            // 'rn:jobs'
+ * k.result('abc')     // 'rn:result:abc'
+ */
+export const DEFAULT_KEY_PREFIX = 'rn';
+
+export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
+  return {
+    /** Redis Stream of queued jobs. Its length is the backlog: workers XDEL each entry once done. */
+    stream: `${prefix}:jobs`,
+    /** Consumer group that all workers of a deployment join. */
+    group: 'workers',
+    /** Per-request result key (string, JSON of JobResult), written with a TTL. */
+    result: (id: string) => `${prefix}:result:${id}`,
+    /** Per-request pub/sub channel the worker publishes the result on (the Upstash REST wait path). */
+    resultChannel: (id: string) => `${prefix}:done:${id}`,
+    /** Per-edge-instance channel, for edges holding a TCP subscriber connection (ioredis path). */
+    edgeChannel: (edgeId: string) => `${prefix}:edge:${edgeId}`,
+  } as const;
+}
+
+export type RedisKeys = ReturnType<typeof redisKeys>;

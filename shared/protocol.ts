@@ -1,0 +1,86 @@
+/**
+ * The queue protocol between the edge and the workers.
+ *
+ * A job is one Redis Stream entry with the fields of {@link JobFields}. The edge enqueues it with
+ * `lua/enqueue.lua` (bounded: never trims), a worker reads it with XREADGROUP, and finishes it with
+ * `lua/complete.lua`, which acks + deletes the entry and, for the first ack only, writes the result
+ * key (with a TTL) and publishes the result on the job's reply channel.
+ */
+import { z } from 'zod';
+
+/** How the tensor field is encoded: raw bytes over TCP, base64 over a text transport (REST/JSON). */
+export const TensorEncoding = z.enum(['raw', 'b64']);
+export type TensorEncoding = z.infer<typeof TensorEncoding>;
+
+/** Stream entry fields, in the order they are written. All values travel as strings (or raw bytes). */
+export const JOB_FIELDS = ['id', 'enc', 'tensor', 'enqueuedAt', 'deadline', 'reply'] as const;
+export interface JobFields {
+  /** Request id (UUID); names the result key. */
+  id: string;
+  enc: TensorEncoding;
+  /** TENSOR_BYTES of uint8 HWC RGB, raw or base64 per `enc`. */
+  tensor: string | Uint8Array;
+  /** Epoch ms when the edge enqueued the job. */
+  enqueuedAt: number;
+  /** Epoch ms after which nobody waits for the answer: a worker skips the job. */
+  deadline: number;
+  /** Pub/sub channel to publish the result on. */
+  reply: string;
+}
+
+/** Flatten job fields to the field/value list that XADD (and enqueue.lua's ARGV) take. */
+export function jobToFieldList(job: JobFields): (string | Uint8Array)[] {
+  return JOB_FIELDS.flatMap((name) => {
+    const value = job[name];
+    return [name, typeof value === 'number' ? String(value) : value];
+  });
+}
+
+/** Most labels a worker returns; the edge slices to the requested `top`. */
+export const MAX_TOP_K = 20;
+export const DEFAULT_TOP_K = 5;
+
+export const Prediction = z.object({ label: z.string(), probability: z.number() });
+export type Prediction = z.infer<typeof Prediction>;
+
+export const ErrorCode = z.enum([
+  'bad_request',
+  'missing_image',
+  'too_many_files',
+  'empty_body',
+  'unsupported_media_type',
+  'payload_too_large',
+  'image_too_large',
+  'corrupt_image',
+  'invalid_parameter',
+  'queue_full',
+  'deadline_exceeded',
+  'broker_unavailable',
+  'inference_failed',
+  'not_found',
+  'method_not_allowed',
+  'internal_error',
+]);
+export type ErrorCode = z.infer<typeof ErrorCode>;
+
+/** What a worker writes to the result key and publishes. */
+export const JobResult = z.discriminatedUnion('ok', [
+  z.object({
+    ok: z.literal(true),
+    id: z.string(),
+    model: z.string(),
+    predictions: z.array(Prediction),
+    /** ms from enqueue to the worker picking the job up, and for the batch's inference. */
+    queueMs: z.number(),
+    inferenceMs: z.number(),
+    batchSize: z.number().int(),
+    worker: z.string(),
+  }),
+  z.object({
+    ok: z.literal(false),
+    id: z.string(),
+    error: z.object({ code: ErrorCode, message: z.string() }),
+    worker: z.string(),
+  }),
+]);
+export type JobResult = z.infer<typeof JobResult>;
