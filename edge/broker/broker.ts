@@ -1,0 +1,57 @@
+/**
+ * The edge's view of the queue: submit one job and wait for its result. Runtime-specific
+ * implementations: `upstash.ts` (REST, runs anywhere fetch does) and `../node/ioredis-broker.ts`
+ * (direct TCP, Node only).
+ */
+import { ApiError } from '../errors.ts';
+import type { JobResult } from '../../shared/protocol.ts';
+
+export interface SubmitRequest {
+  id: string;
+  /** TENSOR_BYTES of 224x224 RGB uint8. */
+  tensor: Uint8Array;
+  /** Epoch ms; past it the edge answers 504 and workers skip the job. */
+  deadline: number;
+}
+
+export interface Broker {
+  /**
+   * Enqueue and wait for the result. Rejects with ApiError: 503 `queue_full` (with Retry-After),
+   * 504 `deadline_exceeded`, 503 `broker_unavailable`.
+   */
+  submit(request: SubmitRequest, signal?: AbortSignal): Promise<JobResult>;
+  close(): Promise<void>;
+}
+
+export interface BrokerLimits {
+  /** Most jobs in the stream (waiting + in flight) before enqueueing is refused. */
+  queueMax: number;
+  /** Seconds a client should wait after a queue_full answer. */
+  retryAfterSeconds: number;
+}
+
+export const queueFull = (limits: BrokerLimits) =>
+  new ApiError(503, 'queue_full', `The queue is full (${limits.queueMax} jobs); retry shortly`, {
+    'Retry-After': String(limits.retryAfterSeconds),
+  });
+
+export const deadlineExceeded = (deadlineMs: number) =>
+  new ApiError(504, 'deadline_exceeded', `No result within the ${deadlineMs} ms deadline`);
+
+export const brokerUnavailable = (error: unknown) =>
+  new ApiError(503, 'broker_unavailable', `The queue is unavailable: ${(error as Error)?.message ?? String(error)}`, {
+    'Retry-After': '1',
+  });
+
+/** Resolve after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, Math.max(0, ms));
+    signal?.addEventListener('abort', done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+  });
+}

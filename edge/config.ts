@@ -1,0 +1,56 @@
+/**
+ * The edge's settings, from environment variables (Node) or bindings (Workers).
+ *
+ * Which queue transport it uses: `EDGE_BROKER`, or by default Upstash REST when
+ * `UPSTASH_REDIS_REST_URL` is set, else a direct connection to `REDIS_URL`.
+ */
+import { z } from 'zod';
+import { intVar, parseEnv, urlVar } from '../shared/config.ts';
+import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
+import { RESIZE_MODES } from './image/codec.ts';
+
+const MiB = 1024 * 1024;
+
+export const EdgeEnv = z
+  .object({
+    PORT: intVar(8787, 0, 65535),
+    HOST: z.string().default('0.0.0.0'),
+    KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
+    MAX_BODY_BYTES: intVar(10 * MiB, 1024, 100 * MiB),
+    MAX_PIXELS: intVar(40_000_000, 1, 1_000_000_000),
+    DEADLINE_MS: intVar(30_000, 100, 600_000),
+    QUEUE_MAX: intVar(512, 1, 10_000_000),
+    RETRY_AFTER_S: intVar(1, 1, 3600),
+    DEFAULT_RESIZE: z.enum(RESIZE_MODES).default('squash'),
+    EDGE_BROKER: z.enum(['upstash', 'ioredis']).optional(),
+    UPSTASH_REDIS_REST_URL: urlVar(['http:', 'https:']).optional(),
+    UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
+    REDIS_URL: urlVar(['redis:', 'rediss:']).optional(),
+  })
+  .transform((env, ctx) => {
+    const broker = env.EDGE_BROKER ?? (env.UPSTASH_REDIS_REST_URL ? 'upstash' : env.REDIS_URL ? 'ioredis' : undefined);
+    if (!broker) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['UPSTASH_REDIS_REST_URL'],
+        message: 'set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (Upstash REST), or REDIS_URL (direct connection)',
+      });
+      return z.NEVER;
+    }
+    if (broker === 'upstash' && (!env.UPSTASH_REDIS_REST_URL || !env.UPSTASH_REDIS_REST_TOKEN)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [env.UPSTASH_REDIS_REST_URL ? 'UPSTASH_REDIS_REST_TOKEN' : 'UPSTASH_REDIS_REST_URL'],
+        message: 'the Upstash REST broker needs both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN',
+      });
+      return z.NEVER;
+    }
+    if (broker === 'ioredis' && !env.REDIS_URL) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'EDGE_BROKER=ioredis needs REDIS_URL' });
+      return z.NEVER;
+    }
+    return { ...env, broker };
+  });
+export type EdgeConfig = z.infer<typeof EdgeEnv>;
+
+export const parseEdgeConfig = (env: Record<string, string | undefined>): EdgeConfig => parseEnv(EdgeEnv, env);

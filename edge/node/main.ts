@@ -1,0 +1,26 @@
+/**
+ * `npm run edge`: the edge alone, configured by env (see ../config.ts and the README).
+ */
+import { ConfigError } from '../../shared/config.ts';
+import { createLogger } from '../../shared/log.ts';
+import { parseEdgeConfig } from '../config.ts';
+import { startNodeEdge } from './server.ts';
+
+const logger = createLogger('edge');
+let config;
+try {
+  config = parseEdgeConfig(process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(error.message);
+  process.exit(2);
+}
+const edge = await startNodeEdge(config, logger);
+console.log(`edge ready on ${edge.url} - try: curl -F image=@dog.jpg ${edge.url}/predict`);
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    logger.info({ signal }, 'shutting down');
+    edge.close().finally(() => process.exit(0));
+  });
+}

@@ -1,0 +1,59 @@
+/**
+ * The Node adapter: sharp codec, Upstash REST or ioredis broker, served by @hono/node-server.
+ *
+ * @example
+ * const edge = await startNodeEdge(parseEdgeConfig(process.env));
+ * console.log(edge.url); // http://127.0.0.1:8787
+ * await edge.close();
+ */
+import { serve } from '@hono/node-server';
+import { Redis as UpstashRedis } from '@upstash/redis';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../app.ts';
+import type { Broker, BrokerLimits } from '../broker/broker.ts';
+import { createUpstashBroker } from '../broker/upstash.ts';
+import type { EdgeConfig } from '../config.ts';
+import { createIoredisBroker } from './ioredis-broker.ts';
+import { createSharpCodec } from './sharp-codec.ts';
+import { redisKeys } from '../../shared/keys.ts';
+import { loadLuaScripts } from '../../shared/lua/node.ts';
+import { createLogger, type Logger } from '../../shared/log.ts';
+
+export interface NodeEdge {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
+  const keys = redisKeys(config.KEY_PREFIX);
+  const limits: BrokerLimits = { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S };
+  const scripts = loadLuaScripts();
+  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
+  const redis = new UpstashRedis({
+    url: config.UPSTASH_REDIS_REST_URL!,
+    token: config.UPSTASH_REDIS_REST_TOKEN!,
+    retry: { retries: 2, backoff: (attempt) => 20 * 2 ** attempt }, // fail over to a 503 fast
+    enableTelemetry: false,
+  });
+  return createUpstashBroker({ redis, keys, limits, scripts, logger });
+}
+
+export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {
+  const broker = await createNodeBroker(config, logger);
+  const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+  logger.info({ port, broker: config.broker }, 'edge listening');
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await broker.close();
+    },
+  };
+}

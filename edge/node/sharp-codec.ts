@@ -1,0 +1,50 @@
+/**
+ * The Node image codec, on sharp (libvips). See ImageCodec for the tensor it must produce.
+ *
+ * @example
+ * const codec = createSharpCodec({ maxPixels: 40e6 });
+ * const tensor = await codec.toTensor(bytes, probeImage(bytes, 40e6), 'squash');
+ */
+import sharp from 'sharp';
+import { ApiError } from '../errors.ts';
+import type { ImageCodec } from '../image/codec.ts';
+import { resizeNearestRgb } from '../image/nearest.ts';
+import { IMAGE_SIZE, TENSOR_BYTES } from '../../shared/tensor.ts';
+
+const WHITE = { r: 255, g: 255, b: 255 };
+
+export function createSharpCodec(options: { maxPixels: number }): ImageCodec {
+  return {
+    async toTensor(bytes, info, mode) {
+      try {
+        // failOn 'warning' turns libvips' "premature end of JPEG" and the like into errors.
+        const image = sharp(bytes, { limitInputPixels: options.maxPixels, failOn: 'warning', animated: false })
+          .rotate() // EXIF orientation
+          .flatten({ background: WHITE })
+          .toColourspace('srgb');
+        if (mode === 'center-crop') {
+          const tensor = await image
+            .resize(IMAGE_SIZE, IMAGE_SIZE, { fit: 'cover', position: 'centre' })
+            .removeAlpha()
+            .raw()
+            .toBuffer();
+          return checked(tensor);
+        }
+        const { data, info: decoded } = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+        if (decoded.channels !== 3) throw new Error(`decoded ${decoded.channels} channels`);
+        return checked(resizeNearestRgb(data, decoded.width, decoded.height, IMAGE_SIZE, IMAGE_SIZE));
+      } catch (error) {
+        throw new ApiError(
+          400,
+          'corrupt_image',
+          `The ${info.format.toUpperCase()} image could not be decoded: ${(error as Error).message}`,
+        );
+      }
+    },
+  };
+}
+
+function checked(tensor: Uint8Array): Uint8Array {
+  if (tensor.length !== TENSOR_BYTES) throw new Error(`resized to ${tensor.length} bytes, expected ${TENSOR_BYTES}`);
+  return new Uint8Array(tensor.buffer, tensor.byteOffset, tensor.byteLength);
+}
