@@ -1,0 +1,80 @@
+/**
+ * Child processes for the local stack and end-to-end tests: each tier runs as its own Node
+ * process (as in production), its pino JSON lines shown as short readable lines, and readiness
+ * taken from a known log message instead of a sleep.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export interface TierProcess {
+  name: string;
+  child: ChildProcess;
+  /** Resolves when a log line with `readyMessage` appears; rejects if the process exits first. */
+  ready: Promise<void>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface SpawnTierOptions {
+  name: string;
+  /** Entry file relative to the repo root, run with tsx. */
+  entry: string;
+  env: Record<string, string | undefined>;
+  readyMessage: string;
+  /** Where formatted log lines go; default stdout. Pass null to drop them. */
+  print?: ((line: string) => void) | null;
+}
+
+/** The repo root: children run from here so `--import tsx` and relative entries resolve. */
+export const REPO_ROOT = new URL('..', import.meta.url).pathname;
+
+const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** `{"level":30,"msg":"worker ready","backend":"wasm"}` -> `worker ready backend=wasm`. */
+export function formatLogLine(line: string): { text: string; msg?: string } {
+  let record: Record<string, unknown>;
+  try {
+    record = JSON.parse(line);
+  } catch {
+    return { text: line };
+  }
+  if (typeof record !== 'object' || record === null) return { text: line };
+  const { level, msg, time: _time, pid: _pid, hostname: _hostname, name: _name, ...rest } = record;
+  const extras = Object.entries(rest)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  const label = typeof level === 'number' && level >= 40 ? `${LEVELS[level]} ` : '';
+  return { text: `${label}${String(msg ?? '')}${extras ? ` ${extras}` : ''}`, msg: typeof msg === 'string' ? msg : undefined };
+}
+
+export function spawnTier({ name, entry, env, readyMessage, print = console.log }: SpawnTierOptions): TierProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    const onLine = (line: string) => {
+      const { text, msg } = formatLogLine(line);
+      print?.(`[${name}] ${text}`);
+      if (msg === readyMessage) resolve();
+    };
+    createInterface({ input: child.stdout! }).on('line', onLine);
+    createInterface({ input: child.stderr! }).on('line', (line) => print?.(`[${name}] ${line}`));
+    child.once('exit', (code, signal) => reject(new Error(`${name} exited (${signal ?? `code ${code}`}) before it was ready`)));
+  });
+  ready.catch(() => {}); // callers that never await readiness must not see an unhandled rejection
+  return {
+    name,
+    child,
+    ready,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
