@@ -1,0 +1,117 @@
+/**
+ * `npm start`: the whole local stack in one command.
+ *
+ *   redis-server (its own, on a free port; or REDIS_URL when set)
+ *   -> the local Upstash REST server (the edge's production protocol, in front of that Redis)
+ *   -> WORKERS gpu-worker processes (default 1)
+ *   -> the edge on PORT (default 8787), talking Upstash REST
+ *
+ * It prints the curl line to try once every tier is ready; Ctrl-C stops everything.
+ */
+import { randomBytes } from 'node:crypto';
+import { ConfigError, intVar, parseEnv } from '../shared/config.ts';
+import { z } from 'zod';
+import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
+import { spawnTier, type TierProcess } from './processes.ts';
+import { startUpstashRestServer } from './upstash-rest/server.ts';
+
+const StackEnv = z.object({
+  WORKERS: intVar(1, 0, 64),
+  PORT: intVar(8787, 0, 65535),
+  UPSTASH_REST_PORT: intVar(0, 0, 65535),
+  REDIS_URL: z.string().optional(),
+});
+
+let env: z.infer<typeof StackEnv>;
+try {
+  env = parseEnv(StackEnv, process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(error.message);
+  process.exit(2);
+}
+if (!env.REDIS_URL && !hasRedisServer()) {
+  console.error(REDIS_INSTALL_HINT);
+  process.exit(1);
+}
+
+const say = (line: string) => console.log(`[stack] ${line}`);
+const tiers: TierProcess[] = [];
+let redis: RedisServerHandle | undefined;
+let rest: Awaited<ReturnType<typeof startUpstashRestServer>> | undefined;
+let stopping = false;
+
+async function shutdown(code: number) {
+  if (stopping) return;
+  stopping = true;
+  say('stopping...');
+  await Promise.allSettled(tiers.map((tier) => tier.stop()));
+  await rest?.close().catch(() => {});
+  await redis?.stop().catch(() => {});
+  say('stopped');
+  process.exit(code);
+}
+process.once('SIGINT', () => void shutdown(0));
+process.once('SIGTERM', () => void shutdown(0));
+
+try {
+  let redisUrl = env.REDIS_URL;
+  if (!redisUrl) {
+    redis = await startRedisServer();
+    redisUrl = redis.url;
+    say(`redis-server on ${redisUrl}`);
+  } else {
+    say(`using REDIS_URL ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
+  }
+
+  // A fresh random token per run: the local REST server demands it like Upstash does.
+  const token = randomBytes(24).toString('base64url');
+  rest = await startUpstashRestServer({ redisUrl, token, port: env.UPSTASH_REST_PORT });
+  say(`Upstash REST server on ${rest.url}`);
+
+  for (let i = 1; i <= env.WORKERS; i++) {
+    tiers.push(
+      spawnTier({
+        name: env.WORKERS > 1 ? `worker-${i}` : 'worker',
+        entry: 'gpu-worker/main.ts',
+        env: { REDIS_URL: redisUrl, CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined },
+        readyMessage: 'worker ready',
+      }),
+    );
+  }
+  const edge = spawnTier({
+    name: 'edge',
+    entry: 'edge/node/main.ts',
+    env: {
+      PORT: String(env.PORT),
+      UPSTASH_REDIS_REST_URL: rest.url,
+      UPSTASH_REDIS_REST_TOKEN: token,
+      REDIS_URL: undefined,
+      EDGE_BROKER: 'upstash',
+    },
+    readyMessage: 'edge listening',
+  });
+  tiers.push(edge);
+  for (const tier of tiers) {
+    tier.child.once('exit', (code, signal) => {
+      if (stopping) return;
+      say(`${tier.name} exited unexpectedly (${signal ?? `code ${code}`}); shutting down`);
+      void shutdown(1);
+    });
+  }
+  if (env.WORKERS > 0) say(`waiting for ${env.WORKERS} worker(s) to load and warm up the model (the first run downloads it)...`);
+  await Promise.all(tiers.map((tier) => tier.ready));
+
+  const url = `http://localhost:${env.PORT}`;
+  console.log(`
+Ready: edge on ${url}, ${env.WORKERS} worker(s), Upstash REST on ${rest.url}, Redis ${redisUrl}
+
+  curl -F image=@../shared/fixtures/images/beagle.jpg ${url}/predict
+  npm run predict -- ../shared/fixtures/images/beagle.jpg --url ${url}
+
+Ctrl-C stops everything.
+`);
+} catch (error) {
+  console.error(`[stack] failed to start: ${(error as Error).message}`);
+  await shutdown(1);
+}
