@@ -78,6 +78,7 @@ export function createApp({ codec, broker, config, logger }: AppDeps) {
       predictions: result.predictions.slice(0, query.data.top),
       timings: { preprocessMs, queueMs: result.queueMs, inferenceMs: result.inferenceMs, totalMs },
       batchSize: result.batchSize,
+      worker: result.worker,
     });
   });
   app.all('/predict', (c) => {

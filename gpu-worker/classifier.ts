@@ -1,0 +1,101 @@
+/**
+ * Batched image classification: N wire tensors in, one `predict` call, top-k labels out.
+ *
+ * @example
+ * const classifier = new Classifier(await loadModel(config));
+ * await classifier.warmUp();
+ * const [predictions] = await classifier.classify([tensorBytes], 5); // [{ label, probability }]
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MAX_TOP_K, type Prediction } from '../shared/protocol.ts';
+import { CHANNELS, IMAGE_SIZE, TENSOR_BYTES } from '../shared/tensor.ts';
+import type { LoadedModel } from './model/load.ts';
+import { preprocess } from './model/preprocess.ts';
+
+export interface ClassifyRun {
+  predictions: Prediction[][];
+  /** From building the input tensor to having the top-k values on the CPU. */
+  inferenceMs: number;
+  /** tf.memory().numTensors before and after: equal unless something leaked. */
+  tensorsBefore: number;
+  tensorsAfter: number;
+}
+
+/**
+ * tfjs has one engine per process, shared by every model in it. Runs are serialised through this
+ * chain so they cannot interleave at an `await` (one backend runs one batch at a time anyway), and
+ * so the tensor counts around a run are exact.
+ */
+let engineQueue: Promise<unknown> = Promise.resolve();
+function exclusive<T>(run: () => Promise<T>): Promise<T> {
+  const result = engineQueue.then(run, run);
+  engineQueue = result.catch(() => {});
+  return result;
+}
+
+export class Classifier {
+  readonly name: string;
+  readonly labels: readonly string[];
+
+  constructor(readonly loaded: LoadedModel) {
+    this.name = loaded.name;
+    this.labels = loaded.labels;
+  }
+
+  /** Top `topK` (at most MAX_TOP_K and the class count) predictions for each image. */
+  async classify(tensors: Uint8Array[], topK: number = MAX_TOP_K): Promise<Prediction[][]> {
+    return (await this.classifyWithStats(tensors, topK)).predictions;
+  }
+
+  async classifyWithStats(tensors: Uint8Array[], topK: number = MAX_TOP_K): Promise<ClassifyRun> {
+    if (tensors.length === 0) return { predictions: [], inferenceMs: 0, tensorsBefore: 0, tensorsAfter: 0 };
+    tensors.forEach((bytes, i) => {
+      if (bytes.length !== TENSOR_BYTES) throw new RangeError(`image ${i}: expected ${TENSOR_BYTES} bytes, got ${bytes.length}`);
+    });
+    const k = Math.max(1, Math.min(topK, MAX_TOP_K, this.labels.length));
+    const batch = new Uint8Array(tensors.length * TENSOR_BYTES);
+    tensors.forEach((bytes, i) => batch.set(bytes, i * TENSOR_BYTES));
+
+    return exclusive(async () => {
+      const tensorsBefore = tf.memory().numTensors;
+      const started = performance.now();
+      const [values, indices] = tf.tidy((): [tf.Tensor, tf.Tensor] => {
+        // uint8 in, float32 for the model: the cast happens once, for the whole batch.
+        const x = tf.tensor4d(batch, [tensors.length, IMAGE_SIZE, IMAGE_SIZE, CHANNELS], 'float32');
+        let y = this.loaded.model.predict(preprocess(x, this.loaded.preprocess)) as tf.Tensor2D;
+        if (!this.loaded.outputsProbabilities) y = tf.softmax(y);
+        const top = tf.topk(y, k);
+        return [top.values, top.indices];
+      });
+      let predictions: Prediction[][];
+      let inferenceMs: number;
+      try {
+        // Reading the values is when GPU backends actually finish the work, so it is inside the timing.
+        const [probabilities, classes] = await Promise.all([values.data(), indices.data()]);
+        inferenceMs = performance.now() - started;
+        predictions = tensors.map((_, image) =>
+          Array.from({ length: k }, (_, rank) => {
+            const at = image * k + rank;
+            const cls = classes[at] ?? 0;
+            return { label: this.labels[cls] ?? String(cls), probability: probabilities[at] ?? 0 };
+          }),
+        );
+      } finally {
+        values.dispose();
+        indices.dispose();
+      }
+      return { predictions, inferenceMs, tensorsBefore, tensorsAfter: tf.memory().numTensors };
+    });
+  }
+
+  /** One dummy batch at start, so the first real request does not pay for kernel setup. */
+  async warmUp(batchSize = 1): Promise<number> {
+    const started = performance.now();
+    await this.classify(Array.from({ length: batchSize }, () => new Uint8Array(TENSOR_BYTES)), 1);
+    return performance.now() - started;
+  }
+
+  dispose(): void {
+    this.loaded.model.dispose();
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The worker's settings, from environment variables.
+ *
+ * @example
+ * const config = parseWorkerConfig(process.env); // throws ConfigError naming each bad variable
+ * config.model // { kind: 'builtin' } | { kind: 'dir', path } | { kind: 'url', url }
+ */
+import { availableParallelism, homedir, hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { intVar, parseEnv, urlVar } from '../shared/config.ts';
+import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
+import { BUILTIN_MODEL } from './model/builtin.ts';
+import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
+
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+
+export const DEFAULT_MODEL_CACHE_DIR = join(homedir(), '.cache', 'resnet-edge', 'models');
+
+/** Where the model comes from: the pinned npm package, a local directory, or a URL of model.json. */
+export type ModelSource = { kind: 'builtin' } | { kind: 'dir'; path: string } | { kind: 'url'; url: string };
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const WorkerEnv = z
+  .object({
+    REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+    KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
+    BATCH_SIZE: intVar(32, 1, 1024),
+    // Like Triton's max_queue_delay: how long a partial batch waits for more jobs after its first one.
+    MAX_BATCH_DELAY_MS: intVar(5, 0, 10_000),
+    MODEL: z.string().default('resnet50'),
+    LABELS: z.string().optional(),
+    PREPROCESS: z.enum(PREPROCESS_MODES, { error: `expected one of ${PREPROCESS_MODES.join(', ')}` }).optional(),
+    MODEL_NAME: z.string().optional(),
+    MODEL_CACHE_DIR: z.string().default(DEFAULT_MODEL_CACHE_DIR),
+    BACKEND: z.enum(BACKEND_CHOICES, { error: `expected one of ${BACKEND_CHOICES.join(', ')}` }).default('auto'),
+    // The wasm backend runs on one thread in Node, so a CPU box wants one process per core ('auto').
+    INFERENCE_PROCESSES: z
+      .string()
+      .default('1')
+      .transform((value, ctx) => {
+        if (value === 'auto') return availableParallelism();
+        if (/^\d+$/.test(value) && Number(value) >= 1 && Number(value) <= 64) return Number(value);
+        ctx.addIssue({ code: 'custom', message: 'expected an integer from 1 to 64, or auto (one per core)' });
+        return z.NEVER;
+      }),
+    CONSUMER_NAME: z.string().regex(/^[\w.:@-]+$/, { error: 'letters, digits, _ . : @ - only' }).optional(),
+    RESULT_TTL_MS: intVar(60_000, 1_000, 7 * 24 * 3_600_000),
+    CLAIM_IDLE_MS: intVar(60_000, 1_000, 24 * 3_600_000),
+    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  })
+  .transform((env, ctx) => {
+    const model = modelSource(env.MODEL);
+    if (model.kind !== 'builtin' && !env.PREPROCESS) {
+      // A wrong guess here gives confident wrong answers, so custom models must say what they expect.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['PREPROCESS'],
+        message: `required for a custom MODEL: one of ${PREPROCESS_MODES.join(', ')} (Keras ResNet/VGG: caffe; MobileNet/Inception: tf; torchvision: torch)`,
+      });
+      return z.NEVER;
+    }
+    return {
+      redisUrl: env.REDIS_URL,
+      keyPrefix: env.KEY_PREFIX,
+      batchSize: env.BATCH_SIZE,
+      maxBatchDelayMs: env.MAX_BATCH_DELAY_MS,
+      model,
+      labels: env.LABELS,
+      preprocess: (env.PREPROCESS ?? BUILTIN_MODEL.preprocess) as PreprocessMode,
+      modelName: env.MODEL_NAME ?? defaultModelName(model),
+      modelCacheDir: resolve(env.MODEL_CACHE_DIR),
+      backend: env.BACKEND as BackendChoice,
+      inferenceProcesses: env.INFERENCE_PROCESSES,
+      consumerName: env.CONSUMER_NAME ?? `${hostname()}-${process.pid}`,
+      resultTtlMs: env.RESULT_TTL_MS,
+      claimIdleMs: env.CLAIM_IDLE_MS,
+      logLevel: env.LOG_LEVEL,
+    };
+  });
+
+export type WorkerConfig = z.infer<typeof WorkerEnv>;
+
+export const parseWorkerConfig = (env: Record<string, string | undefined>): WorkerConfig => parseEnv(WorkerEnv, env);
+
+function modelSource(value: string): ModelSource {
+  if (value === 'resnet50') return { kind: 'builtin' };
+  if (/^https?:\/\//i.test(value)) return { kind: 'url', url: value.endsWith('/') ? `${value}model.json` : value };
+  // A directory holding model.json, or the model.json file itself.
+  const path = resolve(value);
+  return { kind: 'dir', path: basename(path) === 'model.json' ? dirname(path) : path };
+}
+
+function defaultModelName(model: ModelSource): string {
+  if (model.kind === 'builtin') return BUILTIN_MODEL.name;
+  if (model.kind === 'dir') return basename(model.path);
+  const parts = new URL(model.url).pathname.split('/').filter(Boolean);
+  return parts.at(-1) === 'model.json' ? (parts.at(-2) ?? 'model') : (parts.at(-1) ?? 'model');
+}

@@ -1,0 +1,84 @@
+/**
+ * Turn one raw stream entry (XREADGROUP, Buffer variant) into a job the worker can run, or say
+ * why it cannot. Nothing here throws: a malformed entry must never stop the loop.
+ */
+import type { JobFields } from '../shared/protocol.ts';
+import { TENSOR_BYTES } from '../shared/tensor.ts';
+
+export interface StreamEntry {
+  entryId: string;
+  /** Flat [name, value, name, value, ...]; null when the entry was deleted meanwhile. */
+  fields: Buffer[] | null;
+  /** Epoch ms when this worker received it (for queueMs). */
+  readAt: number;
+}
+
+export interface Job {
+  kind: 'job';
+  entryId: string;
+  id: string;
+  reply: string;
+  tensor: Uint8Array;
+  enqueuedAt: number;
+  deadline: number;
+  readAt: number;
+}
+
+/** Answerable (it has an id and a reply channel) but not runnable: gets an error result. */
+export interface InvalidJob {
+  kind: 'invalid';
+  entryId: string;
+  id: string;
+  reply: string;
+  message: string;
+}
+
+/** Not even answerable (no id or reply channel): acknowledged and dropped. */
+export interface UnanswerableEntry {
+  kind: 'unanswerable';
+  entryId: string;
+  message: string;
+}
+
+export type ParsedEntry = Job | InvalidJob | UnanswerableEntry;
+
+const B64_LENGTH = Math.ceil(TENSOR_BYTES / 3) * 4;
+const B64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export function parseEntry(entry: StreamEntry): ParsedEntry {
+  const { entryId } = entry;
+  if (!entry.fields) return { kind: 'unanswerable', entryId, message: 'entry has no fields (deleted?)' };
+  const fields = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < entry.fields.length; i += 2) {
+    fields.set(entry.fields[i]!.toString('latin1'), entry.fields[i + 1]!);
+  }
+  const text = (name: keyof JobFields) => fields.get(name)?.toString('utf8');
+  const id = text('id');
+  const reply = text('reply');
+  if (!id || !reply) return { kind: 'unanswerable', entryId, message: `entry lacks ${!id ? 'id' : 'reply'}` };
+
+  const invalid = (message: string): InvalidJob => ({ kind: 'invalid', entryId, id, reply, message });
+  const enqueuedAt = Number(text('enqueuedAt'));
+  const deadline = Number(text('deadline'));
+  if (!Number.isFinite(enqueuedAt) || !Number.isFinite(deadline)) return invalid('enqueuedAt and deadline must be epoch milliseconds');
+  const raw = fields.get('tensor');
+  if (!raw) return invalid('job has no tensor');
+  const enc = text('enc');
+  let tensor: Uint8Array;
+  if (enc === 'raw') {
+    tensor = raw;
+  } else if (enc === 'b64') {
+    const b64 = raw.toString('latin1');
+    // Buffer's decoder skips junk silently, so check the text first.
+    if (b64.length !== B64_LENGTH || !B64_CHARS.test(b64)) {
+      return invalid(`tensor: expected ${B64_LENGTH} base64 characters (${TENSOR_BYTES} bytes), got ${b64.length} characters`);
+    }
+    tensor = Buffer.from(b64, 'base64');
+  } else {
+    return invalid(`enc must be raw or b64, got ${JSON.stringify(enc ?? null)}`);
+  }
+  if (tensor.length !== TENSOR_BYTES) {
+    return invalid(`tensor: expected ${TENSOR_BYTES} bytes (224x224 RGB uint8), got ${tensor.length}`);
+  }
+  return { kind: 'job', entryId, id, reply, tensor, enqueuedAt, deadline, readAt: entry.readAt };
+}

@@ -1,0 +1,86 @@
+/**
+ * `npm run worker`: one inference worker process (or a supervisor of several).
+ *
+ * Reads its settings from the environment (see config.ts), picks the tfjs backend
+ * (tfjs-node-gpu > tfjs-node > wasm > cpu), loads and warms up the model (the builtin ResNet50 is
+ * downloaded on first start into MODEL_CACHE_DIR), then serves jobs until SIGTERM/SIGINT, which
+ * finish the batch in hand first.
+ *
+ * Readiness: one JSON log line on stdout with "msg":"worker ready" per worker process.
+ * Exit codes: 0 stopped, 1 failed, 2 bad configuration (the message names the variable).
+ *
+ * INFERENCE_PROCESSES: the wasm backend computes on a single thread in Node, so a CPU deployment
+ * runs one process per core (INFERENCE_PROCESSES=auto); this process then only supervises the
+ * children (supervisor.ts). On a GPU (tfjs-node-gpu) keep 1: the GPU is the shared resource and
+ * one process with larger batches uses it best.
+ */
+import { ConfigError } from '../shared/config.ts';
+import { createLogger, type Logger } from '../shared/log.ts';
+import { BackendError } from './backend.ts';
+import { parseWorkerConfig, type WorkerConfig } from './config.ts';
+import { fetchBuiltinModel, progressPrinter } from './model/fetch.ts';
+import { CONFIG_EXIT_CODE, SUPERVISED_ENV, superviseProcesses, type ChildReadyMessage } from './supervisor.ts';
+
+let config: WorkerConfig;
+try {
+  config = parseWorkerConfig(process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(error.message);
+  process.exit(CONFIG_EXIT_CODE);
+}
+
+const log = createLogger('gpu-worker', config.logLevel);
+installProcessHandlers(log);
+
+if (config.inferenceProcesses > 1) {
+  // Download once here rather than in N children at the same time.
+  if (config.model.kind === 'builtin') await fetchBuiltinModel({ cacheDir: config.modelCacheDir, onProgress: progressPrinter() });
+  process.exit(await superviseProcesses(config, log));
+} else {
+  await runWorker(config, log);
+}
+
+async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
+  // Loaded here, not at the top: a supervisor never needs tfjs.
+  const { startWorker } = await import('./worker.ts');
+  const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter() });
+  const supervised = process.env[SUPERVISED_ENV] === '1' && typeof process.send === 'function';
+
+  let signals = 0;
+  const shutdown = (reason: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ reason }, 'stopping now, without finishing the batch');
+      process.exit(1);
+    }
+    log.info({ reason }, 'stopping after the batch in hand');
+    void worker.stop();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // Under a supervisor, Ctrl-C reaches every process of the group; the supervisor forwards SIGTERM.
+  process.on('SIGINT', () => (supervised ? undefined : shutdown('SIGINT')));
+  if (supervised) process.on('disconnect', () => shutdown('supervisor gone'));
+
+  try {
+    await worker.ready;
+    if (supervised) process.send!({ type: 'ready', consumer: worker.consumer } satisfies ChildReadyMessage);
+    await worker.done;
+    process.exit(0);
+  } catch (error) {
+    log.fatal({ err: error }, 'worker failed');
+    process.exit(error instanceof BackendError ? CONFIG_EXIT_CODE : 1);
+  }
+}
+
+/**
+ * Log instead of dying on a stray rejection (ioredis can reject a command during a reconnect);
+ * an uncaught exception leaves the process in an unknown state, so that one still exits.
+ */
+function installProcessHandlers(log: Logger): void {
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled promise rejection'));
+  process.on('uncaughtException', (error) => {
+    log.fatal({ err: error }, 'uncaught exception');
+    process.exit(1);
+  });
+}

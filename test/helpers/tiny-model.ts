@@ -1,0 +1,115 @@
+/**
+ * A tiny but real tfjs layers model, written to disk the way the tfjs converter does
+ * (model.json + binary weight shards), so worker tests run the real loading and inference code
+ * in milliseconds instead of ResNet50's seconds.
+ *
+ *   input [224,224,3] -> conv2d(4 filters, 8x8, stride 8, relu) -> global average pool -> dense(classes)
+ *
+ * Weights come from a seeded generator: the same seed gives the same model, and the returned
+ * in-memory `model` lets a test compute the expected output independently.
+ * Call after a tfjs backend is set (e.g. selectBackend('wasm')).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+
+export interface TinyModelOptions {
+  classes?: number;
+  /** End in softmax (like Keras classifiers) or output raw logits. */
+  softmax?: boolean;
+  seed?: number;
+  /** How labels.json next to model.json is written; 'none' writes no labels file. */
+  labels?: 'array' | 'object' | 'none';
+  /** Weight bytes are split over this many shard files. */
+  shards?: number;
+  inputShape?: [number, number, number];
+}
+
+export interface TinyModel {
+  dir: string;
+  labels: string[];
+  /** The same model, in memory (the caller disposes it, or calls cleanup()). */
+  model: tfl.LayersModel;
+  cleanup(): Promise<void>;
+}
+
+/** mulberry32: a small, well-known seeded PRNG. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export async function createTinyModel(options: TinyModelOptions = {}): Promise<TinyModel> {
+  const { classes = 10, softmax = true, seed = 42, labels: labelsFormat = 'array', shards = 2 } = options;
+  const inputShape = options.inputShape ?? [224, 224, 3];
+  const model = tfl.sequential({
+    layers: [
+      tfl.layers.conv2d({ inputShape, filters: 4, kernelSize: 8, strides: 8, activation: 'relu' }),
+      tfl.layers.globalAveragePooling2d({}),
+      tfl.layers.dense({ units: classes, activation: softmax ? 'softmax' : 'linear' }),
+    ],
+  });
+  // Small weights: conv outputs stay in tens after caffe preprocessing, so the softmax is not saturated.
+  const random = seededRandom(seed);
+  const scales = [0.004, 0.1, 0.2, 0.5]; // conv kernel, conv bias, dense kernel, dense bias
+  const weights = model.getWeights().map((w, i) =>
+    tf.tensor(Float32Array.from({ length: w.size }, () => (random() * 2 - 1) * (scales[i] ?? 0.1)), w.shape),
+  );
+  model.setWeights(weights);
+  weights.forEach((w) => w.dispose());
+
+  const dir = await mkdtemp(join(tmpdir(), 'tiny-model-'));
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      const bytes = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData!));
+      const paths: string[] = [];
+      const shardSize = Math.ceil(bytes.length / shards);
+      for (let i = 0; i < shards; i++) {
+        const name = `group1-shard${i + 1}of${shards}.bin`;
+        await writeFile(join(dir, name), bytes.subarray(i * shardSize, (i + 1) * shardSize));
+        paths.push(name);
+      }
+      const modelJson = {
+        format: 'layers-model',
+        generatedBy: 'test/helpers/tiny-model.ts',
+        convertedBy: null,
+        modelTopology: artifacts.modelTopology,
+        weightsManifest: [{ paths, weights: artifacts.weightSpecs }],
+      };
+      await writeFile(join(dir, 'model.json'), JSON.stringify(modelJson));
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+
+  const labels = Array.from({ length: classes }, (_, i) => `class_${i}`);
+  if (labelsFormat === 'array') await writeFile(join(dir, 'labels.json'), JSON.stringify(labels));
+  if (labelsFormat === 'object') await writeFile(join(dir, 'labels.json'), JSON.stringify(Object.fromEntries(labels.map((l, i) => [String(i), l]))));
+
+  return {
+    dir,
+    labels,
+    model,
+    async cleanup() {
+      model.dispose();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A reproducible 224x224 RGB uint8 image: a colour of its own plus noise, so different seeds give
+ * clearly different predictions (pure noise would average out to the same output for all).
+ */
+export function randomImage(seed: number, size = 224 * 224 * 3): Uint8Array {
+  const random = seededRandom(seed);
+  const base = [random() * 255, random() * 255, random() * 255];
+  return Uint8Array.from({ length: size }, (_, i) => Math.max(0, Math.min(255, Math.round(base[i % 3]! + (random() - 0.5) * 60))));
+}
