@@ -20,6 +20,7 @@ export interface SpawnTierOptions {
   /** Entry file relative to the repo root, run with tsx. */
   entry: string;
   env: Record<string, string | undefined>;
+  /** A log message (pino `msg`), or the start of a plain-text line, that means "ready". */
   readyMessage: string;
   /** Where formatted log lines go; default stdout. Pass null to drop them. */
   print?: ((line: string) => void) | null;
@@ -58,7 +59,7 @@ export function spawnTier({ name, entry, env, readyMessage, print = console.log 
     const onLine = (line: string) => {
       const { text, msg } = formatLogLine(line);
       print?.(`[${name}] ${text}`);
-      if (msg === readyMessage) resolve();
+      if (msg === readyMessage || (msg === undefined && text.startsWith(readyMessage))) resolve();
     };
     createInterface({ input: child.stdout! }).on('line', onLine);
     createInterface({ input: child.stderr! }).on('line', (line) => print?.(`[${name}] ${line}`));

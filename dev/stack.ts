@@ -103,8 +103,8 @@ try {
   await Promise.all(tiers.map((tier) => tier.ready));
 
   const url = `http://localhost:${env.PORT}`;
-  console.log(`
-Ready: edge on ${url}, ${env.WORKERS} worker(s), Upstash REST on ${rest.url}, Redis ${redisUrl}
+  // The first line is what scripts and tests wait for.
+  console.log(`Ready: edge on ${url}, ${env.WORKERS} worker(s), Upstash REST on ${rest.url}, Redis ${redisUrl}
 
   curl -F image=@../shared/fixtures/images/beagle.jpg ${url}/predict
   npm run predict -- ../shared/fixtures/images/beagle.jpg --url ${url}

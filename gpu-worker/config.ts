@@ -8,7 +8,7 @@
 import { availableParallelism, homedir, hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { intVar, parseEnv, urlVar } from '../shared/config.ts';
+import { intVar, optionalIntVar, parseEnv, urlVar } from '../shared/config.ts';
 import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
 import { BUILTIN_MODEL } from './model/builtin.ts';
 import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
@@ -27,7 +27,8 @@ export const WorkerEnv = z
   .object({
     REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
     KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
-    BATCH_SIZE: intVar(32, 1, 1024),
+    // Unset: 32 on a native (GPU) backend, 4 on wasm/cpu (see defaultBatchSize).
+    BATCH_SIZE: optionalIntVar(1, 1024),
     // Like Triton's max_queue_delay: how long a partial batch waits for more jobs after its first one.
     MAX_BATCH_DELAY_MS: intVar(5, 0, 10_000),
     MODEL: z.string().default('resnet50'),
@@ -82,6 +83,13 @@ export const WorkerEnv = z
   });
 
 export type WorkerConfig = z.infer<typeof WorkerEnv>;
+
+/**
+ * The batch size when BATCH_SIZE is unset. A GPU computes a batch of 32 in about the time of one
+ * image, so big batches pay. The wasm and cpu backends take N times as long for N images: batching
+ * buys nothing there, and a worker that grabs 32 jobs keeps them from idle workers for seconds.
+ */
+export const defaultBatchSize = (backend: string): number => (backend === 'tensorflow' ? 32 : 4);
 
 export const parseWorkerConfig = (env: Record<string, string | undefined>): WorkerConfig => parseEnv(WorkerEnv, env);
 

@@ -10,6 +10,7 @@
  * await worker.ready;   // model loaded + warmed up, consumer group joined
  * await worker.stop();  // finishes the batch in hand, then closes its connections
  */
+import * as tf from '@tensorflow/tfjs-core';
 import { Redis } from 'ioredis';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
@@ -17,7 +18,7 @@ import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
 import { selectBackend } from './backend.ts';
 import { readBatch } from './batcher.ts';
 import { Classifier } from './classifier.ts';
-import type { WorkerConfig } from './config.ts';
+import { defaultBatchSize, type WorkerConfig } from './config.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
 import { loadModel } from './model/load.ts';
@@ -83,6 +84,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const consumer = config.consumerName;
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0 };
   let stopping = false;
+  let batchSize = 1; // set once the backend is known
   let wakeSleep: (() => void) | undefined;
   let reader: Redis | undefined;
   let writer: Redis | undefined;
@@ -159,7 +161,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       stream: keys.stream,
       group: keys.group,
       consumer,
-      batchSize: config.batchSize,
+      batchSize,
       maxDelayMs: config.maxBatchDelayMs,
       blockMs: BLOCK_MS,
     };
@@ -276,12 +278,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     try {
       classifier = await start();
       if (stopping) return;
+      batchSize = config.batchSize ?? defaultBatchSize(tf.getBackend());
       log.info(
         {
           consumer,
           model: classifier!.name,
           stream: keys.stream,
-          batchSize: config.batchSize,
+          backend: tf.getBackend(),
+          batchSize,
           maxBatchDelayMs: config.maxBatchDelayMs,
         },
         'worker ready',

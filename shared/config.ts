@@ -12,14 +12,14 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** An integer variable within bounds, optional (undefined when unset). */
+export const optionalIntVar = (min: number, max: number) => {
+  const error = `expected an integer from ${min} to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }).optional();
+};
+
 /** An integer variable with a default and bounds, e.g. `intVar(32, 1, 1024)`. */
-export const intVar = (fallback: number, min: number, max: number) =>
-  z.coerce
-    .number({ error: `expected an integer from ${min} to ${max}` })
-    .int({ error: `expected an integer from ${min} to ${max}` })
-    .min(min, { error: `expected an integer from ${min} to ${max}` })
-    .max(max, { error: `expected an integer from ${min} to ${max}` })
-    .default(fallback);
+export const intVar = (fallback: number, min: number, max: number) => optionalIntVar(min, max).default(fallback);
 
 /** A URL variable; `protocols` restricts the scheme (e.g. ['redis:', 'rediss:']). */
 export const urlVar = (protocols: string[]) =>

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { selectBackend, BackendError, type SelectedBackend } from '../gpu-worker/backend.ts';
 import { Classifier } from '../gpu-worker/classifier.ts';
-import { parseWorkerConfig } from '../gpu-worker/config.ts';
+import { parseWorkerConfig, defaultBatchSize } from '../gpu-worker/config.ts';
 import { loadModel, ModelLoadError, parseLabels } from '../gpu-worker/model/load.ts';
 import { preprocess, type PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { startWorker, type BatchReport, type WorkerHandle } from '../gpu-worker/worker.ts';
@@ -135,12 +135,19 @@ describe('backend choice', () => {
 });
 
 describe('config', () => {
+  it('batches 32 on a native (GPU) backend and 4 on wasm/cpu unless BATCH_SIZE is set', () => {
+    expect(defaultBatchSize('tensorflow')).toBe(32);
+    expect(defaultBatchSize('wasm')).toBe(4);
+    expect(defaultBatchSize('cpu')).toBe(4);
+    expect(parseWorkerConfig({ BATCH_SIZE: '16' }).batchSize).toBe(16);
+  });
+
   it('has the documented defaults', () => {
     const config = parseWorkerConfig({});
     expect(config).toMatchObject({
       redisUrl: 'redis://127.0.0.1:6379',
       keyPrefix: 'rn',
-      batchSize: 32,
+      batchSize: undefined,
       maxBatchDelayMs: 5,
       model: { kind: 'builtin' },
       preprocess: 'caffe',

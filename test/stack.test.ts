@@ -1,0 +1,82 @@
+/**
+ * `npm start` as a user runs it, with WORKERS=2 and the real Keras ResNet50: the seed's beagle
+ * gives Keras' answer, and 50 concurrent requests are each answered once and correctly.
+ */
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../dev/redis-server.ts';
+import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import { FIXTURES } from './helpers/images.ts';
+
+interface ManifestEntry {
+  file: string;
+  expected_class: string;
+  keras_reference?: Record<string, number>;
+}
+const manifest: ManifestEntry[] = JSON.parse(await readFile(`${FIXTURES}manifest.json`, 'utf8'));
+
+let stack: TierProcess;
+let url: string;
+const output: string[] = [];
+
+beforeAll(async () => {
+  const port = await freePort();
+  url = `http://localhost:${port}`;
+  stack = spawnTier({
+    name: 'stack',
+    entry: 'dev/stack.ts',
+    env: { WORKERS: '2', PORT: String(port), REDIS_URL: undefined, BATCH_SIZE: undefined },
+    readyMessage: 'Ready:',
+    print: (line) => output.push(line),
+  });
+  await stack.ready;
+}, 240_000);
+
+afterAll(async () => {
+  await stack?.stop();
+  // Ctrl-C stops everything cleanly.
+  expect(stack.child.exitCode).toBe(0);
+  expect(output.join('\n')).toContain('[stack] stopped');
+});
+
+async function classify(file: string) {
+  const body = new FormData();
+  body.append('image', new Blob([new Uint8Array(await readFile(FIXTURES + file))]), file);
+  const response = await fetch(`${url}/predict`, { method: 'POST', body });
+  return { status: response.status, body: await response.json() };
+}
+
+describe('npm start (WORKERS=2, Keras ResNet50)', () => {
+  it('prints the curl line to try', () => {
+    expect(output.join('\n')).toContain(`curl -F image=@../shared/fixtures/images/beagle.jpg ${url}/predict`);
+  });
+
+  it("classifies the seed's beagle like Keras: beagle 0.9901 +- 0.01", async () => {
+    const reference = manifest.find((m) => m.file === 'beagle.jpg')!.keras_reference!.beagle!;
+    const { status, body } = await classify('beagle.jpg');
+    expect(status).toBe(200);
+    expect(body.predictions).toHaveLength(5);
+    expect(body.predictions[0].label).toBe('beagle');
+    expect(Math.abs(body.predictions[0].probability - reference)).toBeLessThanOrEqual(0.01);
+    expect(body.model).toBe('keras-resnet50-imagenet');
+  });
+
+  it('answers 50 concurrent requests exactly once each, with the same answer as alone', async () => {
+    const files = manifest.map((m) => m.file);
+    const alone = new Map<string, { label: string; probability: number }>();
+    for (const file of files) {
+      const { status, body } = await classify(file);
+      expect(status).toBe(200);
+      alone.set(file, body.predictions[0]);
+    }
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => files[i % files.length]!).map(async (file) => ({ file, ...(await classify(file)) })));
+    for (const { file, status, body } of results) {
+      expect(status, JSON.stringify(body)).toBe(200);
+      expect(body.predictions[0].label).toBe(alone.get(file)!.label);
+      // Batched float math may differ from batch-of-1 in the last digits.
+      expect(body.predictions[0].probability).toBeCloseTo(alone.get(file)!.probability, 3);
+    }
+    expect(new Set(results.map((r) => r.body.id)).size).toBe(50);
+    expect(new Set(results.map((r) => r.body.worker)).size).toBe(2);
+  }, 120_000);
+});
