@@ -1,10 +1,13 @@
 /**
  * Collect one batch from the job stream (consumer group read, new entries only).
  *
- * Waits up to `blockMs` for a first job. Once one arrived, keeps reading until the batch is full
- * or `maxDelayMs` have passed since that first arrival (Triton's max_queue_delay): a short wait
- * that lets concurrent requests share one forward pass. Under backlog the first read already
- * returns a full batch and nothing waits.
+ * Waits up to `blockMs` for a first job (a blocking read wakes the moment a job is added). If the
+ * batch is not full, it waits `maxDelayMs` (Triton's max_queue_delay), then takes what has arrived
+ * with one non-blocking read: a short wait that lets concurrent requests share one forward pass.
+ * Under backlog the first read already returns a full batch and nothing waits.
+ *
+ * The fill wait is a local timer, not `BLOCK maxDelayMs`: Redis only checks blocked clients'
+ * timeouts on its `hz` tick (every 100 ms by default), so a 5 ms BLOCK could last ~100 ms.
  */
 import type { Redis } from 'ioredis';
 import type { StreamEntry } from './jobs.ts';
@@ -22,15 +25,15 @@ export interface BatchReadOptions {
 type XReadGroupReply = [key: Buffer, items: [id: Buffer, fields: Buffer[] | null][]][] | null;
 
 export async function readBatch(redis: Redis, options: BatchReadOptions): Promise<StreamEntry[]> {
-  const read = async (count: number, blockMs: number): Promise<StreamEntry[]> => {
+  const read = async (count: number, blockMs?: number): Promise<StreamEntry[]> => {
+    const block = blockMs === undefined ? [] : ['BLOCK', Math.max(1, Math.ceil(blockMs))]; // BLOCK 0 = forever
     const reply = (await redis.xreadgroupBuffer(
       'GROUP',
       options.group,
       options.consumer,
       'COUNT',
       count,
-      'BLOCK',
-      Math.max(1, Math.ceil(blockMs)), // BLOCK 0 would mean "forever"
+      ...(block as ['BLOCK', number]),
       'STREAMS',
       options.stream,
       '>',
@@ -40,12 +43,8 @@ export async function readBatch(redis: Redis, options: BatchReadOptions): Promis
   };
 
   const batch = await read(options.batchSize, options.blockMs);
-  if (batch.length === 0) return batch;
-  const firstAt = Date.now();
-  while (batch.length < options.batchSize) {
-    const left = options.maxDelayMs - (Date.now() - firstAt);
-    if (left <= 0) break;
-    batch.push(...(await read(options.batchSize - batch.length, left)));
-  }
+  if (batch.length === 0 || batch.length >= options.batchSize || options.maxDelayMs <= 0) return batch;
+  await new Promise((resolve) => setTimeout(resolve, options.maxDelayMs));
+  batch.push(...(await read(options.batchSize - batch.length)));
   return batch;
 }
