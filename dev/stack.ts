@@ -9,7 +9,7 @@
  * It prints the curl line to try once every tier is ready; Ctrl-C stops everything.
  */
 import { randomBytes } from 'node:crypto';
-import { ConfigError, intVar, parseEnv } from '../shared/config.ts';
+import { configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
 import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
 import { spawnTier, type TierProcess } from './processes.ts';
@@ -22,14 +22,7 @@ const StackEnv = z.object({
   REDIS_URL: z.string().optional(),
 });
 
-let env: z.infer<typeof StackEnv>;
-try {
-  env = parseEnv(StackEnv, process.env);
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(error.message);
-  process.exit(2);
-}
+const env = configOrExit(() => parseEnv(StackEnv, process.env));
 if (!env.REDIS_URL && !hasRedisServer()) {
   console.error(REDIS_INSTALL_HINT);
   process.exit(1);

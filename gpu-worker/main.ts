@@ -14,21 +14,14 @@
  * children (supervisor.ts). On a GPU (tfjs-node-gpu) keep 1: the GPU is the shared resource and
  * one process with larger batches uses it best.
  */
-import { ConfigError } from '../shared/config.ts';
+import { CONFIG_EXIT_CODE, configOrExit } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { BackendError } from './backend.ts';
 import { parseWorkerConfig, type WorkerConfig } from './config.ts';
 import { fetchBuiltinModel, progressPrinter } from './model/fetch.ts';
-import { CONFIG_EXIT_CODE, SUPERVISED_ENV, superviseProcesses, type ChildReadyMessage } from './supervisor.ts';
+import { SUPERVISED_ENV, superviseProcesses, type ChildReadyMessage } from './supervisor.ts';
 
-let config: WorkerConfig;
-try {
-  config = parseWorkerConfig(process.env);
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(error.message);
-  process.exit(CONFIG_EXIT_CODE);
-}
+const config: WorkerConfig = configOrExit(() => parseWorkerConfig(process.env));
 
 const log = createLogger('gpu-worker', config.logLevel);
 installProcessHandlers(log);

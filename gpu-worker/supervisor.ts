@@ -10,6 +10,7 @@
  * forwarded; the supervisor exits when all children have.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { CONFIG_EXIT_CODE } from '../shared/config.ts';
 import type { Logger } from '../shared/log.ts';
 import type { WorkerConfig } from './config.ts';
 
@@ -17,7 +18,6 @@ const MIN_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 const HEALTHY_AFTER_MS = 60_000;
 /** A child exiting with this code has a configuration problem: restarting cannot help. */
-export const CONFIG_EXIT_CODE = 2;
 /** Set on the children, so they leave Ctrl-C to the supervisor and exit if it disappears. */
 export const SUPERVISED_ENV = 'RN_WORKER_SUPERVISED';
 

@@ -47,3 +47,17 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
   });
   throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
 }
+
+/** Exit code of a process stopped by bad configuration. */
+export const CONFIG_EXIT_CODE = 2;
+
+/** For Node entry points: `parse()`, or print its ConfigError and exit with CONFIG_EXIT_CODE. */
+export function configOrExit<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    process.exit(CONFIG_EXIT_CODE);
+  }
+}

@@ -13,7 +13,7 @@
  * curl -H 'Authorization: Bearer dev-token' http://127.0.0.1:8079/ping   # {"result":"PONG"}
  */
 import { z } from 'zod';
-import { ConfigError, intVar, parseEnv, urlVar } from '../../shared/config.ts';
+import { configOrExit, intVar, parseEnv, urlVar } from '../../shared/config.ts';
 import { createLogger } from '../../shared/log.ts';
 import { redactUrl, startUpstashRestServer } from './server.ts';
 
@@ -26,14 +26,7 @@ const Env = z.object({
   UPSTASH_REST_HOST: z.string().default('127.0.0.1'),
 });
 
-let env: z.infer<typeof Env>;
-try {
-  env = parseEnv(Env, process.env);
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(error.message);
-  process.exit(2);
-}
+const env = configOrExit(() => parseEnv(Env, process.env));
 
 const logger = createLogger('upstash-rest');
 let server: Awaited<ReturnType<typeof startUpstashRestServer>>;

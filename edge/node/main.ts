@@ -1,20 +1,13 @@
 /**
  * `npm run edge`: the edge alone, configured by env (see ../config.ts and the README).
  */
-import { ConfigError } from '../../shared/config.ts';
+import { configOrExit } from '../../shared/config.ts';
 import { createLogger } from '../../shared/log.ts';
 import { parseEdgeConfig } from '../config.ts';
 import { startNodeEdge } from './server.ts';
 
 const logger = createLogger('edge');
-let config;
-try {
-  config = parseEdgeConfig(process.env);
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(error.message);
-  process.exit(2);
-}
+const config = configOrExit(() => parseEdgeConfig(process.env));
 const edge = await startNodeEdge(config, logger);
 console.log(`edge ready on ${edge.url} - try: curl -F image=@dog.jpg ${edge.url}/predict`);
 
