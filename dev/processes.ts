@@ -17,10 +17,12 @@ export interface TierProcess {
 
 export interface SpawnTierOptions {
   name: string;
-  /** Entry file relative to the repo root, run with tsx. */
-  entry: string;
+  /** Entry file relative to the repo root, run with tsx... */
+  entry?: string;
+  /** ...or a whole command line (program, then arguments). */
+  command?: string[];
   env: Record<string, string | undefined>;
-  /** A log message (pino `msg`), or the start of a plain-text line, that means "ready". */
+  /** A log message (pino `msg`), or text within a plain-text line, that means "ready". */
   readyMessage: string;
   /** Where formatted log lines go; default stdout. Pass null to drop them. */
   print?: ((line: string) => void) | null;
@@ -48,8 +50,9 @@ export function formatLogLine(line: string): { text: string; msg?: string } {
   return { text: `${label}${String(msg ?? '')}${extras ? ` ${extras}` : ''}`, msg: typeof msg === 'string' ? msg : undefined };
 }
 
-export function spawnTier({ name, entry, env, readyMessage, print = console.log }: SpawnTierOptions): TierProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+export function spawnTier({ name, entry, command, env, readyMessage, print = console.log }: SpawnTierOptions): TierProcess {
+  const [program, ...args] = command ?? [process.execPath, '--import', 'tsx', entry!];
+  const child = spawn(program!, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,7 +62,7 @@ export function spawnTier({ name, entry, env, readyMessage, print = console.log 
     const onLine = (line: string) => {
       const { text, msg } = formatLogLine(line);
       print?.(`[${name}] ${text}`);
-      if (msg === readyMessage || (msg === undefined && text.startsWith(readyMessage))) resolve();
+      if (msg === readyMessage || (msg === undefined && text.includes(readyMessage))) resolve();
     };
     createInterface({ input: child.stdout! }).on('line', onLine);
     createInterface({ input: child.stderr! }).on('line', (line) => print?.(`[${name}] ${line}`));

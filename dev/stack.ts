@@ -4,15 +4,19 @@
  *   redis-server (its own, on a free port; or REDIS_URL when set)
  *   -> the local Upstash REST server (the edge's production protocol, in front of that Redis)
  *   -> WORKERS gpu-worker processes (default 1)
- *   -> the edge on PORT (default 8787), talking Upstash REST
+ *   -> the edge on PORT (default 8787), talking Upstash REST: on Node, or with `--workers`
+ *      (`npm run dev:edge`) inside workerd via `wrangler dev --env local`
  *
  * It prints the curl line to try once every tier is ready; Ctrl-C stops everything.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
 import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
-import { spawnTier, type TierProcess } from './processes.ts';
+import { REPO_ROOT, spawnTier, type TierProcess } from './processes.ts';
 import { startUpstashRestServer } from './upstash-rest/server.ts';
 
 const StackEnv = z.object({
@@ -23,6 +27,7 @@ const StackEnv = z.object({
 });
 
 const env = configOrExit(() => parseEnv(StackEnv, process.env));
+const onWorkers = process.argv.includes('--workers');
 if (!env.REDIS_URL && !hasRedisServer()) {
   console.error(REDIS_INSTALL_HINT);
   process.exit(1);
@@ -34,6 +39,17 @@ let redis: RedisServerHandle | undefined;
 let rest: Awaited<ReturnType<typeof startUpstashRestServer>> | undefined;
 let stopping = false;
 
+let secretsDir: string | undefined;
+
+/** A .env file only this user can read, removed on shutdown (wrangler dev --env-file). */
+async function writeSecretsFile(values: Record<string, string | undefined>): Promise<string> {
+  secretsDir = await mkdtemp(join(tmpdir(), 'resnet-edge-'));
+  const file = join(secretsDir, '.dev.vars');
+  const lines = Object.entries(values).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+  await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+  return file;
+}
+
 async function shutdown(code: number) {
   if (stopping) return;
   stopping = true;
@@ -41,6 +57,7 @@ async function shutdown(code: number) {
   await Promise.allSettled(tiers.map((tier) => tier.stop()));
   await rest?.close().catch(() => {});
   await redis?.stop().catch(() => {});
+  if (secretsDir) await rm(secretsDir, { recursive: true, force: true });
   say('stopped');
   process.exit(code);
 }
@@ -72,18 +89,25 @@ try {
       }),
     );
   }
-  const edge = spawnTier({
-    name: 'edge',
-    entry: 'edge/node/main.ts',
-    env: {
-      PORT: String(env.PORT),
-      UPSTASH_REDIS_REST_URL: rest.url,
-      UPSTASH_REDIS_REST_TOKEN: token,
-      REDIS_URL: undefined,
-      EDGE_BROKER: 'upstash',
-    },
-    readyMessage: 'edge listening',
-  });
+  const edgeSettings = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined };
+  const edge = onWorkers
+    ? spawnTier({
+        name: 'edge',
+        command: [
+          process.execPath, `${REPO_ROOT}node_modules/wrangler/bin/wrangler.js`, 'dev', '--env', 'local',
+          '--ip', '127.0.0.1', '--port', String(env.PORT), '--show-interactive-dev-session=false',
+          // The URL and token reach the Worker as secrets from a private file, not on a command line.
+          '--env-file', await writeSecretsFile(edgeSettings),
+        ],
+        env: { WRANGLER_SEND_METRICS: 'false' },
+        readyMessage: 'Ready on',
+      })
+    : spawnTier({
+        name: 'edge',
+        entry: 'edge/node/main.ts',
+        env: { ...edgeSettings, PORT: String(env.PORT), EDGE_BROKER: 'upstash' },
+        readyMessage: 'edge listening',
+      });
   tiers.push(edge);
   for (const tier of tiers) {
     tier.child.once('exit', (code, signal) => {
@@ -97,7 +121,7 @@ try {
 
   const url = `http://localhost:${env.PORT}`;
   // The first line is what scripts and tests wait for.
-  console.log(`Ready: edge on ${url}, ${env.WORKERS} worker(s), Upstash REST on ${rest.url}, Redis ${redisUrl}
+  console.log(`Ready: edge on ${url} (${onWorkers ? 'workerd' : 'Node'}), ${env.WORKERS} worker(s), Upstash REST on ${rest.url}, Redis ${redisUrl}
 
   curl -F image=@../shared/fixtures/images/beagle.jpg ${url}/predict
   npm run predict -- ../shared/fixtures/images/beagle.jpg --url ${url}

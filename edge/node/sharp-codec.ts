@@ -8,7 +8,7 @@
 import sharp from 'sharp';
 import { ApiError } from '../errors.ts';
 import type { ImageCodec } from '../image/codec.ts';
-import { resizeNearestRgb } from '../image/nearest.ts';
+import { resizeToTensor } from '../image/resample.ts';
 import { IMAGE_SIZE, TENSOR_BYTES } from '../../shared/tensor.ts';
 
 const WHITE = { r: 255, g: 255, b: 255 };
@@ -18,7 +18,8 @@ export function createSharpCodec(options: { maxPixels: number }): ImageCodec {
     async toTensor(bytes, info, mode) {
       try {
         // failOn 'warning' turns libvips' "premature end of JPEG" and the like into errors.
-        const image = sharp(bytes, { limitInputPixels: options.maxPixels, failOn: 'warning', animated: false })
+        // ignoreIcc: like PIL (and so Keras), and like the WASM codec, use the pixel values as stored.
+        const image = sharp(bytes, { limitInputPixels: options.maxPixels, failOn: 'warning', animated: false, ignoreIcc: true })
           .rotate() // EXIF orientation
           .flatten({ background: WHITE })
           .toColourspace('srgb');
@@ -32,7 +33,8 @@ export function createSharpCodec(options: { maxPixels: number }): ImageCodec {
         }
         const { data, info: decoded } = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
         if (decoded.channels !== 3) throw new Error(`decoded ${decoded.channels} channels`);
-        return checked(resizeNearestRgb(data, decoded.width, decoded.height, IMAGE_SIZE, IMAGE_SIZE));
+        // sharp has oriented and flattened already.
+        return checked(resizeToTensor({ data, width: decoded.width, height: decoded.height, channels: 3 }, 1, 'squash'));
       } catch (error) {
         throw new ApiError(
           400,

@@ -1,0 +1,52 @@
+/**
+ * The Cloudflare Workers entry: the same Hono app as on Node, with the WASM codec and the Upstash
+ * REST broker. Settings come from `[vars]` in wrangler.toml; UPSTASH_REDIS_REST_URL and
+ * UPSTASH_REDIS_REST_TOKEN are secrets (`wrangler secret put`).
+ */
+import { Redis } from '@upstash/redis/cloudflare';
+import type { ExecutionContext } from 'hono';
+import { createApp } from '../app.ts';
+import { createUpstashBroker } from '../broker/upstash.ts';
+import { parseEdgeConfig } from '../config.ts';
+import { errorBody } from '../errors.ts';
+import { createPhotonCodec } from './photon-codec.ts';
+import { ConfigError } from '../../shared/config.ts';
+import { redisKeys } from '../../shared/keys.ts';
+import { createLogger } from '../../shared/log.ts';
+import enqueue from '../../shared/lua/enqueue.lua';
+
+type Env = Record<string, string | undefined>;
+
+let app: ReturnType<typeof createApp> | undefined;
+let configError: string | undefined;
+
+/** One app per isolate, built on its first request (bindings are only known then). */
+function appFor(env: Env) {
+  if (app || configError) return app;
+  try {
+    const config = parseEdgeConfig({ ...env, EDGE_BROKER: 'upstash' });
+    const logger = createLogger('edge', env.LOG_LEVEL ?? 'info');
+    const redis = new Redis({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, enableTelemetry: false });
+    const broker = createUpstashBroker({
+      redis,
+      keys: redisKeys(config.KEY_PREFIX),
+      limits: { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S },
+      scripts: { enqueue },
+      logger,
+    });
+    app = createApp({ codec: createPhotonCodec(), broker, config, logger });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    configError = error.message;
+    console.error(configError);
+  }
+  return app;
+}
+
+export default {
+  fetch(request: Request, env: Env, ctx: ExecutionContext) {
+    const edge = appFor(env);
+    if (!edge) return Response.json(errorBody('internal_error', `The edge is misconfigured: ${configError}`), { status: 500 });
+    return edge.fetch(request, env, ctx);
+  },
+};
