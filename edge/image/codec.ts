@@ -8,7 +8,7 @@ import type { ImageInfo } from './probe.ts';
 /**
  * - `squash`: Keras' `image.load_img(path, target_size=(224, 224))`: the whole image squashed to
  *   224x224 with nearest-neighbour sampling. The default, so results match the Keras reference.
- * - `center-crop`: short side scaled to 224 (antialiased), then the centre 224x224 cropped.
+ * - `center-crop`: short side scaled to 224 by area averaging (antialiased), then the centre 224x224.
  */
 export const RESIZE_MODES = ['squash', 'center-crop'] as const;
 export type ResizeMode = (typeof RESIZE_MODES)[number];

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 import { ApiError } from '../errors.ts';
 import type { ImageCodec } from '../image/codec.ts';
 import { resizeToTensor } from '../image/resample.ts';
-import { IMAGE_SIZE, TENSOR_BYTES } from '../../shared/tensor.ts';
+import { TENSOR_BYTES } from '../../shared/tensor.ts';
 
 const WHITE = { r: 255, g: 255, b: 255 };
 
@@ -23,18 +23,10 @@ export function createSharpCodec(options: { maxPixels: number }): ImageCodec {
           .rotate() // EXIF orientation
           .flatten({ background: WHITE })
           .toColourspace('srgb');
-        if (mode === 'center-crop') {
-          const tensor = await image
-            .resize(IMAGE_SIZE, IMAGE_SIZE, { fit: 'cover', position: 'centre' })
-            .removeAlpha()
-            .raw()
-            .toBuffer();
-          return checked(tensor);
-        }
+        // Resizing is the shared TypeScript code, so this path and the WASM one give the same tensor.
         const { data, info: decoded } = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
         if (decoded.channels !== 3) throw new Error(`decoded ${decoded.channels} channels`);
-        // sharp has oriented and flattened already.
-        return checked(resizeToTensor({ data, width: decoded.width, height: decoded.height, channels: 3 }, 1, 'squash'));
+        return checked(resizeToTensor({ data, width: decoded.width, height: decoded.height, channels: 3 }, 1, mode));
       } catch (error) {
         throw new ApiError(
           400,

@@ -1,0 +1,61 @@
+/**
+ * The edge inside workerd (`npm run dev:edge`: wrangler dev, offline) against the local stack:
+ * redis-server, the local Upstash REST server and a worker with the real ResNet50. The reference
+ * photo gives beagle, and bad uploads get the same JSON errors as on Node.
+ */
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../dev/redis-server.ts';
+import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import { badUploads, expectError } from './helpers/bad-uploads.ts';
+import { FIXTURES, pngHeaderOnly } from './helpers/images.ts';
+
+const MAX_BODY_BYTES = 10 * 1024 * 1024; // wrangler.toml [env.local.vars]
+let stack: TierProcess;
+let url: string;
+const output: string[] = [];
+
+beforeAll(async () => {
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  stack = spawnTier({
+    name: 'stack',
+    command: [process.execPath, '--import', 'tsx', 'dev/stack.ts', '--workers'],
+    env: { WORKERS: '1', PORT: String(port), REDIS_URL: undefined },
+    readyMessage: 'Ready:',
+    print: (line) => output.push(line),
+  });
+  await stack.ready.catch((error) => {
+    throw new Error(`${error.message}\n${output.join('\n')}`);
+  });
+}, 240_000);
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
+describe('edge on workerd (wrangler dev)', () => {
+  it('runs inside workerd', () => {
+    expect(output.join('\n')).toMatch(/\(workerd\)/);
+  });
+
+  it('classifies the reference photo as beagle, like Keras', async () => {
+    const body = new FormData();
+    body.append('image', new Blob([new Uint8Array(await readFile(FIXTURES + 'beagle.jpg'))]), 'beagle.jpg');
+    const response = await fetch(`${url}/predict`, { method: 'POST', body });
+    expect(response.status).toBe(200);
+    const result = await response.json();
+    expect(result.predictions[0].label).toBe('beagle');
+    expect(Math.abs(result.predictions[0].probability - 0.9901)).toBeLessThanOrEqual(0.01);
+    expect(response.headers.get('x-request-id')).toBe(result.id);
+  });
+
+  it.each(badUploads(MAX_BODY_BYTES))('bad upload: $name -> $status $code, as on Node', async ({ init, path, status, code }) => {
+    await expectError(await fetch(url + (path ?? '/predict'), init()), status, code);
+  });
+
+  it('refuses an image over the Workers pixel limit from its header with 413', async () => {
+    const response = await fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: pngHeaderOnly(5000, 5000) as Uint8Array<ArrayBuffer> });
+    await expectError(response, 413, 'image_too_large');
+  });
+});
