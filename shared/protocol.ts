@@ -59,6 +59,8 @@ export const ErrorCode = z.enum([
   'inference_failed',
   'not_found',
   'method_not_allowed',
+  'unauthorized',
+  'rate_limited',
   'internal_error',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
