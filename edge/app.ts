@@ -7,20 +7,29 @@
  * serve({ fetch: app.fetch, port: 8787 });
  */
 import { Hono, type Context } from 'hono';
+import { cors } from 'hono/cors';
+import { HTTPException } from 'hono/http-exception';
+import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { z } from 'zod';
 import type { Broker } from './broker/broker.ts';
 import type { EdgeConfig } from './config.ts';
 import { ApiError, errorBody } from './errors.ts';
 import { RESIZE_MODES, type ImageCodec } from './image/codec.ts';
 import { probeImage } from './image/probe.ts';
+import { accessLog } from './middleware/access-log/index.ts';
+import { apiKey } from './middleware/api-key/index.ts';
+import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';
 import { DEFAULT_TOP_K, MAX_TOP_K } from '../shared/protocol.ts';
 import type { Logger } from '../shared/log.ts';
 
 export interface AppDeps {
   codec: ImageCodec;
   broker: Broker;
-  config: Pick<EdgeConfig, 'MAX_BODY_BYTES' | 'MAX_PIXELS' | 'DEADLINE_MS' | 'DEFAULT_RESIZE'>;
+  config: Pick<EdgeConfig, 'MAX_BODY_BYTES' | 'MAX_PIXELS' | 'DEADLINE_MS' | 'DEFAULT_RESIZE'> &
+    Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins'>>;
   logger?: Logger;
+  /** Per-caller rate limit (RATE_LIMIT); the runtime adapter builds it and knows client addresses. */
+  rateLimit?: Pick<RateLimitOptions, 'limiter' | 'clientAddress'>;
 }
 
 /** Slack for the multipart envelope around an image of MAX_BODY_BYTES. */
@@ -36,8 +45,25 @@ const PredictQuery = z.object({
   resize: z.enum(RESIZE_MODES).optional(),
 });
 
-export function createApp({ codec, broker, config, logger }: AppDeps) {
-  const app = new Hono();
+export function createApp({ codec, broker, config, logger, rateLimit: limits }: AppDeps) {
+  const app = new Hono<{ Variables: RequestIdVariables }>();
+
+  // limitLength 0 ignores any id a client sends: the id also names the job's Redis keys, so it is ours.
+  app.use(requestId({ limitLength: 0 }));
+  if (logger) app.use(accessLog(logger));
+  if (config.corsOrigins?.length) {
+    app.use(
+      cors({
+        origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,
+        allowMethods: ['GET', 'POST', 'OPTIONS'],
+        allowHeaders: ['Authorization', 'Content-Type'],
+        exposeHeaders: ['X-Request-Id', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining'],
+        maxAge: 600,
+      }),
+    );
+  }
+  if (config.apiKeys?.length) app.use('/predict', apiKey(config.apiKeys));
+  if (limits) app.use('/predict', rateLimit({ ...limits, logger }));
 
   app.get('/', (c) =>
     c.json({
@@ -52,8 +78,7 @@ export function createApp({ codec, broker, config, logger }: AppDeps) {
 
   app.post('/predict', async (c) => {
     const started = Date.now();
-    const id = crypto.randomUUID();
-    c.header('x-request-id', id);
+    const id = c.get('requestId');
 
     const query = PredictQuery.safeParse(c.req.query());
     if (!query.success) {
@@ -92,6 +117,12 @@ export function createApp({ codec, broker, config, logger }: AppDeps) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
       if (error.status >= 500) logger?.warn({ code: error.code, msg: error.message }, 'request failed');
       return c.json(errorBody(error.code, error.message), error.status);
+    }
+    // Middleware such as bearerAuth throw a ready response (already in our JSON shape).
+    if (error instanceof HTTPException) {
+      const response = error.getResponse();
+      response.headers.set('x-request-id', c.get('requestId'));
+      return response;
     }
     logger?.error({ err: error }, 'unhandled error');
     return c.json(errorBody('internal_error', 'Internal error'), 500);

@@ -26,6 +26,19 @@ export const EdgeEnv = z
     UPSTASH_REDIS_REST_URL: urlVar(['http:', 'https:']).optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
     REDIS_URL: urlVar(['redis:', 'rediss:']).optional(),
+    API_KEYS: z
+      .string()
+      .transform((value) => value.split(',').map((key) => key.trim()).filter(Boolean))
+      .refine((keys) => keys.every((key) => /^[A-Za-z0-9._~+/-]{16,}=*$/.test(key)), {
+        error: 'comma-separated keys of at least 16 characters from A-Z a-z 0-9 . _ ~ + / -',
+      })
+      .optional(),
+    RATE_LIMIT: z
+      .string()
+      .regex(/^\d+\/\d+(ms|s|m|h|d)$/, { error: 'expected <requests>/<window>, e.g. 60/1m or 10/10s' })
+      .optional(),
+    CORS_ORIGINS: z.string().optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .transform((env, ctx) => {
     const broker = env.EDGE_BROKER ?? (env.UPSTASH_REDIS_REST_URL ? 'upstash' : env.REDIS_URL ? 'ioredis' : undefined);
@@ -49,8 +62,28 @@ export const EdgeEnv = z
       ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'EDGE_BROKER=ioredis needs REDIS_URL' });
       return z.NEVER;
     }
-    return { ...env, broker };
+    if (env.RATE_LIMIT && !(env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['RATE_LIMIT'],
+        message: 'rate limiting runs on the Upstash REST database: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN too',
+      });
+      return z.NEVER;
+    }
+    return {
+      ...env,
+      broker,
+      apiKeys: env.API_KEYS ?? [],
+      rateLimit: env.RATE_LIMIT ? parseRateLimit(env.RATE_LIMIT) : undefined,
+      corsOrigins: env.CORS_ORIGINS?.split(',').map((origin) => origin.trim()).filter(Boolean),
+    };
   });
 export type EdgeConfig = z.infer<typeof EdgeEnv>;
+
+/** `60/1m` -> 60 requests per sliding window of "1 m" (@upstash/ratelimit's duration format). */
+function parseRateLimit(rule: string): { requests: number; window: `${number} ${'ms' | 's' | 'm' | 'h' | 'd'}` } {
+  const [, requests, amount, unit] = /^(\d+)\/(\d+)(ms|s|m|h|d)$/.exec(rule)!;
+  return { requests: Number(requests), window: `${Number(amount)} ${unit as 'ms' | 's' | 'm' | 'h' | 'd'}` };
+}
 
 export const parseEdgeConfig = (env: Record<string, string | undefined>): EdgeConfig => parseEnv(EdgeEnv, env);

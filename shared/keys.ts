@@ -19,6 +19,8 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
     result: (id: string) => `${prefix}:result:${id}`,
     /** Per-request pub/sub channel the worker publishes the result on (the Upstash REST wait path). */
     resultChannel: (id: string) => `${prefix}:done:${id}`,
+    /** Prefix of the rate limiter's keys (@upstash/ratelimit). */
+    rateLimit: `${prefix}:ratelimit`,
     /** Per-edge-instance channel, for edges holding a TCP subscriber connection (ioredis path). */
     edgeChannel: (edgeId: string) => `${prefix}:edge:${edgeId}`,
   } as const;

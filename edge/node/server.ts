@@ -7,6 +7,8 @@
  * await edge.close();
  */
 import { serve } from '@hono/node-server';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import type { Context } from 'hono';
 import { Redis as UpstashRedis } from '@upstash/redis';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../app.ts';
@@ -14,6 +16,7 @@ import type { Broker, BrokerLimits } from '../broker/broker.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
 import type { EdgeConfig } from '../config.ts';
 import { createIoredisBroker } from './ioredis-broker.ts';
+import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { loadLuaScripts } from '../../shared/lua/node.ts';
@@ -25,23 +28,29 @@ export interface NodeEdge {
   close(): Promise<void>;
 }
 
-export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
-  const keys = redisKeys(config.KEY_PREFIX);
-  const limits: BrokerLimits = { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S };
-  const scripts = loadLuaScripts();
-  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
-  const redis = new UpstashRedis({
+const upstashClient = (config: EdgeConfig) =>
+  new UpstashRedis({
     url: config.UPSTASH_REDIS_REST_URL!,
     token: config.UPSTASH_REDIS_REST_TOKEN!,
     retry: { retries: 2, backoff: (attempt) => 20 * 2 ** attempt }, // fail over to a 503 fast
     enableTelemetry: false,
   });
-  return createUpstashBroker({ redis, keys, limits, scripts, logger });
+
+export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
+  const keys = redisKeys(config.KEY_PREFIX);
+  const limits: BrokerLimits = { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S };
+  const scripts = loadLuaScripts();
+  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
+  return createUpstashBroker({ redis: upstashClient(config), keys, limits, scripts, logger });
 }
 
 export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {
   const broker = await createNodeBroker(config, logger);
-  const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
+  const rateLimit = config.rateLimit && {
+    limiter: createLimiter(upstashClient(config), config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
+    clientAddress: (c: Context) => getConnInfo(c).remote.address,
+  };
+  const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger, rateLimit });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
   });

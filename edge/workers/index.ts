@@ -4,12 +4,13 @@
  * UPSTASH_REDIS_REST_TOKEN are secrets (`wrangler secret put`).
  */
 import { Redis } from '@upstash/redis/cloudflare';
-import type { ExecutionContext } from 'hono';
+import type { Context, ExecutionContext } from 'hono';
 import { createApp } from '../app.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
 import { parseEdgeConfig } from '../config.ts';
 import { errorBody } from '../errors.ts';
 import { createPhotonCodec } from './photon-codec.ts';
+import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { ConfigError } from '../../shared/config.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { createLogger } from '../../shared/log.ts';
@@ -25,7 +26,7 @@ function appFor(env: Env) {
   if (app || configError) return app;
   try {
     const config = parseEdgeConfig({ ...env, EDGE_BROKER: 'upstash' });
-    const logger = createLogger('edge', env.LOG_LEVEL ?? 'info');
+    const logger = createLogger('edge', config.LOG_LEVEL);
     const redis = new Redis({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, enableTelemetry: false });
     const broker = createUpstashBroker({
       redis,
@@ -34,7 +35,11 @@ function appFor(env: Env) {
       scripts: { enqueue },
       logger,
     });
-    app = createApp({ codec: createPhotonCodec(), broker, config, logger });
+    const rateLimit = config.rateLimit && {
+      limiter: createLimiter(redis, config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
+      clientAddress: (c: Context) => c.req.header('cf-connecting-ip'),
+    };
+    app = createApp({ codec: createPhotonCodec(), broker, config, logger, rateLimit });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     configError = error.message;
