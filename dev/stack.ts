@@ -99,7 +99,7 @@ try {
           // The URL and token reach the Worker as secrets from a private file, not on a command line.
           '--env-file', await writeSecretsFile(edgeSettings),
         ],
-        env: { WRANGLER_SEND_METRICS: 'false' },
+        env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
         readyMessage: 'Ready on',
       })
     : spawnTier({
