@@ -1,5 +1,6 @@
 /**
- * Collect one batch from the job stream (consumer group read, new entries only).
+ * Collect one batch from the job stream (consumer group read, new entries only), and take over
+ * one job whose worker died (XAUTOCLAIM, {@link claimOne}).
  *
  * Waits up to `blockMs` for a first job (a blocking read wakes the moment a job is added). If the
  * batch is not full, it waits `maxDelayMs` (Triton's max_queue_delay), then takes what has arrived
@@ -18,7 +19,7 @@ export interface BatchReadOptions {
   consumer: string;
   batchSize: number;
   maxDelayMs: number;
-  /** How long one read blocks when the queue is empty; bounds how fast stop() takes effect. */
+  /** How long one read blocks when the queue is empty; bounds how fast stop() takes effect. 0: no wait. */
   blockMs: number;
 }
 
@@ -42,9 +43,50 @@ export async function readBatch(redis: Redis, options: BatchReadOptions): Promis
     return (reply ?? []).flatMap(([, items]) => items.map(([id, fields]) => ({ entryId: id.toString(), fields, readAt })));
   };
 
-  const batch = await read(options.batchSize, options.blockMs);
+  const batch = await read(options.batchSize, options.blockMs > 0 ? options.blockMs : undefined);
   if (batch.length === 0 || batch.length >= options.batchSize || options.maxDelayMs <= 0) return batch;
   await new Promise((resolve) => setTimeout(resolve, options.maxDelayMs));
   batch.push(...(await read(options.batchSize - batch.length)));
   return batch;
+}
+
+export interface ClaimOptions {
+  stream: string;
+  group: string;
+  consumer: string;
+  /** Only entries delivered at least this long ago (and not acked since) are taken. */
+  minIdleMs: number;
+  /** Where the scan of the pending entries list resumes; '0-0' starts over. */
+  cursor: string;
+}
+
+export interface Claimed {
+  /** The next cursor; '0-0' once the scan has gone through the whole pending list. */
+  cursor: string;
+  entry?: StreamEntry;
+  /** Deliveries of `entry` so far, this one included (XPENDING); undefined if it was acked meanwhile. */
+  deliveries?: number;
+}
+
+/**
+ * Take over at most one job whose worker died: XAUTOCLAIM ... COUNT 1 (Buffer replies, so the
+ * tensor stays binary) moves an entry idle for `minIdleMs` to `consumer` and adds one to its
+ * delivery count, which XPENDING then reads. One at a time on purpose: a claimed job may be the
+ * one that killed its worker, so it runs alone, and if it kills this worker too no other job
+ * gets its delivery count raised with it.
+ */
+export async function claimOne(redis: Redis, options: ClaimOptions): Promise<Claimed> {
+  const { stream, group, consumer } = options;
+  // Redis 7: [cursor, [[id, fields]...], [deleted ids]]; 6.2: no third element, deleted entries as [id, null].
+  const reply = (await redis.callBuffer('XAUTOCLAIM', stream, group, consumer, options.minIdleMs, options.cursor, 'COUNT', 1)) as [
+    Buffer,
+    [Buffer, Buffer[] | null][],
+    Buffer[]?,
+  ];
+  const cursor = reply[0].toString();
+  const item = reply[1][0];
+  if (!item) return { cursor };
+  const entry: StreamEntry = { entryId: item[0].toString(), fields: item[1], readAt: Date.now() };
+  const pending = (await redis.xpending(stream, group, entry.entryId, entry.entryId, 1)) as [string, string, number, number][];
+  return { cursor, entry, deliveries: pending[0]?.[3] };
 }

@@ -49,7 +49,15 @@ export const WorkerEnv = z
       }),
     CONSUMER_NAME: z.string().regex(/^[\w.:@-]+$/, { error: 'letters, digits, _ . : @ - only' }).optional(),
     RESULT_TTL_MS: intVar(60_000, 1_000, 7 * 24 * 3_600_000),
+    // A job delivered this long ago and still unanswered is taken over (XAUTOCLAIM) by another
+    // worker: its worker died. Must be well above the longest batch, or live workers get robbed.
     CLAIM_IDLE_MS: intVar(60_000, 1_000, 24 * 3_600_000),
+    // Deliveries a job gets before it is dead-lettered instead of run again (poison jobs).
+    MAX_DELIVERIES: intVar(3, 1, 1_000),
+    // Most entries kept in the dead-letter stream (each holds its tensor: ~150-200 KB).
+    DEAD_LETTER_MAXLEN: intVar(100, 1, 1_000_000),
+    // Tests and benchmarks only: a synthetic delay added to every batch's inference.
+    INFERENCE_DELAY_MS: intVar(0, 0, 600_000),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   })
   .transform((env, ctx) => {
@@ -78,6 +86,9 @@ export const WorkerEnv = z
       consumerName: env.CONSUMER_NAME ?? `${hostname()}-${process.pid}`,
       resultTtlMs: env.RESULT_TTL_MS,
       claimIdleMs: env.CLAIM_IDLE_MS,
+      maxDeliveries: env.MAX_DELIVERIES,
+      deadLetterMaxLen: env.DEAD_LETTER_MAXLEN,
+      inferenceDelayMs: env.INFERENCE_DELAY_MS,
       logLevel: env.LOG_LEVEL,
     };
   });

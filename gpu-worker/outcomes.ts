@@ -1,9 +1,10 @@
 /**
  * Write a batch's outcomes in one pipeline:
  * - answered jobs: complete.lua (XACK + XDEL, and for the first ack only: result key with TTL + PUBLISH);
+ * - jobs given up on: deadletter.lua (the same, plus a copy of the job in the dead-letter stream);
  * - entries nobody waits for (expired, unanswerable): XACK + XDEL, no result.
- * Commands that fail (Redis restarting, say) are retried a few times; both kinds are idempotent,
- * and complete.lua's XACK guard means a retry never publishes twice.
+ * Commands that fail (Redis restarting, say) are retried a few times; all kinds are idempotent,
+ * and the scripts' XACK guard means a retry never publishes (or dead-letters) twice.
  */
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
@@ -19,42 +20,87 @@ export interface Answer {
   id: string;
   reply: string;
   result: JobResult;
+  /** Set: the job is dead-lettered (deadletter.lua) with this record, instead of completed. */
+  deadLetter?: DeadLetterRecord;
 }
 
-interface CompleteJobCommand {
+/** Why a job was given up on; stored with its copy in the dead-letter stream. */
+export interface DeadLetterRecord {
+  reason: string;
+  /** Deliveries so far (XPENDING's count, this one included). */
+  deliveries: number;
+  consumer: string;
+}
+
+export interface OutcomeTarget {
+  keys: RedisKeys;
+  resultTtlMs: number;
+  /** Most entries kept in the dead-letter stream. */
+  deadLetterMaxLen: number;
+  log: Logger;
+}
+
+interface JobScriptCommands {
   completeJob(stream: string, resultKey: string, group: string, entryId: string, resultJson: string, ttlMs: number, reply: string): unknown;
+  deadLetterJob(
+    stream: string,
+    deadLetter: string,
+    resultKey: string,
+    group: string,
+    entryId: string,
+    resultJson: string,
+    ttlMs: number,
+    reply: string,
+    maxLen: number,
+    ...record: string[]
+  ): unknown;
 }
 
-/** Register complete.lua on a connection (ioredis uses EVALSHA, falling back to EVAL once). */
-export function defineCompleteJob(redis: Redis): void {
-  redis.defineCommand('completeJob', { numberOfKeys: 2, lua: loadLuaScripts().complete });
+/** Register complete.lua and deadletter.lua on a connection (ioredis uses EVALSHA, falling back to EVAL once). */
+export function defineJobScripts(redis: Redis): void {
+  const scripts = loadLuaScripts();
+  redis.defineCommand('completeJob', { numberOfKeys: 2, lua: scripts.complete });
+  redis.defineCommand('deadLetterJob', { numberOfKeys: 3, lua: scripts.deadletter });
 }
 
 type Op = { kind: 'drop'; entryId: string } | { kind: 'answer'; answer: Answer };
 
-export async function writeOutcomes(
-  redis: Redis,
-  target: { keys: RedisKeys; resultTtlMs: number; log: Logger },
-  drop: string[],
-  answers: Answer[],
-): Promise<{ answered: number; writeFailures: number }> {
-  const { keys, resultTtlMs, log } = target;
+export interface WriteReport {
+  /** Script calls that answered their job (complete.lua or deadletter.lua returned 1). */
+  answered: number;
+  /** Of those, jobs dead-lettered. */
+  deadLettered: number;
+  /** Ops that still failed after every retry: those jobs stay pending for a later reclaim. */
+  writeFailures: number;
+}
+
+export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: string[], answers: Answer[]): Promise<WriteReport> {
+  const { keys, resultTtlMs, deadLetterMaxLen, log } = target;
   let pending: Op[] = [
     ...drop.map((entryId): Op => ({ kind: 'drop', entryId })),
     ...answers.map((answer): Op => ({ kind: 'answer', answer })),
   ];
   let answered = 0;
+  let deadLettered = 0;
   for (let attempt = 1; pending.length > 0 && attempt <= WRITE_ATTEMPTS; attempt++) {
     if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
     const pipeline = redis.pipeline();
+    const scripts = pipeline as unknown as JobScriptCommands;
     for (const op of pending) {
       if (op.kind === 'drop') {
         pipeline.xack(keys.stream, keys.group, op.entryId).xdel(keys.stream, op.entryId);
-      } else {
-        const { entryId, id, reply, result } = op.answer;
-        (pipeline as unknown as CompleteJobCommand).completeJob(
-          keys.stream, keys.result(id), keys.group, entryId, JSON.stringify(result), resultTtlMs, reply,
+        continue;
+      }
+      const { entryId, id, reply, result, deadLetter } = op.answer;
+      const json = JSON.stringify(result);
+      if (deadLetter) {
+        scripts.deadLetterJob(
+          keys.stream, keys.deadLetter, keys.result(id), keys.group, entryId, json, resultTtlMs, reply, deadLetterMaxLen,
+          'reason', deadLetter.reason, 'deliveries', String(deadLetter.deliveries), 'consumer', deadLetter.consumer,
+          'deadAt', String(Date.now()),
         );
+      } else {
+        scripts.completeJob(keys.stream, keys.result(id), keys.group, entryId, json, resultTtlMs, reply);
       }
     }
     const width = (op: Op) => (op.kind === 'drop' ? 2 : 1);
@@ -70,11 +116,18 @@ export async function writeOutcomes(
       const own = replies.slice(at, at + width(op));
       at += width(op);
       if (own.length < width(op) || own.some(([error]) => error)) failed.push(op);
-      else if (op.kind === 'answer' && own[0]?.[1] === 1) answered++;
+      else if (op.kind === 'answer' && own[0]?.[1] === 1) {
+        answered++;
+        if (op.answer.deadLetter) deadLettered++;
+      }
     }
-    if (failed.length > 0) log.warn({ failed: failed.length, attempt }, 'writing results failed; retrying');
+    if (failed.length > 0) log.warn({ failed: failed.length, attempt, err: firstError(replies) }, 'writing results failed; retrying');
     pending = failed;
   }
   if (pending.length > 0) log.error({ jobs: pending.length }, 'could not write results; the jobs stay pending for a later reclaim');
-  return { answered, writeFailures: pending.length };
+  return { answered, deadLettered, writeFailures: pending.length };
+}
+
+function firstError(replies: [Error | null, unknown][]): string | undefined {
+  return replies.find(([error]) => error)?.[0]?.message;
 }

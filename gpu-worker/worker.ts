@@ -5,6 +5,16 @@
  * Two Redis connections: `reader` sits in blocking XREADGROUP calls, `writer` sends results, so a
  * blocked read never delays an answer.
  *
+ * Nothing lost: a job stays in the group's pending list until it is answered. Before reading, at
+ * most every CLAIM_IDLE_MS / 2, the worker takes over jobs delivered more than CLAIM_IDLE_MS ago
+ * and still unanswered (their worker died) with XAUTOCLAIM, one at a time, and runs each alone.
+ * No poison loop: a claimed job already delivered more than MAX_DELIVERIES times is not run again
+ * but dead-lettered (deadletter.lua: copied to the dead-letter stream, answered with an
+ * inference_failed error, acked and deleted, exactly once). When a batch's inference throws, its
+ * jobs are run again one by one: batch-mates of a bad input get their results, and a job whose
+ * inference throws on its own is answered with its error at once and dead-lettered (retrying it
+ * later would only make its client wait past the deadline for the same error).
+ *
  * @example
  * const worker = startWorker(parseWorkerConfig(process.env), { logger });
  * await worker.ready;   // model loaded + warmed up, consumer group joined
@@ -16,16 +26,20 @@ import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
 import { selectBackend } from './backend.ts';
-import { readBatch } from './batcher.ts';
-import { Classifier } from './classifier.ts';
+import { claimOne, readBatch } from './batcher.ts';
+import { Classifier, type ClassifyRun } from './classifier.ts';
 import { defaultBatchSize, type WorkerConfig } from './config.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
 import { loadModel } from './model/load.ts';
-import { defineCompleteJob, writeOutcomes, type Answer } from './outcomes.ts';
+import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
 
 /** One read blocks this long at most, so stop() takes effect within about a second. */
 const BLOCK_MS = 1000;
+/** XAUTOCLAIM calls per reclaim pass at most (each scans up to 10 pending entries). */
+const CLAIM_CALLS_PER_PASS = 8;
+/** Longest wait between retries of a failed read: service resumes soon after Redis is back. */
+const MAX_BACKOFF_MS = 2000;
 
 export interface WorkerOptions {
   logger?: Logger;
@@ -51,8 +65,14 @@ export interface BatchReport {
   /** Writes that failed even after retries: those jobs stay pending for a later reclaim. */
   writeFailures: number;
   inferenceMs: number;
-  /** Set when the batch's inference threw (its jobs got inference_failed results). */
+  /** Entries of this batch taken over from a worker that died (XAUTOCLAIM; such a batch has one). */
+  reclaimed: number;
+  /** Jobs dead-lettered: delivered more than MAX_DELIVERIES times, or inference threw on them alone. */
+  deadLettered: number;
+  /** Set when the batch's inference threw: its jobs were then run one by one. */
   inferenceError?: string;
+  /** Jobs run again alone because the batch's inference threw. */
+  retriedAlone: number;
   /** tf.memory().numTensors before and after the inference: equal unless something leaks. */
   tensorsBefore: number;
   tensorsAfter: number;
@@ -64,7 +84,16 @@ export interface WorkerStats {
   answered: number;
   expired: number;
   invalid: number;
+  /** Batches whose inference threw. */
   inferenceFailures: number;
+  /** Jobs taken over from workers that died. */
+  reclaimed: number;
+  deadLettered: number;
+}
+
+/** How a batch of one reclaimed entry came: its delivery count (undefined if acked meanwhile). */
+interface Claim {
+  deliveries: number | undefined;
 }
 
 export interface WorkerHandle {
@@ -82,7 +111,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const log = options.logger ?? createLogger('gpu-worker');
   const keys = redisKeys(config.keyPrefix);
   const consumer = config.consumerName;
-  const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0 };
+  const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
   let batchSize = 1; // set once the backend is known
   let wakeSleep: (() => void) | undefined;
@@ -120,7 +149,11 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     if (stopping) return classifier;
 
     const connect = (role: string) => {
-      const redis = new Redis(config.redisUrl, { connectionName: `gpu-worker:${consumer}:${role}` });
+      const redis = new Redis(config.redisUrl, {
+        connectionName: `gpu-worker:${consumer}:${role}`,
+        // Reconnect at least every second while Redis is away, so service resumes soon after it is back.
+        retryStrategy: (times: number) => Math.min(times * 100, 1000),
+      });
       let lastLogged = 0;
       redis.on('error', (error: Error) => {
         // ioredis reconnects by itself; say so once in a while, not on every retry.
@@ -131,7 +164,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     };
     reader = connect('reader');
     writer = connect('writer');
-    defineCompleteJob(writer);
+    defineJobScripts(writer);
     await ensureGroup();
     const learnReaderId = () =>
       reader!.client('ID').then(
@@ -165,43 +198,104 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       maxDelayMs: config.maxBatchDelayMs,
       blockMs: BLOCK_MS,
     };
+    const claimEveryMs = Math.max(250, Math.floor(config.claimIdleMs / 2));
+    let nextClaimAt = 0; // a first pass at once: jobs left by a worker that died before this one started
     let backoff = 100;
+    const onRedisError = async (what: string, error: unknown) => {
+      const message = (error as Error).message;
+      log.warn({ err: message, retryMs: backoff }, what);
+      if (message.includes('NOGROUP')) await ensureGroup(); // the stream or group was deleted
+      else await sleep(backoff);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    };
     while (!stopping) {
+      if (Date.now() >= nextClaimAt) {
+        try {
+          const more = await reclaimPass(classifier);
+          nextClaimAt = more ? Date.now() : Date.now() + claimEveryMs;
+          backoff = 100;
+        } catch (error) {
+          if (/unknown command/i.test((error as Error).message)) {
+            // Redis before 6.2: serve anyway, but say loudly that dead workers' jobs stay stuck.
+            log.error({ err: (error as Error).message }, 'this Redis has no XAUTOCLAIM (6.2+): jobs of workers that die will not be taken over');
+            nextClaimAt = Number.POSITIVE_INFINITY;
+            continue;
+          }
+          await onRedisError('reclaiming jobs failed', error);
+          continue;
+        }
+        if (stopping) break;
+      }
       let entries;
       try {
-        entries = await readBatch(reader!, batchOptions);
+        // Block no longer than until the next reclaim pass is due (0: don't block at all).
+        entries = await readBatch(reader!, { ...batchOptions, blockMs: Math.min(BLOCK_MS, nextClaimAt - Date.now()) });
         backoff = 100;
       } catch (error) {
-        const message = (error as Error).message;
-        log.warn({ err: message, retryMs: backoff }, 'reading jobs failed');
-        if (message.includes('NOGROUP')) await ensureGroup(); // the stream or group was deleted
-        else await sleep(backoff);
-        backoff = Math.min(backoff * 2, 5000);
+        await onRedisError('reading jobs failed', error);
         continue;
       }
       if (entries.length === 0) continue;
-      try {
-        await processBatch(classifier, entries);
-      } catch (error) {
-        // A bug, not a bad job: keep serving; the batch's entries stay pending for a reclaim.
-        log.error({ err: error, entries: entries.length }, 'batch failed unexpectedly');
-      }
+      await processSafely(classifier, entries);
     }
   }
 
-  async function processBatch(classifier: Classifier, entries: StreamEntry[]): Promise<void> {
+  let claimCursor = '0-0';
+  /**
+   * Take over jobs idle for CLAIM_IDLE_MS (their worker died), one at a time, each run alone.
+   * Returns true when it stopped before the end of the pending list (more may be waiting).
+   */
+  async function reclaimPass(classifier: Classifier): Promise<boolean> {
+    let taken = 0;
+    for (let calls = 0; calls < CLAIM_CALLS_PER_PASS && !stopping; calls++) {
+      const claimed = await claimOne(reader!, {
+        stream: keys.stream,
+        group: keys.group,
+        consumer,
+        minIdleMs: config.claimIdleMs,
+        cursor: claimCursor,
+      });
+      claimCursor = claimed.cursor;
+      if (claimed.entry) {
+        log.info({ entryId: claimed.entry.entryId, deliveries: claimed.deliveries }, 'took over a job whose worker stopped answering');
+        await processSafely(classifier, [claimed.entry], { deliveries: claimed.deliveries });
+        if (++taken >= batchSize) return true;
+      }
+      if (claimCursor === '0-0') return false;
+    }
+    return true;
+  }
+
+  async function processSafely(classifier: Classifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
+    try {
+      await processBatch(classifier, entries, claim);
+    } catch (error) {
+      // A bug, not a bad job: keep serving; the batch's entries stay pending for a reclaim.
+      log.error({ err: error, entries: entries.length }, 'batch failed unexpectedly');
+    }
+  }
+
+  async function processBatch(classifier: Classifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
     const now = Date.now();
     const live: Job[] = [];
     const invalid: InvalidJob[] = [];
+    const overDelivered: Job[] = [];
     const drop: string[] = [];
     let expired = 0;
+    let unanswerable = 0;
+    const deliveries = claim?.deliveries ?? 1;
     for (const entry of entries) {
       const parsed = parseEntry(entry);
       if (parsed.kind === 'unanswerable') {
         log.warn({ entryId: parsed.entryId, reason: parsed.message }, 'dropping a stream entry that cannot be answered');
+        unanswerable++;
         drop.push(parsed.entryId);
       } else if (parsed.kind === 'invalid') {
         invalid.push(parsed);
+      } else if (deliveries > config.maxDeliveries) {
+        // Each earlier delivery ended with its worker gone: don't let this one take another worker
+        // down. Dead-lettered even if expired, so that the dead-letter stream shows every poison job.
+        overDelivered.push(parsed);
       } else if (parsed.deadline <= now) {
         // Nobody waits for it any more (the edge has answered 504): don't spend compute on it.
         expired++;
@@ -212,63 +306,118 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     }
 
     const answers: Answer[] = [];
-    const failure = (job: Job | InvalidJob, code: ErrorCode, message: string) =>
-      answers.push({ entryId: job.entryId, id: job.id, reply: job.reply, result: { ok: false, id: job.id, error: { code, message }, worker: consumer } });
+    const failure = (job: Job | InvalidJob, code: ErrorCode, message: string, deadLetter?: DeadLetterRecord) =>
+      answers.push({
+        entryId: job.entryId,
+        id: job.id,
+        reply: job.reply,
+        result: { ok: false, id: job.id, error: { code, message }, worker: consumer },
+        deadLetter,
+      });
     for (const job of invalid) failure(job, 'bad_request', job.message);
+    for (const job of overDelivered) {
+      log.error({ id: job.id, entryId: job.entryId, deliveries, maxDeliveries: config.maxDeliveries }, 'dead-lettering a job that keeps failing');
+      failure(
+        job,
+        'inference_failed',
+        `Gave up on this image after ${deliveries - 1} attempts that each ended without an answer (the worker processing it stopped: ` +
+          'a crash, a kill or out of memory); the job was moved to the dead-letter stream',
+        {
+          reason: `delivered ${deliveries} times (MAX_DELIVERIES=${config.maxDeliveries}); no delivery was answered`,
+          deliveries,
+          consumer,
+        },
+      );
+    }
 
     let inferenceMs = 0;
     let inferenceError: string | undefined;
+    let retriedAlone = 0;
     let tensorsBefore = 0;
     let tensorsAfter = 0;
-    if (live.length > 0) {
+    const succeed = (job: Job, predictions: ClassifyRun['predictions'][number] | undefined, ms: number, size: number) =>
+      answers.push({
+        entryId: job.entryId,
+        id: job.id,
+        reply: job.reply,
+        result: {
+          ok: true,
+          id: job.id,
+          model: classifier.name,
+          predictions: predictions ?? [],
+          queueMs: Math.max(0, job.readAt - job.enqueuedAt),
+          inferenceMs: Math.round(ms * 10) / 10,
+          batchSize: size,
+          worker: consumer,
+        },
+      });
+    const run = async (jobs: Job[]): Promise<ClassifyRun | Error> => {
       try {
-        const run = await classifier.classifyWithStats(live.map((job) => job.tensor), MAX_TOP_K);
-        ({ inferenceMs, tensorsBefore, tensorsAfter } = run);
-        live.forEach((job, i) =>
-          answers.push({
-            entryId: job.entryId,
-            id: job.id,
-            reply: job.reply,
-            result: {
-              ok: true,
-              id: job.id,
-              model: classifier.name,
-              predictions: run.predictions[i] ?? [],
-              queueMs: Math.max(0, job.readAt - job.enqueuedAt),
-              inferenceMs: Math.round(inferenceMs * 10) / 10,
-              batchSize: live.length,
-              worker: consumer,
-            },
-          }),
-        );
+        const result = await classifier.classifyWithStats(jobs.map((job) => job.tensor), MAX_TOP_K);
+        ({ tensorsBefore, tensorsAfter } = result);
+        inferenceMs += result.inferenceMs;
+        return result;
       } catch (error) {
-        // Answer the jobs with an error rather than leave them hanging until their deadline.
-        inferenceError = (error as Error).message;
-        log.error({ err: error, batchSize: live.length }, 'inference failed');
-        for (const job of live) failure(job, 'inference_failed', `inference failed: ${inferenceError}`);
+        return error instanceof Error ? error : new Error(String(error));
+      }
+    };
+    if (live.length > 0) {
+      if (config.inferenceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.inferenceDelayMs));
+      const batch = await run(live);
+      if (!(batch instanceof Error)) {
+        live.forEach((job, i) => succeed(job, batch.predictions[i], batch.inferenceMs, live.length));
+      } else {
+        inferenceError = batch.message;
+        log.error({ err: batch, batchSize: live.length }, live.length > 1 ? 'inference failed; running the jobs one by one' : 'inference failed');
+        // One bad input must not fail its batch-mates: run each alone. A job that fails alone gets
+        // its error now (and a copy in the dead-letter stream): run again, it would fail again.
+        for (const job of live) {
+          const alone = live.length > 1 ? await run([job]) : batch;
+          if (live.length > 1) retriedAlone++;
+          if (!(alone instanceof Error)) {
+            succeed(job, alone.predictions[0], alone.inferenceMs, 1);
+            continue;
+          }
+          if (live.length > 1) log.error({ err: alone, id: job.id }, 'inference failed on one job alone');
+          failure(job, 'inference_failed', `inference failed: ${alone.message} (the job was moved to the dead-letter stream)`, {
+            reason: `inference threw: ${alone.message}`,
+            deliveries,
+            consumer,
+          });
+        }
       }
       if (tensorsAfter > tensorsBefore) log.warn({ tensorsBefore, tensorsAfter }, 'tensor count grew during a batch (leak?)');
     }
 
-    const { answered, writeFailures } = await writeOutcomes(writer!, { keys, resultTtlMs: config.resultTtlMs, log }, drop, answers);
-    stats.batches++;
-    stats.jobs += entries.length;
-    stats.answered += answered;
-    stats.expired += expired;
-    stats.invalid += entries.length - live.length - expired;
-    if (inferenceError) stats.inferenceFailures++;
+    const { answered, deadLettered, writeFailures } = await writeOutcomes(
+      writer!,
+      { keys, resultTtlMs: config.resultTtlMs, deadLetterMaxLen: config.deadLetterMaxLen, log },
+      drop,
+      answers,
+    );
     const report: BatchReport = {
       size: entries.length,
       live: live.length,
       expired,
-      invalid: entries.length - live.length - expired,
+      invalid: invalid.length + unanswerable,
       answered,
       writeFailures,
+      reclaimed: claim ? entries.length : 0,
+      deadLettered,
       inferenceMs,
       inferenceError,
+      retriedAlone,
       tensorsBefore,
       tensorsAfter,
     };
+    stats.batches++;
+    stats.jobs += entries.length;
+    stats.answered += answered;
+    stats.expired += expired;
+    stats.invalid += report.invalid;
+    stats.reclaimed += report.reclaimed;
+    stats.deadLettered += deadLettered;
+    if (inferenceError) stats.inferenceFailures++;
     log.debug({ ...report, inferenceMs: Math.round(inferenceMs) }, 'batch done');
     options.onBatch?.(report);
   }
@@ -287,9 +436,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           backend: tf.getBackend(),
           batchSize,
           maxBatchDelayMs: config.maxBatchDelayMs,
+          claimIdleMs: config.claimIdleMs,
+          maxDeliveries: config.maxDeliveries,
         },
         'worker ready',
       );
+      if (config.inferenceDelayMs > 0) {
+        log.warn({ inferenceDelayMs: config.inferenceDelayMs }, 'INFERENCE_DELAY_MS slows every batch down: for tests and benchmarks only');
+      }
       markReady();
       await loop(classifier!);
     } finally {

@@ -6,6 +6,7 @@
  * const k = redisKeys('rn');
  * k.stream            // 'rn:jobs'
  * k.result('abc')     // 'rn:result:abc'
+ * k.deadLetter        // 'rn:dead'
  */
 export const DEFAULT_KEY_PREFIX = 'rn';
 
@@ -15,6 +16,12 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
     stream: `${prefix}:jobs`,
     /** Consumer group that all workers of a deployment join. */
     group: 'workers',
+    /**
+     * Dead-letter stream: jobs the workers gave up on (delivered more than MAX_DELIVERIES times, or
+     * whose inference threw on their own), each with its original fields plus why (deadletter.lua).
+     * Capped (oldest dropped first); its entries are for inspection, nothing reads them back.
+     */
+    deadLetter: `${prefix}:dead`,
     /** Per-request result key (string, JSON of JobResult), written with a TTL. */
     result: (id: string) => `${prefix}:result:${id}`,
     /** Per-request pub/sub channel the worker publishes the result on (the Upstash REST wait path). */

@@ -11,6 +11,14 @@
  * request fall back to GET polling with exponential backoff (5 ms doubling to 250 ms); one last GET
  * at the deadline covers a result published while the stream was down.
  *
+ * Outages fail fast: a failing SUBSCRIBE falls back to polling, a failing EVALSHA is a 503
+ * `broker_unavailable` at once. A request still waiting after 1 s checks that the queue is
+ * reachable (one PING shared by all the broker's waiting requests, at most one a second; a
+ * request answered within a second costs nothing extra). Once PINGs (or polling GETs) have
+ * failed for 1 s, every waiting request is answered 503 instead of hanging until its deadline:
+ * its job may be lost with Redis. A PING that fails and then succeeds again makes each waiting
+ * request GET its result key once, for a result published while the subscription was broken.
+ *
  * @example
  * const broker = createUpstashBroker({ redis: new Redis({ url, token }), keys: redisKeys(), limits, scripts });
  * const result = await broker.submit({ id, tensor, deadline: Date.now() + 30_000 });
@@ -34,6 +42,14 @@ import {
 const SUBSCRIBE_TIMEOUT_MS = 2_000;
 const POLL_FIRST_MS = 5;
 const POLL_MAX_MS = 250;
+/** A request waiting this long for its result starts checking that the queue is reachable. */
+const PROBE_AFTER_MS = 1_000;
+/** Between two checks while all is well, and while they fail. */
+const PROBE_EVERY_MS = 1_000;
+const PROBE_RETRY_MS = 250;
+const PROBE_TIMEOUT_MS = 2_000;
+/** Calls to Redis failing for this long make an outage: waiting requests are answered 503. */
+const OUTAGE_AFTER_MS = 1_000;
 
 export interface UpstashBrokerOptions {
   redis: Redis;
@@ -45,6 +61,7 @@ export interface UpstashBrokerOptions {
 
 export function createUpstashBroker({ redis, keys, limits, scripts, logger }: UpstashBrokerOptions): Broker {
   const enqueue = redis.createScript<string | null>(scripts.enqueue);
+  const health = new Health(redis);
 
   return {
     async submit(request: SubmitRequest, clientSignal?: AbortSignal) {
@@ -57,6 +74,7 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
 
       let settle!: (result: JobResult | null) => void;
       const pushed = new Promise<JobResult | null>((resolve) => (settle = resolve));
+      let delivered: JobResult | undefined; // the pushed result, even if the stream failed afterwards
       let streamFailed = false;
       let isSubscribed = false;
       let subscribed!: () => void;
@@ -69,7 +87,10 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
       });
       subscriber.on('message', ({ message }) => {
         const parsed = JobResult.safeParse(message);
-        if (parsed.success && parsed.data.id === id) settle(parsed.data);
+        if (parsed.success && parsed.data.id === id) {
+          delivered ??= parsed.data;
+          settle(parsed.data);
+        }
       });
       subscriber.on('error', (error) => {
         streamFailed = true;
@@ -91,12 +112,14 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
         let entryId: string | null;
         try {
           entryId = await enqueue.exec([keys.stream], [String(limits.queueMax), ...toTextFields(request, channel)]);
+          health.succeeded();
         } catch (error) {
+          health.failed(error);
           throw brokerUnavailable(error);
         }
         if (entryId === null) throw queueFull(limits);
 
-        const result = (await pushed) ?? (streamFailed ? await poll(redis, keys.result(id), giveUp.signal) : null);
+        const result = await waitForResult();
         if (result) return result;
         // Deadline (or client gone): one last look, in case the publish was missed.
         const late = await readResult(redis, keys.result(id)).catch(() => null);
@@ -106,6 +129,49 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
         clearTimeout(timer);
         giveUp.abort();
         await subscriber.unsubscribe().catch(() => {});
+      }
+
+      /**
+       * The pushed result; or, once the stream has failed, the result key polled; null at the
+       * deadline. Throws 503 when the queue has been unreachable for OUTAGE_AFTER_MS meanwhile.
+       */
+      async function waitForResult(): Promise<JobResult | null> {
+        let nextProbeAt = Date.now() + PROBE_AFTER_MS;
+        let pollDelay = POLL_FIRST_MS;
+        let publishMayBeLost = false;
+        while (!giveUp.signal.aborted) {
+          if (delivered) return delivered;
+          if (streamFailed) {
+            await sleep(pollDelay, giveUp.signal);
+            if (giveUp.signal.aborted) break;
+            pollDelay = Math.min(pollDelay * 2, POLL_MAX_MS);
+            try {
+              const result = await readResult(redis, keys.result(id));
+              health.succeeded();
+              if (result) return result;
+            } catch (error) {
+              health.failed(error);
+            }
+          } else {
+            const result = await Promise.race([pushed, sleep(nextProbeAt - Date.now(), giveUp.signal).then(() => null)]);
+            if (result) return result;
+            if (giveUp.signal.aborted || streamFailed) continue;
+            const reachable = await health.check();
+            nextProbeAt = Date.now() + (reachable ? PROBE_EVERY_MS : PROBE_RETRY_MS);
+            if (!reachable) publishMayBeLost = true;
+            else if (publishMayBeLost) {
+              // Back after a failure: the result may have been published while nobody listened.
+              publishMayBeLost = false;
+              const missed = await readResult(redis, keys.result(id)).catch(() => null);
+              if (missed) return missed;
+            }
+          }
+          if (health.isDown()) {
+            logger?.warn({ id, err: health.lastError }, 'queue unreachable while waiting for a result');
+            throw brokerUnavailable(new Error(`lost contact while waiting for the result (${health.lastError})`));
+          }
+        }
+        return null;
       }
     },
     async close() {},
@@ -131,11 +197,50 @@ async function readResult(redis: Redis, key: string): Promise<JobResult | null> 
   return parsed.success ? parsed.data : null;
 }
 
-async function poll(redis: Redis, key: string, signal: AbortSignal): Promise<JobResult | null> {
-  for (let delay = POLL_FIRST_MS; !signal.aborted; delay = Math.min(delay * 2, POLL_MAX_MS)) {
-    const result = await readResult(redis, key).catch(() => null);
-    if (result) return result;
-    await sleep(delay, signal);
+/**
+ * Is the queue reachable? Shared by the waiting requests of one broker: at most one PING per
+ * interval, whoever asks; every Redis call's outcome (enqueue, GET) counts as well.
+ */
+class Health {
+  private probe?: { at: number; reachable: Promise<boolean> };
+  private failingSince: number | undefined;
+  lastError = '';
+
+  constructor(private readonly redis: Redis) {}
+
+  succeeded(): void {
+    this.failingSince = undefined;
   }
-  return null;
+
+  failed(error: unknown): void {
+    this.failingSince ??= Date.now();
+    this.lastError = (error as Error)?.message ?? String(error);
+  }
+
+  /** Calls have failed for OUTAGE_AFTER_MS, with no success since. */
+  isDown(): boolean {
+    return this.failingSince !== undefined && Date.now() - this.failingSince >= OUTAGE_AFTER_MS;
+  }
+
+  check(): Promise<boolean> {
+    const interval = this.failingSince === undefined ? PROBE_EVERY_MS : PROBE_RETRY_MS;
+    if (this.probe && Date.now() - this.probe.at < interval) return this.probe.reachable;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer to PING within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+    });
+    const reachable = Promise.race([this.redis.ping(), timeout]).then(
+      () => {
+        this.succeeded();
+        return true;
+      },
+      (error: unknown) => {
+        this.failed(error);
+        return false;
+      },
+    );
+    void reachable.finally(() => clearTimeout(timer));
+    this.probe = { at: Date.now(), reachable };
+    return reachable;
+  }
 }

@@ -4,6 +4,14 @@
  * names that channel as its reply, and results are routed to waiting requests by id. Cost: 1
  * command per request (EVALSHA); the tensor travels as raw bytes.
  *
+ * Outages fail fast: no command is queued while Redis is away, so an enqueue fails at once (503
+ * `broker_unavailable`). If the subscriber connection drops and is not back within 1 s, every
+ * waiting request is answered 503 instead of hanging until its deadline (its job may be lost with
+ * Redis, and its result could not reach us anyway); while it stays down new requests get 503
+ * without trying. Reconnection attempts run at least every second, so service resumes about a
+ * second after Redis is back. A connection back within the grace second re-subscribes, then every
+ * waiting request GETs its result key once, for a result published while nobody listened.
+ *
  * @example
  * const broker = await createIoredisBroker({ url: 'redis://127.0.0.1:6379', keys: redisKeys(), limits, scripts });
  */
@@ -13,6 +21,7 @@ import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
+import type { ApiError } from '../errors.ts';
 import {
   brokerUnavailable,
   deadlineExceeded,
@@ -22,6 +31,9 @@ import {
   type SubmitRequest,
 } from '../broker/broker.ts';
 
+/** How long the subscriber connection may be down before waiting requests are answered 503. */
+const OUTAGE_GRACE_MS = 1_000;
+
 export interface IoredisBrokerOptions {
   url: string;
   keys: RedisKeys;
@@ -30,15 +42,27 @@ export interface IoredisBrokerOptions {
   logger?: Logger;
 }
 
-type Waiter = (result: JobResult | null) => void;
+/** Settles one waiting request: its result, null (look at the result key), or an error to throw. */
+type Waiter = (outcome: JobResult | null | ApiError) => void;
 
 export async function createIoredisBroker({ url, keys, limits, scripts, logger }: IoredisBrokerOptions): Promise<Broker> {
-  // Fail fast while Redis is down instead of queueing commands in memory.
-  const options = { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true } as const;
+  // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
+  // at least every second.
+  const options = {
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+    retryStrategy: (times: number) => Math.min(times * 100, 1_000),
+  } as const;
   const commands = new Redis(url, options);
   const subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
+  let lastError = '';
   for (const connection of [commands, subscriber]) {
-    connection.on('error', (error) => logger?.warn({ err: error.message }, 'redis connection error'));
+    connection.on('error', (error: Error) => {
+      // Log an outage once, not on every reconnection attempt.
+      if (error.message !== lastError) logger?.warn({ err: error.message }, 'redis connection error');
+      lastError = error.message;
+    });
   }
   await Promise.all([commands.connect(), subscriber.connect()]);
 
@@ -56,12 +80,46 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
   await subscriber.subscribe(channel);
   commands.defineCommand('enqueueJob', { numberOfKeys: 1, lua: scripts.enqueue });
 
+  // Outage watch on the subscriber connection (the one results arrive on).
+  let outage: ReturnType<typeof setTimeout> | undefined;
+  let down = false;
+  let closed = false;
+  subscriber.on('close', () => {
+    if (closed || outage || down) return;
+    outage = setTimeout(() => {
+      outage = undefined;
+      if (subscriber.status === 'ready') return;
+      down = true;
+      logger?.warn({ waiting: waiters.size, err: lastError }, 'lost the connection to Redis; failing the waiting requests');
+      const error = brokerUnavailable(new Error(`lost the connection to Redis while waiting for the result (${lastError || 'closed'})`));
+      for (const waiter of waiters.values()) waiter(error);
+    }, OUTAGE_GRACE_MS);
+  });
+  subscriber.on('ready', () => {
+    clearTimeout(outage);
+    outage = undefined;
+    const wasDown = down;
+    down = false;
+    if (wasDown) logger?.info('connection to Redis restored');
+    // ioredis re-subscribes on reconnect; subscribing again resolves once that is in effect. Then
+    // look for results published while nobody was listening.
+    subscriber.subscribe(channel).then(
+      () => {
+        for (const [id, waiter] of waiters) {
+          readResult(commands, keys.result(id)).then((result) => result && waiter(result), () => {});
+        }
+      },
+      () => {},
+    );
+  });
+
   return {
     async submit(request: SubmitRequest, signal?: AbortSignal) {
       const { id, deadline } = request;
+      if (down) throw brokerUnavailable(new Error(`no connection to Redis (${lastError || 'closed'})`));
       const waitMs = deadline - Date.now();
       let onResult!: Waiter;
-      const pushed = new Promise<JobResult | null>((resolve) => (onResult = resolve));
+      const pushed = new Promise<JobResult | null | ApiError>((resolve) => (onResult = resolve));
       const timer = setTimeout(() => onResult(null), waitMs);
       signal?.addEventListener('abort', () => onResult(null), { once: true });
       waiters.set(id, onResult);
@@ -81,7 +139,9 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
           throw brokerUnavailable(error);
         }
         if (entryId === null) throw queueFull(limits);
-        const result = (await pushed) ?? (await readResult(commands, keys.result(id)));
+        const outcome = await pushed;
+        if (outcome instanceof Error) throw outcome;
+        const result = outcome ?? (await readResult(commands, keys.result(id)).catch(() => null));
         if (result) return result;
         throw deadlineExceeded(waitMs);
       } finally {
@@ -90,6 +150,8 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
       }
     },
     async close() {
+      closed = true;
+      clearTimeout(outage);
       subscriber.disconnect();
       commands.disconnect();
     },
@@ -100,9 +162,9 @@ interface EnqueueCommand {
   enqueueJob(stream: string, queueMax: number, ...fields: (string | Uint8Array)[]): Promise<string | null>;
 }
 
-/** One last look at the result key, in case the publish was missed (e.g. during a reconnect). */
+/** Read a result key: the pushed message was missed (e.g. during a reconnect). */
 async function readResult(redis: Redis, key: string): Promise<JobResult | null> {
-  const value = await redis.get(key).catch(() => null);
+  const value = await redis.get(key);
   if (value === null) return null;
   const parsed = JobResult.safeParse(JSON.parse(value));
   return parsed.success ? parsed.data : null;

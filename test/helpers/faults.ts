@@ -1,0 +1,180 @@
+/**
+ * Fault-injection helpers for test/faults*.test.ts: worker child processes (real `npm run worker`
+ * entry, tiny model) that can be killed, HTTP calls that record status and timing, and views of
+ * the queue's pending list. Each fault test prints one summary line through {@link summary}.
+ */
+import { Redis } from 'ioredis';
+import sharp from 'sharp';
+import { spawnTier, type TierProcess } from '../../dev/processes.ts';
+import type { RedisKeys } from '../../shared/keys.ts';
+
+/** Set FAULTS_LOG=1 to see the workers' log lines. */
+const SHOW_LOGS = process.env.FAULTS_LOG === '1';
+
+export interface WorkerProcess {
+  consumer: string;
+  tier: TierProcess;
+  /** Settles with the exit code (null if killed by a signal) and signal when the process is gone. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Its formatted log lines, for assertions and for diagnosing a failure. */
+  lines: string[];
+  alive(): boolean;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/** Start `gpu-worker/main.ts` as a child process (wasm, caffe preprocessing, info logs unless `env` says otherwise). */
+export function spawnWorker(consumer: string, env: Record<string, string>): WorkerProcess {
+  const lines: string[] = [];
+  const tier = spawnTier({
+    name: consumer,
+    entry: 'gpu-worker/main.ts',
+    env: { BACKEND: 'wasm', PREPROCESS: 'caffe', LOG_LEVEL: 'info', ...env, CONSUMER_NAME: consumer },
+    readyMessage: 'worker ready',
+    print: (line) => {
+      lines.push(line);
+      if (SHOW_LOGS) console.log(line);
+    },
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    tier.child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    consumer,
+    tier,
+    exited,
+    lines,
+    alive: () => tier.child.exitCode === null && tier.child.signalCode === null,
+    kill: (signal) => void tier.child.kill(signal),
+  };
+}
+
+export interface Reply {
+  status: number;
+  body: { success: boolean; id?: string; worker?: string; error?: { code: string; message: string }; [key: string]: unknown };
+  /** The x-request-id header: the job id. */
+  requestId: string | null;
+  retryAfter: string | null;
+  /** When the request was sent and when its answer was complete (epoch ms). */
+  sentAt: number;
+  doneAt: number;
+}
+
+/** POST an image; never throws: a transport failure is status 0 (counted as lost by the tests). */
+export async function predict(url: string, image: Uint8Array): Promise<Reply> {
+  const sentAt = Date.now();
+  try {
+    const response = await fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(image) });
+    const text = await response.text();
+    let body: Reply['body'];
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = { success: false, error: { code: 'not_json', message: text.slice(0, 200) } };
+    }
+    return {
+      status: response.status,
+      body,
+      requestId: response.headers.get('x-request-id'),
+      retryAfter: response.headers.get('retry-after'),
+      sentAt,
+      doneAt: Date.now(),
+    };
+  } catch (error) {
+    return { status: 0, body: { success: false, error: { code: 'transport', message: String(error) } }, requestId: null, retryAfter: null, sentAt, doneAt: Date.now() };
+  }
+}
+
+/** A small solid-colour PNG, a different colour per seed. */
+export async function colourPng(seed: number): Promise<Buffer> {
+  const background = { r: (seed * 67) % 256, g: (seed * 131) % 256, b: (seed * 29) % 256 };
+  return sharp({ create: { width: 48, height: 48, channels: 3, background } }).png().toBuffer();
+}
+
+export interface PendingEntry {
+  entryId: string;
+  consumer: string;
+  idleMs: number;
+  deliveries: number;
+}
+
+/** The group's pending entries list (XPENDING, extended form). */
+export async function pendingEntries(redis: Redis, keys: RedisKeys): Promise<PendingEntry[]> {
+  const rows = (await redis.xpending(keys.stream, keys.group, '-', '+', 10_000).catch(() => [])) as [string, string, number, number][];
+  return rows.map(([entryId, consumer, idleMs, deliveries]) => ({ entryId, consumer, idleMs, deliveries }));
+}
+
+/** Entries ever added to a stream (XINFO STREAM entries-added, Redis 7+); 0 if it does not exist. */
+export async function entriesAdded(redis: Redis, key: string): Promise<number> {
+  const info = (await redis.xinfo('STREAM', key).catch(() => null)) as unknown[] | null;
+  if (!info) return 0;
+  return Number(info[info.indexOf('entries-added') + 1]);
+}
+
+/** The job id (`id` field) of each stream entry still in the stream. */
+export async function jobIdsOf(redis: Redis, keys: RedisKeys, entryIds: string[]): Promise<Map<string, string>> {
+  const ids = new Map<string, string>();
+  for (const entryId of entryIds) {
+    const [entry] = (await redis.xrange(keys.stream, entryId, entryId)) as [string, string[]][];
+    const fields = entry?.[1] ?? [];
+    const at = fields.indexOf('id');
+    if (at >= 0 && at % 2 === 0) ids.set(entryId, fields[at + 1]!);
+  }
+  return ids;
+}
+
+/** The fields of every entry of a stream, as objects (tensors left out unless asked for). */
+export async function streamEntries(redis: Redis, key: string): Promise<{ entryId: string; fields: Record<string, string> }[]> {
+  const entries = (await redis.xrange(key, '-', '+')) as [string, string[]][];
+  return entries.map(([entryId, list]) => {
+    const fields: Record<string, string> = {};
+    for (let i = 0; i + 1 < list.length; i += 2) fields[list[i]!] = list[i + 1]!;
+    return { entryId, fields };
+  });
+}
+
+/** Counts every message published on the channels matching `pattern`, by channel. */
+export async function countPublishes(url: string, pattern: string): Promise<{ counts: Map<string, string[]>; close(): Promise<void> }> {
+  const subscriber = new Redis(url);
+  const counts = new Map<string, string[]>();
+  subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
+    counts.set(channel, [...(counts.get(channel) ?? []), message]);
+  });
+  await subscriber.psubscribe(pattern);
+  return { counts, close: async () => void subscriber.disconnect() };
+}
+
+/** Poll `check` every `everyMs` until it returns a truthy value; throws after `timeoutMs`. */
+export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number, what: string, everyMs = 20): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Count replies by `status code`, e.g. {"200": 38, "503 broker_unavailable": 2}. */
+export function tally(replies: Reply[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const reply of replies) {
+    const key = reply.status === 200 ? '200' : `${reply.status} ${reply.body.error?.code ?? '?'}`;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/**
+ * One line per fault test, for the README's reliability table, e.g.
+ * `faults: worker SIGKILL x1 (mid-batch), requests 40, lost 0 | 200: 40 | reclaimed 4`.
+ */
+export function summary(faults: string, requests: number, lost: number, details: Record<string, unknown> = {}): string {
+  const extra = Object.entries(details)
+    .map(([key, value]) => `${key} ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`)
+    .join(', ');
+  const line = `faults: ${faults}, requests ${requests}, lost ${lost}${extra ? ` | ${extra}` : ''}`;
+  console.log(line);
+  return line;
+}
