@@ -79,17 +79,30 @@ function instantiate(): DecoderExports {
   return exports;
 }
 
-/** Decodes with photon (JPEG, PNG, WebP, GIF) to RGBA; a new instance after any trap. */
+/**
+ * WASM memory never shrinks: an instance that grew past this for one big image is let go (the
+ * garbage collector frees its memory) instead of keeping it for the isolate's life.
+ */
+const RECYCLE_ABOVE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Decodes with photon (JPEG, PNG, WebP, GIF) to RGBA, on an instance of its own that is replaced
+ * after a trap or once its memory has grown past RECYCLE_ABOVE_BYTES.
+ */
 export function createPhotonDecoder() {
   let instance: DecoderExports | undefined;
-  let instances = 0;
+  const stats = { instances: 0, traps: 0, recycled: 0, peakWasmBytes: 0 };
   return {
     decode(bytes: Uint8Array): DecodedImage {
-      const wasm = (instance ??= (instances++, instantiate()));
+      if (!instance) {
+        instance = instantiate();
+        stats.instances++;
+      }
+      const wasm = instance;
       try {
         const input = wasm.__wbindgen_malloc(bytes.length, 1) >>> 0;
         new Uint8Array(wasm.memory.buffer, input, bytes.length).set(bytes);
-        // Takes ownership of `input` (freed when it returns; leaked, with the instance, if it traps).
+        // Takes ownership of `input`: freed when it returns, lost with the instance if it traps.
         const image = wasm.photonimage_new_from_byteslice(input, bytes.length) >>> 0;
         const width = wasm.photonimage_get_width(image) >>> 0;
         const height = wasm.photonimage_get_height(image) >>> 0;
@@ -100,11 +113,19 @@ export function createPhotonDecoder() {
         return { pixels, width, height };
       } catch (error) {
         instance = undefined; // never call into a trapped instance again
+        stats.traps++;
         throw error;
+      } finally {
+        const bytesHeld = wasm.memory.buffer.byteLength;
+        stats.peakWasmBytes = Math.max(stats.peakWasmBytes, bytesHeld);
+        if (instance && bytesHeld > RECYCLE_ABOVE_BYTES) {
+          instance = undefined;
+          stats.recycled++;
+        }
       }
     },
-    /** For tests and the fuzzer: bytes of WASM memory held now, and instances created so far. */
-    stats: () => ({ wasmBytes: instance?.memory.buffer.byteLength ?? 0, instances }),
+    /** For tests and the fuzzer: WASM memory of the live instance and the most any reached; instances made, traps, recycled. */
+    stats: () => ({ ...stats, wasmBytes: instance?.memory.buffer.byteLength ?? 0 }),
   };
 }
 
