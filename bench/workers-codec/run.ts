@@ -21,7 +21,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -32,6 +31,7 @@ import sharp from 'sharp';
 import type { ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
 import { createSharpCodec } from '../../edge/node/sharp-codec.ts';
+import { freePort } from '../../dev/redis-server.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -119,18 +119,6 @@ function fnv1a(bytes: Uint8Array): string {
   return (hash >>> 0).toString(16).padStart(8, '0');
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // /proc: memory of a process, and the process tree
