@@ -80,18 +80,13 @@ function instantiate(): DecoderExports {
 }
 
 /**
- * WASM memory never shrinks: an instance that grew past this for one big image is let go (the
- * garbage collector frees its memory) instead of keeping it for the isolate's life.
- */
-const RECYCLE_ABOVE_BYTES = 64 * 1024 * 1024;
-
-/**
  * Decodes with photon (JPEG, PNG, WebP, GIF) to RGBA, on an instance of its own that is replaced
- * after a trap or once its memory has grown past RECYCLE_ABOVE_BYTES.
+ * after a trap. A healthy instance is kept: its memory stays at the largest decode so far (WASM
+ * memory never shrinks), which MAX_PIXELS bounds, and reusing it costs no new memory.
  */
 export function createPhotonDecoder() {
   let instance: DecoderExports | undefined;
-  const stats = { instances: 0, traps: 0, recycled: 0, peakWasmBytes: 0 };
+  const stats = { instances: 0, traps: 0, peakWasmBytes: 0 };
   return {
     decode(bytes: Uint8Array): DecodedImage {
       if (!instance) {
@@ -116,15 +111,10 @@ export function createPhotonDecoder() {
         stats.traps++;
         throw error;
       } finally {
-        const bytesHeld = wasm.memory.buffer.byteLength;
-        stats.peakWasmBytes = Math.max(stats.peakWasmBytes, bytesHeld);
-        if (instance && bytesHeld > RECYCLE_ABOVE_BYTES) {
-          instance = undefined;
-          stats.recycled++;
-        }
+        stats.peakWasmBytes = Math.max(stats.peakWasmBytes, wasm.memory.buffer.byteLength);
       }
     },
-    /** For tests and the fuzzer: WASM memory of the live instance and the most any reached; instances made, traps, recycled. */
+    /** For tests and the fuzzer: WASM memory of the live instance and the most any reached; instances made; traps. */
     stats: () => ({ ...stats, wasmBytes: instance?.memory.buffer.byteLength ?? 0 }),
   };
 }
