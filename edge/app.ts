@@ -36,11 +36,12 @@ export interface AppDeps {
 const MULTIPART_OVERHEAD = 64 * 1024;
 
 const PredictQuery = z.object({
-  top: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(MAX_TOP_K, { error: `top must be an integer from 1 to ${MAX_TOP_K}` })
+  // Digits only: Number() would also take '1e1' or '0x10'.
+  top: z
+    .string()
+    .regex(/^\d{1,2}$/, { error: `top must be an integer from 1 to ${MAX_TOP_K}` })
+    .transform(Number)
+    .pipe(z.number().min(1, { error: `top must be an integer from 1 to ${MAX_TOP_K}` }).max(MAX_TOP_K, { error: `top must be an integer from 1 to ${MAX_TOP_K}` }))
     .default(DEFAULT_TOP_K),
   resize: z.enum(RESIZE_MODES).optional(),
 });
@@ -111,7 +112,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     return c.json(errorBody('method_not_allowed', `${c.req.method} is not allowed on /predict; use POST`), 405);
   });
 
-  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path}`), 404));
+  app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path.slice(0, 100)}`), 404));
   app.onError((error, c) => {
     if (error instanceof ApiError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);

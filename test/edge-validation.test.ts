@@ -63,6 +63,19 @@ describe('bad uploads', () => {
     await expectError(response, 413, 'payload_too_large');
   });
 
+  it('answers requests the HTTP parser rejects with JSON too', async () => {
+    const { connect } = await import('node:net');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = connect(edge.port, '127.0.0.1', () => socket.write('POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
+      let data = '';
+      socket.on('data', (chunk) => (data += chunk));
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 400/);
+    expect(JSON.parse(reply.slice(reply.indexOf('\r\n\r\n') + 4))).toMatchObject({ success: false, error: { code: 'bad_request' } });
+  });
+
   it('GET /predict names the allowed method', async () => {
     expect((await app.request('/predict')).headers.get('allow')).toBe('POST');
   });

@@ -11,6 +11,8 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
 import { Redis as UpstashRedis } from '@upstash/redis';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { errorBody } from '../errors.ts';
 import { createApp } from '../app.ts';
 import type { Broker, BrokerLimits } from '../broker/broker.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
@@ -53,6 +55,14 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger, rateLimit });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
+  });
+  // Requests Node's HTTP parser rejects (a non-numeric Content-Length, oversized headers) never
+  // reach Hono: answer them in the API's JSON shape too.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable) return void socket.destroy();
+    const [status, reason] = error.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : [400, 'Bad Request'];
+    const body = JSON.stringify(errorBody('bad_request', `Malformed HTTP request (${error.code ?? 'parse error'})`));
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   const { port } = server.address() as AddressInfo;
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
