@@ -28,6 +28,7 @@ import { probeImage } from '../edge/image/probe.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { createPhotonCodec, createPhotonDecoder } from '../edge/workers/photon-codec.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
+import { mulberry32 } from './random.ts';
 
 export const FIXTURES_DIR = new URL('../../shared/fixtures/images/', import.meta.url).pathname;
 export type CodecName = 'sharp' | 'photon';
@@ -44,17 +45,6 @@ export async function defaultMaxPixels(): Promise<Record<CodecName, number>> {
 
 // ------------------------------------------------------------------------------------ PRNG
 
-/** mulberry32: small, fast, seeded. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The PRNG of case `index` under `seed`: every case is reproducible on its own. */
 export const caseRandom = (seed: number, index: number) => mulberry32(Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35));

@@ -13,6 +13,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { mulberry32 } from '../../dev/random.ts';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 export interface TinyModelOptions {
@@ -35,17 +36,6 @@ export interface TinyModel {
   cleanup(): Promise<void>;
 }
 
-/** mulberry32: a small, well-known seeded PRNG. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function createTinyModel(options: TinyModelOptions = {}): Promise<TinyModel> {
   const { classes = 10, softmax = true, seed = 42, labels: labelsFormat = 'array', shards = 2 } = options;
@@ -58,7 +48,7 @@ export async function createTinyModel(options: TinyModelOptions = {}): Promise<T
     ],
   });
   // Small weights: conv outputs stay in tens after caffe preprocessing, so the softmax is not saturated.
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const scales = [0.004, 0.1, 0.2, 0.5]; // conv kernel, conv bias, dense kernel, dense bias
   const weights = model.getWeights().map((w, i) =>
     tf.tensor(Float32Array.from({ length: w.size }, () => (random() * 2 - 1) * (scales[i] ?? 0.1)), w.shape),
@@ -109,7 +99,7 @@ export async function createTinyModel(options: TinyModelOptions = {}): Promise<T
  * clearly different predictions (pure noise would average out to the same output for all).
  */
 export function randomImage(seed: number, size = 224 * 224 * 3): Uint8Array {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const base = [random() * 255, random() * 255, random() * 255];
   return Uint8Array.from({ length: size }, (_, i) => Math.max(0, Math.min(255, Math.round(base[i % 3]! + (random() - 0.5) * 60))));
 }
