@@ -12,7 +12,7 @@ import type { Broker } from '../edge/broker/broker.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
-import { badUploads, expectError } from './helpers/bad-uploads.ts';
+import { badUploads, chunkedBody, expectError } from './helpers/bad-uploads.ts';
 
 const MAX_BODY_BYTES = 256 * 1024;
 const logger = createLogger('test', 'silent');
@@ -50,15 +50,7 @@ describe('bad uploads', () => {
   });
 
   it('refuses a chunked body once it streams past the limit', async () => {
-    const chunk = new Uint8Array(64 * 1024);
-    let sent = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        sent += chunk.length;
-        if (sent > 4 * MAX_BODY_BYTES) controller.close();
-        else controller.enqueue(chunk);
-      },
-    });
+    const body = chunkedBody(4 * MAX_BODY_BYTES);
     const response = await fetch(`${edge.url}/predict`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body, duplex: 'half' } as RequestInit);
     await expectError(response, 413, 'payload_too_large');
   });

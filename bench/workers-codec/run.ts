@@ -32,6 +32,7 @@ import type { ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
 import { createSharpCodec } from '../../edge/node/sharp-codec.ts';
 import { freePort } from '../../dev/redis-server.ts';
+import { checksum as tensorChecksum } from './checksum.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -110,14 +111,6 @@ function progress(what: string, n: number, total: number) {
   }
 }
 
-function fnv1a(bytes: Uint8Array): string {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
-    hash ^= bytes[i]!;
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return (hash >>> 0).toString(16).padStart(8, '0');
-}
 
 
 // ---------------------------------------------------------------------------------------------
@@ -528,7 +521,7 @@ async function benchSharp(images: TestImage[], timings: Timing[], memory: Memory
         const start = performance.now();
         const tensor = await codec.toTensor(image.bytes, probeImage(image.bytes, maxPixels), mode);
         const ms = performance.now() - start;
-        checksum = fnv1a(tensor);
+        checksum = tensorChecksum(tensor);
         if (hwmFirst === null) hwmFirst = readMem(process.pid)?.hwmKb ?? null;
         if (i > 0) {
           samples.push(ms);

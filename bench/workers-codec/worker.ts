@@ -15,6 +15,7 @@ import { ApiError } from '../../edge/errors.ts';
 import { RESIZE_MODES, type ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
 import { createPhotonCodec } from '../../edge/workers/photon-codec.ts';
+import { checksum } from './checksum.ts';
 
 interface Env {
   BENCH_MAX_PIXELS?: string;
@@ -32,15 +33,6 @@ async function wasmMemoryBytes(): Promise<number | null> {
   }
 }
 
-/** FNV-1a over the tensor: cheap next to the decode, and depends on every byte. */
-function checksum(bytes: Uint8Array): string {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
-    hash ^= bytes[i]!;
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return (hash >>> 0).toString(16).padStart(8, '0');
-}
 
 async function tensor(request: Request, env: Env, url: URL): Promise<Response> {
   const mode = (url.searchParams.get('mode') ?? 'squash') as ResizeMode;

@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { ErrorCode } from '../../shared/protocol.ts';
 import { CORPUS_DIR } from './make.ts';
+import { chunkedBody } from '../helpers/bad-uploads.ts';
 
 /** The edge's defaults, which the test edge keeps. */
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -203,15 +204,7 @@ export const cases: HostileCase[] = [
     name: 'chunked body streaming past the limit (no Content-Length)',
     group: 'too large',
     send: () => {
-      const chunk = new Uint8Array(256 * 1024);
-      let sent = 0;
-      const body = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          sent += chunk.length;
-          if (sent > 2 * MAX_BODY_BYTES) controller.close();
-          else controller.enqueue(chunk);
-        },
-      });
+      const body = chunkedBody(2 * MAX_BODY_BYTES);
       return { init: { method: 'POST', headers: { 'content-type': 'image/png' }, body, duplex: 'half' } as RequestInit };
     },
     image: false,

@@ -48,3 +48,16 @@ export async function expectError(response: Response, status: number, code: stri
   expect(body.error.message.length).toBeGreaterThan(5);
 }
 
+
+/** A request body streamed in 64 KiB chunks with no Content-Length, `totalBytes` long. */
+export function chunkedBody(totalBytes: number): ReadableStream<Uint8Array> {
+  const chunk = new Uint8Array(64 * 1024);
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      sent += chunk.length;
+      if (sent > totalBytes) controller.close();
+      else controller.enqueue(chunk);
+    },
+  });
+}
