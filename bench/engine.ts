@@ -1,0 +1,400 @@
+/**
+ * The bare engine: a model through one tfjs backend, no HTTP, no Redis. For each batch size, the
+ * median time of one `Classifier.classifyWithStats` call and the throughput of N replicas (N child
+ * processes, one model each, as INFERENCE_PROCESSES runs them) working at the same time.
+ *
+ * Every replica, the single one included, is a child process (`node --import tsx bench/engine.ts
+ * --child <json>`), so each measurement starts from the same clean process and the parent never
+ * competes for a core. Per group of N children:
+ *
+ *   spawn N -> each loads the model, reports 'ready' (backend, params)
+ *   per batch size: 'warm' (warm-up batches of that shape) -> all 'warmed' -> 'go' to all at once
+ *   -> each runs `repeats` batches of seeded random uint8 tensors -> 'done' with its timings
+ *
+ * Aggregate img/s = all images of all replicas / wall time from 'go' to the last 'done' (parent
+ * clock). Children are killed when the group ends, on any error, and when the parent exits; a child
+ * also exits by itself when its IPC channel closes (the parent died).
+ *
+ * @example
+ * const results = await benchEngine({ model: 'resnet50', backend: 'wasm', batchSizes: [1, 8, 32], replicas: [1, 2], repeats: 5, warmup: 1 });
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mulberry32 } from '../dev/random.ts';
+import type { BackendChoice } from '../gpu-worker/config.ts';
+import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
+import { TENSOR_BYTES } from '../shared/tensor.ts';
+
+const ENGINE_FILE = fileURLToPath(import.meta.url);
+const REPO_ROOT = resolve(ENGINE_FILE, '../..');
+
+export interface EngineBenchOptions {
+  /** 'resnet50' (the builtin model) or a directory holding model.json (+ labels.json). */
+  model: 'resnet50' | (string & {});
+  /** Required for a directory model (see PREPROCESS in gpu-worker/config.ts). */
+  preprocess?: PreprocessMode;
+  backend: BackendChoice;
+  batchSizes: number[];
+  /** Replica counts to measure, e.g. [1, cores]. */
+  replicas: number[];
+  /** Timed batches per replica and batch size: one number, or per batch size (fewer for big batches). */
+  repeats: number | ((batchSize: number) => number);
+  /** Untimed batches per replica before each batch size's timed ones. */
+  warmup: number;
+  /** Seed of the random input tensors (content does not matter for speed). */
+  seed?: number;
+  /** Most a child may take for one step (load, warm-up, run) before the group is killed. */
+  stepTimeoutMs?: number;
+  onProgress?: (event: EngineProgress) => void;
+}
+
+export type EngineProgress =
+  | { kind: 'loading'; replicas: number }
+  | { kind: 'warming'; replicas: number; batchSize: number }
+  | { kind: 'batch'; replicas: number; batchSize: number; done: number; total: number };
+
+/** What a child reports once its model is loaded. */
+export interface EngineInfo {
+  backend: string;
+  backendPackage: string;
+  backendDetail: string;
+  model: string;
+  paramCount: number;
+  loadMs: number;
+}
+
+export interface EngineResult extends EngineInfo {
+  batchSize: number;
+  replicas: number;
+  /** Timed batches per replica. */
+  repeats: number;
+  /** All timed images, all replicas. */
+  images: number;
+  /** Median wall time of one classify call (tensor build, predict, top-k read back), over all replicas' batches. */
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  /** Median of the classifier's own inferenceMs (same call without copying the batch and mapping labels). */
+  medianInferenceMs: number;
+  medianMsPerImage: number;
+  /** One replica's throughput from the median batch: batchSize / medianMs. */
+  imgPerSec: number;
+  /** From the parent's 'go' to the last replica's 'done'. */
+  wallMs: number;
+  /** images / wallMs: what all replicas together deliver. */
+  aggregateImgPerSec: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPC messages
+
+interface ChildOptions {
+  model: string;
+  preprocess?: PreprocessMode;
+  backend: BackendChoice;
+  seed: number;
+}
+
+type ToChild = { type: 'warm'; batchSize: number; warmup: number } | { type: 'go'; batchSize: number; repeats: number } | { type: 'exit' };
+
+type FromChild =
+  | ({ type: 'ready' } & EngineInfo)
+  | { type: 'warmed' }
+  | { type: 'progress'; done: number }
+  | { type: 'done'; callMs: number[]; inferenceMs: number[] }
+  | { type: 'error'; message: string };
+
+// ---------------------------------------------------------------------------------------------
+// Parent
+
+export async function benchEngine(options: EngineBenchOptions): Promise<EngineResult[]> {
+  for (const [name, list] of [['batchSizes', options.batchSizes], ['replicas', options.replicas]] as const) {
+    if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new RangeError(`${name}: expected positive integers, got ${JSON.stringify(list)}`);
+  }
+  if (options.model !== 'resnet50' && !options.preprocess) throw new Error(`preprocess is required for a model directory (${options.model})`);
+  if (options.model === 'resnet50') await ensureBuiltinModel();
+
+  const repeatsFor = (batchSize: number) => {
+    const n = typeof options.repeats === 'function' ? options.repeats(batchSize) : options.repeats;
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`repeats for batch ${batchSize}: expected a positive integer, got ${n}`);
+    return n;
+  };
+  const childOptions: ChildOptions = {
+    model: options.model === 'resnet50' ? 'resnet50' : resolve(options.model),
+    preprocess: options.preprocess,
+    backend: options.backend,
+    seed: options.seed ?? 1,
+  };
+  const progress = options.onProgress ?? (() => {});
+  const timeoutMs = options.stepTimeoutMs ?? 10 * 60_000;
+
+  const results: EngineResult[] = [];
+  for (const replicas of options.replicas) {
+    progress({ kind: 'loading', replicas });
+    const group = await ReplicaGroup.start(replicas, childOptions, timeoutMs);
+    try {
+      for (const batchSize of options.batchSizes) {
+        const repeats = repeatsFor(batchSize);
+        progress({ kind: 'warming', replicas, batchSize });
+        await group.all({ type: 'warm', batchSize, warmup: options.warmup }, 'warmed');
+        const total = repeats * replicas;
+        let done = 0;
+        const started = performance.now();
+        const reports = await group.all({ type: 'go', batchSize, repeats }, 'done', (message) => {
+          if (message.type === 'progress') progress({ kind: 'batch', replicas, batchSize, done: ++done, total });
+        });
+        const wallMs = performance.now() - started;
+        results.push(summarise(group.info, batchSize, replicas, repeats, wallMs, reports));
+      }
+    } finally {
+      await group.stop();
+    }
+  }
+  return results;
+}
+
+function summarise(
+  info: EngineInfo,
+  batchSize: number,
+  replicas: number,
+  repeats: number,
+  wallMs: number,
+  reports: Extract<FromChild, { type: 'done' }>[],
+): EngineResult {
+  const callMs = reports.flatMap((r) => r.callMs);
+  const medianMs = median(callMs);
+  const images = batchSize * repeats * replicas;
+  return {
+    ...info,
+    batchSize,
+    replicas,
+    repeats,
+    images,
+    medianMs: round(medianMs),
+    minMs: round(Math.min(...callMs)),
+    maxMs: round(Math.max(...callMs)),
+    medianInferenceMs: round(median(reports.flatMap((r) => r.inferenceMs))),
+    medianMsPerImage: round(medianMs / batchSize),
+    imgPerSec: round((batchSize * 1000) / medianMs),
+    wallMs: round(wallMs),
+    aggregateImgPerSec: round((images * 1000) / wallMs),
+  };
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const round = (value: number, digits = 2) => Number(value.toFixed(digits));
+
+/** Download the builtin model once, here, so N children do not race to fill the cache. */
+async function ensureBuiltinModel(): Promise<void> {
+  const { parseWorkerConfig } = await import('../gpu-worker/config.ts');
+  const { fetchBuiltinModel, progressPrinter } = await import('../gpu-worker/model/fetch.ts');
+  const config = parseWorkerConfig({ MODEL: 'resnet50', MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR });
+  await fetchBuiltinModel({ cacheDir: config.modelCacheDir, onProgress: progressPrinter() });
+}
+
+/**
+ * Parameter count of a model directory from its weights manifest, without loading it: the same
+ * number as LayersModel.countParams() (all weights, trainable or not).
+ */
+export async function countParamsInManifest(dir: string): Promise<number> {
+  const json = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as { weightsManifest?: { weights: { shape: number[] }[] }[] };
+  return (json.weightsManifest ?? []).flatMap((group) => group.weights).reduce((sum, w) => sum + w.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Children alive in this process, killed if it exits while they run. */
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of live) c.kill('SIGKILL');
+    });
+  }
+}
+
+class ReplicaGroup {
+  private constructor(
+    private readonly children: ChildProcess[],
+    private readonly stderr: string[][],
+    private readonly timeoutMs: number,
+    public info: EngineInfo,
+  ) {}
+
+  static async start(count: number, options: ChildOptions, timeoutMs: number): Promise<ReplicaGroup> {
+    const children: ChildProcess[] = [];
+    const stderr: string[][] = [];
+    for (let i = 0; i < count; i++) {
+      const child = fork(ENGINE_FILE, ['--child', JSON.stringify({ ...options, seed: options.seed + i })], {
+        cwd: REPO_ROOT,
+        execArgv: ['--import', 'tsx'],
+        env: { ...process.env, NODE_ENV: process.env.NODE_ENV ?? 'production' },
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      });
+      track(child);
+      const tail: string[] = [];
+      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+        tail.push(chunk);
+        if (tail.length > 20) tail.shift();
+      });
+      children.push(child);
+      stderr.push(tail);
+    }
+    const group = new ReplicaGroup(children, stderr, timeoutMs, undefined as unknown as EngineInfo);
+    try {
+      const ready = await group.collect('ready');
+      const first = ready[0]!;
+      const { type: _type, ...info } = first;
+      group.info = info;
+      const odd = ready.find((r) => r.backend !== first.backend);
+      if (odd) throw new Error(`replicas chose different backends: ${first.backend} and ${odd.backend}`);
+      return group;
+    } catch (error) {
+      await group.stop();
+      throw error;
+    }
+  }
+
+  /** Send `message` to every child at once and wait for each one's `reply`. */
+  async all<T extends FromChild['type']>(message: ToChild, reply: T, onMessage?: (m: FromChild) => void): Promise<Extract<FromChild, { type: T }>[]> {
+    const waiting = this.collect(reply, onMessage);
+    for (const child of this.children) child.send(message);
+    return waiting;
+  }
+
+  private collect<T extends FromChild['type']>(reply: T, onMessage?: (m: FromChild) => void): Promise<Extract<FromChild, { type: T }>[]> {
+    return Promise.all(
+      this.children.map(
+        (child, i) =>
+          new Promise<Extract<FromChild, { type: T }>>((resolvePromise, reject) => {
+            const cleanup = () => {
+              clearTimeout(timer);
+              child.off('message', onChildMessage);
+              child.off('exit', onExit);
+            };
+            const fail = (why: string) => {
+              cleanup();
+              const tail = this.stderr[i]!.join('').trim().split('\n').slice(-8).join('\n');
+              reject(new Error(`bench replica ${i + 1}: ${why}${tail ? `\n${tail}` : ''}`));
+            };
+            const timer = setTimeout(() => fail(`no '${reply}' within ${this.timeoutMs} ms`), this.timeoutMs);
+            const onExit = (code: number | null, signal: string | null) => fail(`exited (${signal ?? `code ${code}`}) while waiting for '${reply}'`);
+            const onChildMessage = (raw: unknown) => {
+              const message = raw as FromChild;
+              if (message.type === 'error') return fail(message.message);
+              onMessage?.(message);
+              if (message.type === reply) {
+                cleanup();
+                resolvePromise(message as Extract<FromChild, { type: T }>);
+              }
+            };
+            child.on('message', onChildMessage);
+            child.once('exit', onExit);
+          }),
+      ),
+    );
+  }
+
+  /** Ask politely, then SIGKILL whatever is still there after a second. */
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise<void>((done) => child.once('exit', () => done()));
+        if (child.connected) child.send({ type: 'exit' } satisfies ToChild, () => {});
+        const timer = setTimeout(() => child.kill('SIGKILL'), 1_000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child
+
+async function runChild(options: ChildOptions): Promise<void> {
+  const send = (message: FromChild) => process.send!(message);
+  // The parent is gone (crash, Ctrl-C): nobody wants the numbers.
+  process.on('disconnect', () => process.exit(1));
+  try {
+    const { parseWorkerConfig } = await import('../gpu-worker/config.ts');
+    const { selectBackend } = await import('../gpu-worker/backend.ts');
+    const { loadModel } = await import('../gpu-worker/model/load.ts');
+    const { Classifier } = await import('../gpu-worker/classifier.ts');
+
+    const config = parseWorkerConfig({
+      MODEL: options.model,
+      PREPROCESS: options.preprocess,
+      BACKEND: options.backend,
+      MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR,
+    });
+    const backend = await selectBackend(config.backend);
+    const loaded = await loadModel(config);
+    const classifier = new Classifier(loaded);
+    const random = mulberry32(options.seed);
+    const tensorsFor = (batchSize: number) =>
+      Array.from({ length: batchSize }, () => {
+        const bytes = new Uint8Array(TENSOR_BYTES);
+        for (let i = 0; i < bytes.length; i++) bytes[i] = (random() * 256) | 0;
+        return bytes;
+      });
+    let tensors: Uint8Array[] = [];
+
+    process.on('message', (raw) => {
+      const message = raw as ToChild;
+      const step = async () => {
+        if (message.type === 'exit') {
+          classifier.dispose();
+          process.exit(0);
+        }
+        if (message.type === 'warm') {
+          tensors = tensorsFor(message.batchSize);
+          for (let i = 0; i < message.warmup; i++) await classifier.classifyWithStats(tensors, 1);
+          send({ type: 'warmed' });
+          return;
+        }
+        if (tensors.length !== message.batchSize) tensors = tensorsFor(message.batchSize);
+        const callMs: number[] = [];
+        const inferenceMs: number[] = [];
+        for (let i = 0; i < message.repeats; i++) {
+          const started = performance.now();
+          const run = await classifier.classifyWithStats(tensors, 5);
+          callMs.push(performance.now() - started);
+          inferenceMs.push(run.inferenceMs);
+          send({ type: 'progress', done: i + 1 });
+        }
+        send({ type: 'done', callMs, inferenceMs });
+      };
+      step().catch((error: unknown) => send({ type: 'error', message: String((error as Error)?.stack ?? error) }));
+    });
+
+    send({
+      type: 'ready',
+      backend: backend.name,
+      backendPackage: backend.package,
+      backendDetail: backend.detail,
+      model: loaded.name,
+      paramCount: loaded.paramCount,
+      loadMs: loaded.loadMs,
+    });
+  } catch (error) {
+    // Exit only once the report is out: the parent shows it instead of a bare exit code.
+    process.send!({ type: 'error', message: String((error as Error)?.stack ?? error) } satisfies FromChild, () => process.exit(1));
+  }
+}
+
+if (process.argv[2] === '--child' && process.argv[1] && resolve(process.argv[1]) === ENGINE_FILE) {
+  if (!process.send) throw new Error('bench/engine.ts --child must be started by benchEngine (it needs an IPC channel)');
+  await runChild(JSON.parse(process.argv[3] ?? '{}') as ChildOptions);
+}

@@ -1,0 +1,69 @@
+/**
+ * `npm run bench`'s engine section on the tiny model: every row measured, the 2-replica aggregate
+ * there, the results JSON-serialisable. Seconds, not minutes: the real numbers come from
+ * `npm run bench` with ResNet50.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { benchEngine, type EngineResult } from '../bench/engine.ts';
+import { selectBackend } from '../gpu-worker/backend.ts';
+import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
+
+describe('bench: bare engine (tiny model)', () => {
+  let tiny: TinyModel;
+  let results: EngineResult[];
+
+  beforeAll(async () => {
+    await selectBackend('wasm');
+    tiny = await createTinyModel();
+    results = await benchEngine({
+      model: tiny.dir,
+      preprocess: 'caffe',
+      backend: 'wasm',
+      batchSizes: [1, 4],
+      replicas: [1, 2],
+      repeats: 2,
+      warmup: 1,
+      stepTimeoutMs: 30_000,
+    });
+  }, 40_000);
+
+  afterAll(async () => {
+    await tiny?.cleanup();
+  });
+
+  it('measures every batch size with 1 and 2 replicas', () => {
+    expect(results.map((r) => [r.batchSize, r.replicas])).toEqual([
+      [1, 1],
+      [4, 1],
+      [1, 2],
+      [4, 2],
+    ]);
+    for (const r of results) {
+      expect(r.backend).toBe('wasm');
+      expect(r.medianMs).toBeGreaterThan(0);
+      expect(r.medianMsPerImage).toBeGreaterThan(0);
+      expect(r.wallMs).toBeGreaterThan(0);
+      expect(r.imgPerSec).toBeGreaterThan(0);
+      expect(r.aggregateImgPerSec).toBeGreaterThan(0);
+      expect(r.images).toBe(r.batchSize * r.repeats * r.replicas);
+      expect(r.paramCount).toBeGreaterThan(0);
+    }
+  });
+
+  it('has the 2-replica aggregate over both replicas', () => {
+    const row = results.find((r) => r.replicas === 2 && r.batchSize === 4);
+    expect(row).toBeDefined();
+    expect(row!.images).toBe(4 * 2 * 2);
+    expect(row!.aggregateImgPerSec).toBeGreaterThan(0);
+  });
+
+  it('serialises', () => {
+    expect(JSON.parse(JSON.stringify(results))).toEqual(results);
+  });
+
+  it('rejects a model that does not load, naming the replica and the cause', async () => {
+    await expect(
+      benchEngine({ model: '/nonexistent-model-dir', preprocess: 'caffe', backend: 'wasm', batchSizes: [1], replicas: [2], repeats: 1, warmup: 0 }),
+    ).rejects.toThrow(/bench replica \d: .*could not read/s);
+  }, 30_000);
+});
