@@ -5,32 +5,32 @@
  * same model loaded in this process, so the test checks that the whole path delivers the numbers.
  */
 import { readFile } from 'node:fs/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
 import { Classifier } from '../gpu-worker/classifier.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { loadModel } from '../gpu-worker/model/load.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import type { Prediction } from '../shared/protocol.ts';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
-import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
-import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
+import type { TinyModel } from './helpers/tiny-model.ts';
 import { FIXTURES } from './helpers/images.ts';
+import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
 const TOKEN = 'e2e-test-token-0123456789';
 const logger = createLogger('e2e', 'silent');
 const FILES = ['beagle.jpg', 'coral_cat_1080p.jpg', 'caffe_cat_gray.jpg', 'ort_horse_rgba.png', 'ort_lion.png', 'ort_golden_retriever.jpg', 'tfjsx_tiger.jpeg', 'rembg_sports_car_alpha.png'];
 
+let base: Backbone;
 let redisServer: RedisServerHandle;
 let redis: Redis;
-let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
+let rest: Backbone['rest'];
 let tiny: TinyModel;
 let workers: TierProcess[] = [];
 let edge: NodeEdge;
@@ -41,11 +41,8 @@ const edgeEnv = (extra: Record<string, string> = {}) =>
   parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', ...extra });
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0 });
-  await selectBackend('wasm');
-  tiny = await createTinyModel({ classes: 10, seed: 7 });
+  base = await startBackbone({ token: TOKEN, seed: 7 });
+  ({ redisServer, redis, rest, tiny } = base);
 
   const workerEnv = { REDIS_URL: redisServer.url, MODEL: tiny.dir, PREPROCESS: 'caffe', BATCH_SIZE: '4', LOG_LEVEL: 'info' };
   workers = [1, 2].map((i) =>
@@ -69,10 +66,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await edge?.close();
   await Promise.all(workers.map((w) => w.stop()));
-  await rest?.close();
-  redis?.disconnect();
-  await redisServer?.stop();
-  await tiny?.cleanup();
+  await base?.stop();
 });
 
 function post(url: string, file: string, query = '') {

@@ -13,16 +13,15 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
-import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
+import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { JobResult } from '../shared/protocol.ts';
 import { colourPng, pendingEntries, predict, sleep, spawnWorker, summary, waitFor, type WorkerProcess } from './helpers/faults.ts';
-import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
+import type { TinyModel } from './helpers/tiny-model.ts';
+import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
 const TOKEN = 'deadline-test-token-0123456789';
 const logger = createLogger('faults-deadline', 'silent');
@@ -30,10 +29,11 @@ const PREFIX = 'f-deadline';
 const DEADLINE_MS = 3000;
 const RESULT_TTL_MS = 1000;
 
+let base: Backbone;
 let redisServer: RedisServerHandle;
 let redis: Redis;
 let listener: Redis;
-let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
+let rest: Backbone['rest'];
 let tiny: TinyModel;
 let worker: WorkerProcess;
 const edges: NodeEdge[] = [];
@@ -41,17 +41,14 @@ const edges: NodeEdge[] = [];
 const publishes: { id: string; at: number; pttl: Promise<number> }[] = [];
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
+  base = await startBackbone({ token: TOKEN, seed: 7, logger });
+  ({ redisServer, redis, rest, tiny } = base);
   listener = new Redis(redisServer.url);
   listener.on('pmessage', (_pattern: string, _channel: string, message: string) => {
     const result = JobResult.parse(JSON.parse(message));
     publishes.push({ id: result.id, at: Date.now(), pttl: redis.pttl(redisKeys(PREFIX).result(result.id)) });
   });
   await listener.psubscribe(`${PREFIX}:*`); // per-request channels (Upstash) and per-edge channels (ioredis)
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
-  await selectBackend('wasm');
-  tiny = await createTinyModel({ classes: 10, seed: 7 });
   worker = spawnWorker(`${PREFIX}-w`, {
     REDIS_URL: redisServer.url,
     KEY_PREFIX: PREFIX,
@@ -66,11 +63,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(edges.map((edge) => edge.close()));
   await worker?.tier.stop(2000);
-  await rest?.close();
   listener?.disconnect();
-  redis?.disconnect();
-  await redisServer?.stop();
-  await tiny?.cleanup();
+  await base?.stop();
 });
 
 describe('deadlines', () => {

@@ -13,13 +13,11 @@
  *    its batch-mates get their results (each run alone), it alone gets inference_failed and is
  *    dead-lettered at once.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
-import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
+import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
 import { Classifier, type ClassifyRun } from '../gpu-worker/classifier.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { loadModel } from '../gpu-worker/model/load.ts';
@@ -42,34 +40,30 @@ import {
   type WorkerProcess,
 } from './helpers/faults.ts';
 import { JobQueue } from './helpers/job-queue.ts';
-import { createTinyModel, randomImage, type TinyModel } from './helpers/tiny-model.ts';
+import { randomImage, type TinyModel } from './helpers/tiny-model.ts';
+import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
 const TOKEN = 'poison-test-token-0123456789';
 const logger = createLogger('faults-poison', 'silent');
 const MAX_DELIVERIES = 3;
 
+let base: Backbone;
 let redisServer: RedisServerHandle;
 let redis: Redis;
-let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
+let rest: Backbone['rest'];
 let tiny: TinyModel;
 const workers: WorkerProcess[] = [];
 let edge: NodeEdge | undefined;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
-  await selectBackend('wasm');
-  tiny = await createTinyModel({ classes: 10, seed: 7 });
+  base = await startBackbone({ token: TOKEN, seed: 7, logger });
+  ({ redisServer, redis, rest, tiny } = base);
 });
 
 afterAll(async () => {
   await edge?.close();
   await Promise.all(workers.map((worker) => worker.tier.stop(2000)));
-  await rest?.close();
-  redis?.disconnect();
-  await redisServer?.stop();
-  await tiny?.cleanup();
+  await base?.stop();
 });
 
 describe('poison jobs', () => {

@@ -8,13 +8,11 @@
  * "in the middle of a batch" lasts long enough to be hit on purpose, and CLAIM_IDLE_MS=1000 so a
  * dead worker's jobs are taken over within about a second.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
-import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
+import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import {
@@ -31,37 +29,33 @@ import {
   type Reply,
   type WorkerProcess,
 } from './helpers/faults.ts';
-import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
+import type { TinyModel } from './helpers/tiny-model.ts';
+import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
 const TOKEN = 'faults-test-token-0123456789';
 const logger = createLogger('faults', 'silent');
 /** How late past its deadline an answer may come (HTTP + event loop), and still count. */
 const SLACK_MS = 1000;
 
+let base: Backbone;
 let redisServer: RedisServerHandle;
 let redis: Redis;
-let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
+let rest: Backbone['rest'];
 let tiny: TinyModel;
 const workers: WorkerProcess[] = [];
 const edges: NodeEdge[] = [];
 const images: Buffer[] = [];
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
-  await selectBackend('wasm');
-  tiny = await createTinyModel({ classes: 10, seed: 7 });
+  base = await startBackbone({ token: TOKEN, seed: 7, logger });
+  ({ redisServer, redis, rest, tiny } = base);
   for (let i = 0; i < 8; i++) images.push(await colourPng(i));
 });
 
 afterAll(async () => {
   await Promise.all(edges.map((edge) => edge.close()));
   await Promise.all(workers.map((worker) => worker.tier.stop(2000)));
-  await rest?.close();
-  redis?.disconnect();
-  await redisServer?.stop();
-  await tiny?.cleanup();
+  await base?.stop();
 });
 
 function worker(consumer: string, prefix: string, env: Record<string, string> = {}): WorkerProcess {

@@ -7,7 +7,7 @@
  * documents why they differ.
  */
 import { request as httpRequest } from 'node:http';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { ApiError } from '../edge/errors.ts';
@@ -16,22 +16,22 @@ import { probeImage } from '../edge/image/probe.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { createPhotonCodec, createPhotonDecoder } from '../edge/workers/photon-codec.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
-import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { cases, expectedOutcome, inputBytes, MAX_BODY_BYTES, MAX_PIXELS, type HostileCase, type Outcome, type Send } from './corpus/cases.ts';
-import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
+import type { TinyModel } from './helpers/tiny-model.ts';
+import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
 const TOKEN = 'hostile-inputs-token-0123456789';
 const logger = createLogger('hostile', 'silent');
 
+let base: Backbone;
 let redisServer: RedisServerHandle;
 let redis: Redis;
-let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
+let rest: Backbone['rest'];
 let tiny: TinyModel;
 let worker: TierProcess;
 const workerOutput: string[] = [];
@@ -41,11 +41,8 @@ let jpeg: Uint8Array;
 const summary = { http: 0, httpCrashes: [] as string[], inProcess: 0, inProcessCrashes: [] as string[] };
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0 });
-  await selectBackend('wasm');
-  tiny = await createTinyModel({ classes: 10, seed: 11 });
+  base = await startBackbone({ token: TOKEN, seed: 11 });
+  ({ redisServer, redis, rest, tiny } = base);
   worker = spawnTier({
     name: 'worker',
     entry: 'gpu-worker/main.ts',
@@ -75,10 +72,7 @@ afterAll(async () => {
   for (const crash of [...summary.httpCrashes, ...summary.inProcessCrashes]) console.log(`  crash: ${crash}`);
   await edge?.close();
   await worker?.stop();
-  await rest?.close();
-  redis?.disconnect();
-  await redisServer?.stop();
-  await tiny?.cleanup();
+  await base?.stop();
 });
 
 interface Answer {
