@@ -6,9 +6,18 @@
  * returns its markdown and its JSON:
  *
  *   1. engineSection: the bare engine (bench/engine.ts), no HTTP and no Redis.
+ *   2. preprocessSection: the edge's preprocessing alone (sharp).
+ *   3. e2eSection: the full pipeline (bench/pipeline.ts) at concurrency 1, 8, 32, 64.
+ *   4. (the seed tutorial's protocol under the same loads: not written yet)
+ *   5. capacitySection and scaleOutSection: synthetic models (instant; 50 ms timer, 1/2/4 workers).
+ *   6. targetsSection: the issue's ratios, from the rows above.
  *
- * `--quick` runs fewer batches (the numbers are noisier); `--model tiny` uses the tiny test model
- * (test/helpers/tiny-model.ts) so the whole run takes seconds, for CI.
+ * `--quick` runs fewer batches and requests (the numbers are noisier); `--model tiny` uses the
+ * tiny test model (test/helpers/tiny-model.ts) so the whole run takes about a minute, for CI.
+ * `--only engine,e2e,...` runs some sections (no targets table then). `--out DIR` writes the
+ * results elsewhere than bench/results (the CI smoke run does).
+ * `--backend tensorflow` runs the engine and the workers on @tensorflow/tfjs-node(-gpu); the
+ * header then names the GPU (nvidia-smi) if there is one.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
@@ -20,12 +29,32 @@ import { selectBackend, type SelectedBackend } from '../gpu-worker/backend.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { benchEngine, countParamsInManifest, type EngineProgress, type EngineResult } from './engine.ts';
+import { execFileSync } from 'node:child_process';
+import { loadImages } from '../dev/stress.ts';
+import {
+  capacitySection,
+  computeTargets,
+  e2eSection,
+  preprocessSection,
+  scaleOutSection,
+  targetsSection,
+} from './sections.ts';
+
+export const SECTION_NAMES = ['engine', 'preprocess', 'e2e', 'seed', 'capacity', 'scaleout'] as const;
+export type SectionName = (typeof SECTION_NAMES)[number];
+
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = join(HERE, 'results');
+/** The team's fixture photos, next to the repository (../shared). */
+const FIXTURES_DIR = resolve(HERE, '../../shared/fixtures/images');
 
 export interface RunSettings {
   quick: boolean;
+  only: SectionName[];
+  images: string;
+  /** Where bench.md and bench.json go. */
+  out: string;
   model: 'tiny' | 'resnet50';
   backend: BackendChoice;
 }
@@ -55,7 +84,20 @@ export function machineLine(): string {
   } catch {
     // not Linux
   }
-  return `${cpu}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GB RAM`;
+  return `${cpu}, ${availableParallelism()} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GB RAM${gpuText()}`;
+}
+
+/** The GPU(s) nvidia-smi reports, if any: named in the header of a run on a GPU machine. */
+function gpuText(): string {
+  try {
+    const gpus = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], { encoding: 'utf8', timeout: 10_000 })
+      .trim()
+      .split('\n')
+      .filter(Boolean);
+    return gpus.length ? `, GPU: ${gpus.join('; ')}` : ', no GPU';
+  } catch {
+    return ', no GPU (no nvidia-smi)';
+  }
 }
 
 async function prepareModel(which: RunSettings['model']): Promise<ModelUnderTest> {
@@ -138,13 +180,19 @@ export function parseRunArgs(argv: string[]): RunSettings {
     args: argv,
     options: {
       quick: { type: 'boolean', default: false },
+      only: { type: 'string', default: SECTION_NAMES.join(',') },
+      images: { type: 'string', default: FIXTURES_DIR },
+      out: { type: 'string', default: RESULTS_DIR },
       model: { type: 'string', default: 'resnet50' },
       backend: { type: 'string', default: 'auto' },
     },
   });
   if (values.model !== 'tiny' && values.model !== 'resnet50') throw new Error(`--model: expected tiny or resnet50, got ${values.model}`);
   if (!(BACKEND_CHOICES as readonly string[]).includes(values.backend)) throw new Error(`--backend: expected one of ${BACKEND_CHOICES.join(', ')}, got ${values.backend}`);
-  return { quick: values.quick, model: values.model, backend: values.backend as BackendChoice };
+  const only = values.only.split(',').map((name) => name.trim()).filter(Boolean);
+  const unknown = only.filter((name) => !(SECTION_NAMES as readonly string[]).includes(name));
+  if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(', ')}; expected some of ${SECTION_NAMES.join(', ')}`);
+  return { quick: values.quick, model: values.model, backend: values.backend as BackendChoice, only: only as SectionName[], images: values.images, out: resolve(values.out) };
 }
 
 async function main(): Promise<void> {
@@ -160,12 +208,46 @@ async function main(): Promise<void> {
     console.log(`${new Date().toISOString().slice(0, 10)}${settings.quick ? ', --quick' : ''}`);
 
     const sections: Section[] = [];
-    console.log(`\n## 1. ${'Bare engine'}`);
-    const engine = await engineSection(settings, model, (line) => console.log(line));
-    if (engine.results.some((r) => r.backend !== backend.name)) {
-      throw new Error(`the replicas ran on ${engine.results[0]?.backend}, this process selected ${backend.name}`);
+    const log = (line: string) => console.log(line);
+    const want = (name: SectionName) => settings.only.includes(name);
+    const images = await loadImages(settings.images);
+    let step = 0;
+    const begin = (title: string) => console.log(`\n## ${++step}. ${title}`);
+
+    // The engine rows are inputs of the e2e and seed sections (request counts, bare medians).
+    let engine: Awaited<ReturnType<typeof engineSection>> | undefined;
+    if (want('engine') || want('e2e') || want('seed')) {
+      begin('Bare engine');
+      engine = await engineSection(settings, model, log);
+      if (engine.results.some((r) => r.backend !== backend.name)) {
+        throw new Error(`the replicas ran on ${engine.results[0]?.backend}, this process selected ${backend.name}`);
+      }
+      sections.push(engine);
     }
-    sections.push(engine);
+    let preprocess, e2e, capacity, scaleOut;
+    if (want('preprocess') || want('capacity')) {
+      begin('Edge preprocessing alone');
+      sections.push((preprocess = await preprocessSection(images, settings, log)));
+    }
+    if (want('e2e')) {
+      begin('End to end');
+      sections.push((e2e = await e2eSection(settings, model, images, engine!.results, log)));
+    }
+    if (want('seed')) log('\n(seed-protocol baseline: not implemented yet, skipped)');
+    if (want('capacity')) {
+      begin('Pipeline capacity');
+      sections.push((capacity = await capacitySection(settings, images, log)));
+    }
+    if (want('scaleout')) {
+      begin('Scale-out');
+      sections.push((scaleOut = await scaleOutSection(settings, images, log)));
+    }
+    if (engine && preprocess && e2e && capacity && scaleOut) {
+      const targets = targetsSection(
+        computeTargets({ engine: engine.results, preprocess: preprocess.result, e2e, capacity, scaleOut, cores: availableParallelism() }),
+      );
+      sections.unshift(targets);
+    }
 
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
     const markdown = [
@@ -177,10 +259,10 @@ async function main(): Promise<void> {
     ].join('\n');
     for (const s of sections) console.log(`\n## ${s.title}\n\n${s.markdown}`);
 
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    writeFileSync(join(RESULTS_DIR, 'bench.md'), markdown);
+    mkdirSync(settings.out, { recursive: true });
+    writeFileSync(join(settings.out, 'bench.md'), markdown);
     writeFileSync(
-      join(RESULTS_DIR, 'bench.json'),
+      join(settings.out, 'bench.json'),
       `${JSON.stringify(
         {
           header,
@@ -196,7 +278,7 @@ async function main(): Promise<void> {
         2,
       )}\n`,
     );
-    console.log(`\nwrote ${resolve(RESULTS_DIR, 'bench.md')} and bench.json (${seconds} s)`);
+    console.log(`\nwrote ${join(settings.out, 'bench.md')} and bench.json (${seconds} s)`);
   } finally {
     await model.cleanup();
   }

@@ -22,6 +22,8 @@ export interface StressOptions {
   progress?: boolean;
   /** Stops the run early (the summary covers what was sent). */
   signal?: AbortSignal;
+  /** Called with each 200 answer's parsed JSON (e.g. to collect the edge's `timings`). */
+  onSuccess?: (body: unknown) => void;
 }
 
 export interface StressSummary {
@@ -77,7 +79,14 @@ export async function runStress(options: StressOptions): Promise<StressSummary> 
             headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` },
             setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }),
             onResponse: (status, body) => {
-              if (status === 200) return;
+              if (status === 200) {
+                if (options.onSuccess) {
+                  try {
+                    options.onSuccess(JSON.parse(body));
+                  } catch {}
+                }
+                return;
+              }
               let code = 'not_json';
               try {
                 code = JSON.parse(body).error?.code ?? 'no_code';

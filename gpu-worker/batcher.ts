@@ -3,9 +3,16 @@
  * one job whose worker died (XAUTOCLAIM, {@link claimOne}).
  *
  * Waits up to `blockMs` for a first job (a blocking read wakes the moment a job is added). If the
- * batch is not full, it waits `maxDelayMs` (Triton's max_queue_delay), then takes what has arrived
- * with one non-blocking read: a short wait that lets concurrent requests share one forward pass.
- * Under backlog the first read already returns a full batch and nothing waits.
+ * batch is not full, it may wait `maxDelayMs` (Triton's max_queue_delay), then take what has
+ * arrived with one non-blocking read (the "fill" read): a short wait that lets concurrent requests
+ * share one forward pass. Under backlog the first read already returns a full batch and nothing waits.
+ *
+ * The fill rule: wait and fill only when traffic suggests company is coming, that is when this
+ * first read returned more than one job, or the previous batch (`previousBatchSize`) had more than
+ * one. A lone request after a lone request (concurrency 1, or a quiet API) then costs neither the
+ * wait nor the extra XREADGROUP (1 of the 12 Redis commands such a request cost). When load rises,
+ * the first batch that finds more than one job turns filling back on, so batches still fill; the
+ * price is that the very first pair of a burst may be split across two batches.
  *
  * The fill wait is a local timer, not `BLOCK maxDelayMs`: Redis only checks blocked clients'
  * timeouts on its `hz` tick (every 100 ms by default), so a 5 ms BLOCK could last ~100 ms.
@@ -21,6 +28,8 @@ export interface BatchReadOptions {
   maxDelayMs: number;
   /** How long one read blocks when the queue is empty; bounds how fast stop() takes effect. 0: no wait. */
   blockMs: number;
+  /** Entries in the batch read before this one (0 at start): more than 1 turns the fill wait on (see the fill rule above). */
+  previousBatchSize: number;
 }
 
 type XReadGroupReply = [key: Buffer, items: [id: Buffer, fields: Buffer[] | null][]][] | null;
@@ -45,6 +54,7 @@ export async function readBatch(redis: Redis, options: BatchReadOptions): Promis
 
   const batch = await read(options.batchSize, options.blockMs > 0 ? options.blockMs : undefined);
   if (batch.length === 0 || batch.length >= options.batchSize || options.maxDelayMs <= 0) return batch;
+  if (batch.length === 1 && options.previousBatchSize <= 1) return batch; // a lone job, as the last one was: no company expected
   await new Promise((resolve) => setTimeout(resolve, options.maxDelayMs));
   batch.push(...(await read(options.batchSize - batch.length)));
   return batch;

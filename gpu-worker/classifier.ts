@@ -9,17 +9,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MAX_TOP_K, type Prediction } from '../shared/protocol.ts';
 import { CHANNELS, IMAGE_SIZE, TENSOR_BYTES } from '../shared/tensor.ts';
+import type { ClassifyRun, ImageClassifier } from './image-classifier.ts';
 import type { LoadedModel } from './model/load.ts';
 import { preprocess } from './model/preprocess.ts';
 
-export interface ClassifyRun {
-  predictions: Prediction[][];
-  /** From building the input tensor to having the top-k values on the CPU. */
-  inferenceMs: number;
-  /** tf.memory().numTensors before and after: equal unless something leaked. */
-  tensorsBefore: number;
-  tensorsAfter: number;
-}
+export type { ClassifyRun } from './image-classifier.ts';
 
 /**
  * tfjs has one engine per process, shared by every model in it. Runs are serialised through this
@@ -33,13 +27,18 @@ function exclusive<T>(run: () => Promise<T>): Promise<T> {
   return result;
 }
 
-export class Classifier {
+export class Classifier implements ImageClassifier {
   readonly name: string;
   readonly labels: readonly string[];
 
   constructor(readonly loaded: LoadedModel) {
     this.name = loaded.name;
     this.labels = loaded.labels;
+  }
+
+  /** The tfjs backend in use (one per process). */
+  get backend(): string {
+    return tf.getBackend();
   }
 
   /** Top `topK` (at most MAX_TOP_K and the class count) predictions for each image. */

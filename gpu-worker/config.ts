@@ -3,7 +3,7 @@
  *
  * @example
  * const config = parseWorkerConfig(process.env); // throws ConfigError naming each bad variable
- * config.model // { kind: 'builtin' } | { kind: 'dir', path } | { kind: 'url', url }
+ * config.model // { kind: 'builtin' } | { kind: 'dir', path } | { kind: 'url', url } | { kind: 'synthetic', delayMs }
  */
 import { availableParallelism, homedir, hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -18,8 +18,19 @@ export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export const DEFAULT_MODEL_CACHE_DIR = join(homedir(), '.cache', 'resnet-edge', 'models');
 
-/** Where the model comes from: the pinned npm package, a local directory, or a URL of model.json. */
-export type ModelSource = { kind: 'builtin' } | { kind: 'dir'; path: string } | { kind: 'url'; url: string };
+/**
+ * Where the model comes from: the pinned npm package, a local directory, a URL of model.json, or
+ * no model at all (`synthetic:instant`, `synthetic:timer:<ms>`: fake answers after `delayMs` per
+ * batch, for benchmarks; see model/synthetic.ts).
+ */
+export type ModelSource =
+  | { kind: 'builtin' }
+  | { kind: 'dir'; path: string }
+  | { kind: 'url'; url: string }
+  | { kind: 'synthetic'; delayMs: number };
+
+const SYNTHETIC_MODEL = /^synthetic:(?:instant|timer:(\d{1,6}))$/;
+const MAX_SYNTHETIC_DELAY_MS = 600_000;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -62,7 +73,16 @@ export const WorkerEnv = z
   })
   .transform((env, ctx) => {
     const model = modelSource(env.MODEL);
-    if (model.kind !== 'builtin' && !env.PREPROCESS) {
+    if (!model) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MODEL'],
+        message: `expected synthetic:instant or synthetic:timer:<ms> (ms from 0 to ${MAX_SYNTHETIC_DELAY_MS}), got ${JSON.stringify(env.MODEL)}`,
+      });
+      return z.NEVER;
+    }
+    // A synthetic model never sees pixels, so it needs no preprocessing.
+    if (model.kind !== 'builtin' && model.kind !== 'synthetic' && !env.PREPROCESS) {
       // A wrong guess here gives confident wrong answers, so custom models must say what they expect.
       ctx.addIssue({
         code: 'custom',
@@ -99,13 +119,21 @@ export type WorkerConfig = z.infer<typeof WorkerEnv>;
  * The batch size when BATCH_SIZE is unset. A GPU computes a batch of 32 in about the time of one
  * image, so big batches pay. The wasm and cpu backends take N times as long for N images: batching
  * buys nothing there, and a worker that grabs 32 jobs keeps them from idle workers for seconds.
+ * A synthetic model ('synthetic') stands in for a GPU in benchmarks: a batch costs its delay
+ * whatever its size, so 32 as well.
  */
-export const defaultBatchSize = (backend: string): number => (backend === 'tensorflow' ? 32 : 4);
+export const defaultBatchSize = (backend: string): number => (backend === 'tensorflow' || backend === 'synthetic' ? 32 : 4);
 
 export const parseWorkerConfig = (env: Record<string, string | undefined>): WorkerConfig => parseEnv(WorkerEnv, env);
 
-function modelSource(value: string): ModelSource {
+/** undefined: a `synthetic:` value that is not one of the synthetic models. */
+function modelSource(value: string): ModelSource | undefined {
   if (value === 'resnet50') return { kind: 'builtin' };
+  if (value.startsWith('synthetic:')) {
+    const match = SYNTHETIC_MODEL.exec(value);
+    const delayMs = Number(match?.[1] ?? 0);
+    return match && delayMs <= MAX_SYNTHETIC_DELAY_MS ? { kind: 'synthetic', delayMs } : undefined;
+  }
   if (/^https?:\/\//i.test(value)) return { kind: 'url', url: value.endsWith('/') ? `${value}model.json` : value };
   // A directory holding model.json, or the model.json file itself.
   const path = resolve(value);
@@ -114,6 +142,7 @@ function modelSource(value: string): ModelSource {
 
 function defaultModelName(model: ModelSource): string {
   if (model.kind === 'builtin') return BUILTIN_MODEL.name;
+  if (model.kind === 'synthetic') return model.delayMs > 0 ? `synthetic:timer:${model.delayMs}` : 'synthetic:instant';
   if (model.kind === 'dir') return basename(model.path);
   const parts = new URL(model.url).pathname.split('/').filter(Boolean);
   return parts.at(-1) === 'model.json' ? (parts.at(-2) ?? 'model') : (parts.at(-1) ?? 'model');

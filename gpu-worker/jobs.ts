@@ -4,6 +4,7 @@
  */
 import type { JobFields } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
+import { z85Decode, z85Length } from '../shared/z85.ts';
 
 export interface StreamEntry {
   entryId: string;
@@ -42,6 +43,7 @@ export interface UnanswerableEntry {
 
 export type ParsedEntry = Job | InvalidJob | UnanswerableEntry;
 
+const Z85_LENGTH = z85Length(TENSOR_BYTES);
 const B64_LENGTH = Math.ceil(TENSOR_BYTES / 3) * 4;
 const B64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -67,7 +69,17 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
   let tensor: Uint8Array;
   if (enc === 'raw') {
     tensor = raw;
+  } else if (enc === 'z85') {
+    if (raw.length !== Z85_LENGTH) {
+      return invalid(`tensor: expected ${Z85_LENGTH} Z85 characters (${TENSOR_BYTES} bytes), got ${raw.length} bytes`);
+    }
+    try {
+      tensor = z85Decode(raw); // the Buffer's bytes: no string made; throws on a character outside the alphabet
+    } catch (error) {
+      return invalid(`tensor: not Z85 text (${(error as Error).message})`);
+    }
   } else if (enc === 'b64') {
+    // Written by edges before Z85; kept so that jobs queued across an upgrade are answered.
     const b64 = raw.toString('latin1');
     // Buffer's decoder skips junk silently, so check the text first.
     if (b64.length !== B64_LENGTH || !B64_CHARS.test(b64)) {
@@ -75,7 +87,7 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
     }
     tensor = Buffer.from(b64, 'base64');
   } else {
-    return invalid(`enc must be raw or b64, got ${JSON.stringify(enc ?? null)}`);
+    return invalid(`enc must be raw, z85 or b64, got ${JSON.stringify(enc ?? null)}`);
   }
   if (tensor.length !== TENSOR_BYTES) {
     return invalid(`tensor: expected ${TENSOR_BYTES} bytes (224x224 RGB uint8), got ${tensor.length}`);

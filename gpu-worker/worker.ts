@@ -15,23 +15,25 @@
  * inference throws on its own is answered with its error at once and dead-lettered (retrying it
  * later would only make its client wait past the deadline for the same error).
  *
+ * The model is anything with the ImageClassifier surface: the tfjs Classifier (its backend and
+ * model are imported and loaded only then), or with MODEL=synthetic:* a SyntheticClassifier that
+ * loads nothing and computes nothing (benchmarks of the queue alone).
+ *
  * @example
  * const worker = startWorker(parseWorkerConfig(process.env), { logger });
  * await worker.ready;   // model loaded + warmed up, consumer group joined
  * await worker.stop();  // finishes the batch in hand, then closes its connections
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { Redis } from 'ioredis';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
-import { selectBackend } from './backend.ts';
 import { claimOne, readBatch } from './batcher.ts';
-import { Classifier, type ClassifyRun } from './classifier.ts';
 import { defaultBatchSize, type WorkerConfig } from './config.ts';
+import type { ClassifyRun, ImageClassifier } from './image-classifier.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
-import { loadModel } from './model/load.ts';
+import { SyntheticClassifier } from './model/synthetic.ts';
 import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
 
 /** One read blocks this long at most, so stop() takes effect within about a second. */
@@ -44,7 +46,7 @@ const MAX_BACKOFF_MS = 2000;
 export interface WorkerOptions {
   logger?: Logger;
   /** A loaded classifier to use (the caller keeps ownership): skips backend choice and model loading. */
-  classifier?: Classifier;
+  classifier?: ImageClassifier;
   /** Called after each batch has been answered. */
   onBatch?: (report: BatchReport) => void;
   /** Progress of the builtin model's first download. */
@@ -131,9 +133,18 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       };
     });
 
-  async function start(): Promise<Classifier | undefined> {
+  async function start(): Promise<ImageClassifier | undefined> {
     let classifier = options.classifier;
-    if (!classifier) {
+    if (!classifier && config.model.kind === 'synthetic') {
+      classifier = new SyntheticClassifier({ name: config.modelName, delayMs: config.model.delayMs });
+      log.warn({ model: classifier.name, delayMs: config.model.delayMs }, 'synthetic model: fake predictions, no tfjs backend or weights loaded; for benchmarks only');
+    } else if (!classifier) {
+      // Imported here: a worker with a synthetic model never loads tfjs backends or layers.
+      const [{ selectBackend }, { loadModel }, { Classifier }] = await Promise.all([
+        import('./backend.ts'),
+        import('./model/load.ts'),
+        import('./classifier.ts'),
+      ]);
       const backend = await selectBackend(config.backend);
       for (const skipped of backend.skipped) log.debug(skipped, 'tfjs backend skipped');
       log.info({ backend: backend.name, package: backend.package, detail: backend.detail }, 'tfjs backend selected');
@@ -189,7 +200,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     }
   }
 
-  async function loop(classifier: Classifier): Promise<void> {
+  async function loop(classifier: ImageClassifier): Promise<void> {
     const batchOptions = {
       stream: keys.stream,
       group: keys.group,
@@ -201,6 +212,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     const claimEveryMs = Math.max(250, Math.floor(config.claimIdleMs / 2));
     let nextClaimAt = 0; // a first pass at once: jobs left by a worker that died before this one started
     let backoff = 100;
+    let previousBatchSize = 0; // feeds the batcher's fill rule
     const onRedisError = async (what: string, error: unknown) => {
       const message = (error as Error).message;
       log.warn({ err: message, retryMs: backoff }, what);
@@ -229,13 +241,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       let entries;
       try {
         // Block no longer than until the next reclaim pass is due (0: don't block at all).
-        entries = await readBatch(reader!, { ...batchOptions, blockMs: Math.min(BLOCK_MS, nextClaimAt - Date.now()) });
+        entries = await readBatch(reader!, { ...batchOptions, blockMs: Math.min(BLOCK_MS, nextClaimAt - Date.now()), previousBatchSize });
         backoff = 100;
       } catch (error) {
         await onRedisError('reading jobs failed', error);
         continue;
       }
-      if (entries.length === 0) continue;
+      if (entries.length === 0) continue; // an idle timeout says nothing about traffic: keep the last size
+      previousBatchSize = entries.length;
       await processSafely(classifier, entries);
     }
   }
@@ -245,7 +258,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
    * Take over jobs idle for CLAIM_IDLE_MS (their worker died), one at a time, each run alone.
    * Returns true when it stopped before the end of the pending list (more may be waiting).
    */
-  async function reclaimPass(classifier: Classifier): Promise<boolean> {
+  async function reclaimPass(classifier: ImageClassifier): Promise<boolean> {
     let taken = 0;
     for (let calls = 0; calls < CLAIM_CALLS_PER_PASS && !stopping; calls++) {
       const claimed = await claimOne(reader!, {
@@ -266,7 +279,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     return true;
   }
 
-  async function processSafely(classifier: Classifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
+  async function processSafely(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
     try {
       await processBatch(classifier, entries, claim);
     } catch (error) {
@@ -275,7 +288,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     }
   }
 
-  async function processBatch(classifier: Classifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
+  async function processBatch(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
     const now = Date.now();
     const live: Job[] = [];
     const invalid: InvalidJob[] = [];
@@ -423,17 +436,18 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   }
 
   const done = (async () => {
-    let classifier: Classifier | undefined;
+    let classifier: ImageClassifier | undefined;
     try {
       classifier = await start();
       if (stopping) return;
-      batchSize = config.batchSize ?? defaultBatchSize(tf.getBackend());
+      batchSize = config.batchSize ?? defaultBatchSize(classifier!.backend);
       log.info(
         {
           consumer,
           model: classifier!.name,
+          ...(classifier!.backend === 'synthetic' && { synthetic: true }),
           stream: keys.stream,
-          backend: tf.getBackend(),
+          backend: classifier!.backend,
           batchSize,
           maxBatchDelayMs: config.maxBatchDelayMs,
           claimIdleMs: config.claimIdleMs,

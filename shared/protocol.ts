@@ -8,8 +8,12 @@
  */
 import { z } from 'zod';
 
-/** How the tensor field is encoded: raw bytes over TCP, base64 over a text transport (REST/JSON). */
-export const TensorEncoding = z.enum(['raw', 'b64']);
+/**
+ * How the tensor field is encoded: raw bytes over TCP; Z85 (shared/z85.ts, 1.25x the bytes, JSON-safe)
+ * over a text transport (REST/JSON). Workers still accept base64 ('b64', 1.33x), which edges wrote
+ * before Z85, so jobs queued by an older edge during an upgrade are answered.
+ */
+export const TensorEncoding = z.enum(['raw', 'z85', 'b64']);
 export type TensorEncoding = z.infer<typeof TensorEncoding>;
 
 /** Stream entry fields, in the order they are written. All values travel as strings (or raw bytes). */
@@ -18,7 +22,7 @@ export interface JobFields {
   /** Request id (UUID); names the result key. */
   id: string;
   enc: TensorEncoding;
-  /** TENSOR_BYTES of uint8 HWC RGB, raw or base64 per `enc`. */
+  /** TENSOR_BYTES of uint8 HWC RGB, raw, Z85 or base64 per `enc`. */
   tensor: string | Uint8Array;
   /** Epoch ms when the edge enqueued the job. */
   enqueuedAt: number;

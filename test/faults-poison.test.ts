@@ -148,9 +148,9 @@ describe('poison jobs', () => {
         id: answer.requestId,
         deliveries: String(MAX_DELIVERIES + 1),
         reason: expect.stringMatching(/delivered 4 times \(MAX_DELIVERIES=3\)/),
-        enc: 'b64',
+        enc: 'z85',
       });
-      expect(dead[0]!.fields.tensor).toHaveLength(Math.ceil(TENSOR_BYTES / 3) * 4); // the input is kept for inspection
+      expect(dead[0]!.fields.tensor).toHaveLength((TENSOR_BYTES / 4) * 5); // the input is kept for inspection
       expect(dead[0]!.fields.consumer).not.toBe(kills.at(-1)!.consumer);
       expect(published.counts.get(keys.resultChannel(answer.requestId!))).toHaveLength(1);
 

@@ -287,14 +287,15 @@ describe('preprocessing', () => {
 });
 
 describe('worker loop', () => {
-  it('answers raw and b64 jobs with the model predictions: result key with TTL + publish, entries gone', async () => {
+  it('answers raw, z85 and b64 jobs with the model predictions: result key with TTL + publish, entries gone', async () => {
     const prefix = nextPrefix();
     const queue = await JobQueue.open(redis.url, prefix);
     const tensorsAtStart = tf.memory().numTensors;
     const { worker, batches } = await runWorker(prefix);
     try {
-      const images = [1, 2, 3, 4].map((seed) => randomImage(seed));
-      const ids = await Promise.all(images.map((image, i) => queue.enqueue(image, { enc: i % 2 ? 'b64' : 'raw' })));
+      const images = [1, 2, 3, 4, 5, 6].map((seed) => randomImage(seed));
+      const encodings = ['raw', 'z85', 'b64'] as const;
+      const ids = await Promise.all(images.map((image, i) => queue.enqueue(image, { enc: encodings[i % 3] })));
       const results = await queue.waitForResults(ids);
       for (const [i, id] of ids.entries()) {
         const result = okResult(results.get(id));
@@ -374,12 +375,23 @@ describe('worker loop', () => {
       const short = await queue.enqueue(randomImage(1), { rawTensorField: new Uint8Array(100) });
       const longB64 = await queue.enqueue(randomImage(1), { enc: 'b64', rawTensorField: Buffer.alloc(TENSOR_BYTES + 3).toString('base64') });
       const junkB64 = await queue.enqueue(randomImage(1), { enc: 'b64', rawTensorField: '!'.repeat(200_704) });
+      const shortZ85 = await queue.enqueue(randomImage(1), { enc: 'z85', rawTensorField: '0'.repeat(188_155) });
+      // Right length, one character outside the alphabet (a quote), and a group over 32 bits ('%nSc1' = 2^32).
+      const quoteZ85 = await queue.enqueue(randomImage(1), { enc: 'z85', rawTensorField: `${'0'.repeat(188_159)}"` });
+      const overflowZ85 = await queue.enqueue(randomImage(1), { enc: 'z85', rawTensorField: `%nSc1${'0'.repeat(188_155)}` });
+      const unknownEnc = await queue.enqueue(randomImage(1), { enc: 'b85' as 'z85' });
       const good = await queue.enqueue(randomImage(5));
-      const results = await queue.waitForResults([short, longB64, junkB64, good]);
-      for (const id of [short, longB64, junkB64]) {
+      const malformed = [short, longB64, junkB64, shortZ85, quoteZ85, overflowZ85, unknownEnc];
+      const results = await queue.waitForResults([...malformed, good]);
+      for (const id of malformed) {
         expect(results.get(id)).toMatchObject({ ok: false, id, error: { code: 'bad_request' }, worker: `${prefix}-w` });
       }
-      expect((results.get(short) as { error: { message: string } }).error.message).toMatch(/expected 150528 bytes .* got 100/);
+      const message = (id: string) => (results.get(id) as { error: { message: string } }).error.message;
+      expect(message(short)).toMatch(/expected 150528 bytes .* got 100/);
+      expect(message(shortZ85)).toMatch(/expected 188160 Z85 characters \(150528 bytes\), got 188155/);
+      expect(message(quoteZ85)).toMatch(/not Z85 text .*byte 34 at 188159 is outside the alphabet/);
+      expect(message(overflowZ85)).toMatch(/not Z85 text .*exceeds 32 bits/);
+      expect(message(unknownEnc)).toMatch(/enc must be raw, z85 or b64, got "b85"/);
       okResult(results.get(good));
 
       const after = await queue.enqueue(randomImage(6));

@@ -37,16 +37,21 @@ export interface LoadModelOptions {
   onProgress?: (progress: DownloadProgress) => void;
 }
 
+/** A model with weights to load (a synthetic model has none). */
+type FileSource = Extract<ModelSource, { kind: 'dir' | 'url' }>;
+
 type ModelSettings = Pick<WorkerConfig, 'model' | 'labels' | 'preprocess' | 'modelName' | 'modelCacheDir'>;
 
 /** Resolve the configured model (downloading the builtin one on first use), load and check it. */
 export async function loadModel(config: ModelSettings, options: LoadModelOptions = {}): Promise<LoadedModel> {
-  let source: Exclude<ModelSource, { kind: 'builtin' }>;
+  let source: FileSource;
   let labelsAt: string | undefined = config.labels;
   if (config.model.kind === 'builtin') {
     const fetched = await fetchBuiltinModel({ cacheDir: config.modelCacheDir, onProgress: options.onProgress });
     source = { kind: 'dir', path: join(fetched.dir, BUILTIN_MODEL.modelPath, '..') };
     labelsAt ??= join(fetched.dir, BUILTIN_MODEL.labelsPath);
+  } else if (config.model.kind === 'synthetic') {
+    throw new ModelLoadError('a synthetic model has no weights to load (see model/synthetic.ts)');
   } else {
     source = config.model;
   }
@@ -71,7 +76,7 @@ export async function loadModel(config: ModelSettings, options: LoadModelOptions
   }
 }
 
-export async function loadLayersModel(source: Exclude<ModelSource, { kind: 'builtin' }>): Promise<tfl.LayersModel> {
+export async function loadLayersModel(source: FileSource): Promise<tfl.LayersModel> {
   try {
     if (source.kind === 'url') return await tfl.loadLayersModel(source.url);
     return await tfl.loadLayersModel(tf.io.fromMemory(await readModelArtifacts(source.path)));
@@ -108,7 +113,7 @@ export async function readModelArtifacts(dir: string): Promise<tf.io.ModelArtifa
   });
 }
 
-function labelsNextTo(source: Exclude<ModelSource, { kind: 'builtin' }>): string {
+function labelsNextTo(source: FileSource): string {
   return source.kind === 'dir' ? join(source.path, 'labels.json') : new URL('labels.json', source.url).href;
 }
 
@@ -190,4 +195,4 @@ function endsInSoftmax(model: tfl.LayersModel): boolean {
   return (last.getConfig() as { activation?: unknown }).activation === 'softmax';
 }
 
-const sourceText = (source: Exclude<ModelSource, { kind: 'builtin' }>) => (source.kind === 'dir' ? source.path : source.url);
+const sourceText = (source: FileSource) => (source.kind === 'dir' ? source.path : source.url);

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../../shared/keys.ts';
 import { loadLuaScripts } from '../../shared/lua/node.ts';
 import { jobToFieldList, JobResult, type TensorEncoding } from '../../shared/protocol.ts';
-import { bytesToBase64 } from '../../shared/tensor.ts';
+import { z85Encode } from '../../shared/z85.ts';
 
 export interface EnqueueOptions {
   enc?: TensorEncoding;
@@ -51,7 +51,7 @@ export class JobQueue {
     const fields = jobToFieldList({
       id,
       enc,
-      tensor: options.rawTensorField ?? (enc === 'raw' ? tensor : bytesToBase64(tensor)),
+      tensor: options.rawTensorField ?? encodeTensor(tensor, enc),
       enqueuedAt: now,
       deadline: now + (options.deadlineInMs ?? 30_000),
       reply: this.keys.resultChannel(id),
@@ -85,6 +85,12 @@ export class JobQueue {
   async close(): Promise<void> {
     await Promise.all([this.redis.quit(), this.subscriber.quit()]);
   }
+}
+
+/** As each edge writes it: raw (ioredis), z85 (Upstash REST), b64 (REST edges before Z85). */
+function encodeTensor(tensor: Uint8Array, enc: TensorEncoding): string | Uint8Array {
+  if (enc === 'raw') return tensor;
+  return enc === 'z85' ? z85Encode(tensor) : Buffer.from(tensor.buffer, tensor.byteOffset, tensor.byteLength).toString('base64');
 }
 
 const toArg = (value: string | Uint8Array) => (typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));

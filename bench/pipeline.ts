@@ -1,0 +1,210 @@
+/**
+ * The full pipeline as separate processes, for the end-to-end, capacity and scale-out sections of
+ * `npm run bench`: a redis-server of its own, the local Upstash REST server, the edge on Node
+ * (Upstash REST broker, sharp codec) and N gpu-worker processes. Each tier is its own process, as
+ * in production, so the bench process (which also generates the load) competes with them only as
+ * a client would.
+ *
+ * {@link measureLoad} runs one closed-loop load (dev/stress.ts, autocannon) and reads Redis'
+ * `INFO commandstats` before and after it, so each row carries the Redis commands per request,
+ * script-internal calls included.
+ *
+ * @example
+ * const stack = await startPipeline({ workers: 2, workerEnv: { MODEL: 'synthetic:instant' } });
+ * const row = await measureLoad(stack, images, { concurrency: 8, requests: 200 });
+ * await stack.stop();
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import { runStress, type StressOptions, type StressSummary } from '../dev/stress.ts';
+
+export interface PipelineOptions {
+  workers: number;
+  /** Settings of every worker (MODEL, BATCH_SIZE, BACKEND...). */
+  workerEnv: Record<string, string | undefined>;
+  /** Extra edge settings (DEADLINE_MS, QUEUE_MAX...). */
+  edgeEnv?: Record<string, string | undefined>;
+  /** Tier log lines (warnings and errors only unless `verbose`). */
+  log?: (line: string) => void;
+  verbose?: boolean;
+}
+
+/** What a load runs against: an HTTP endpoint and the Redis behind it. */
+export interface LoadTarget {
+  url: string;
+  /** An inspector connection to the Redis the pipeline uses. */
+  redis: Redis;
+}
+
+export interface Pipeline extends LoadTarget {
+  redisUrl: string;
+  stop(): Promise<void>;
+}
+
+/** One tier's log printer: problems always, everything when verbose. */
+export function tierPrinter(log: ((line: string) => void) | undefined, verbose = false) {
+  return (line: string) => {
+    if (verbose || /\b(WARN|ERROR|FATAL)\b|error|exited/i.test(line)) log?.(`    ${line}`);
+  };
+}
+
+export async function startPipeline(options: PipelineOptions): Promise<Pipeline> {
+  const tiers: TierProcess[] = [];
+  let redisServer: RedisServerHandle | undefined;
+  let inspector: Redis | undefined;
+  const print = tierPrinter(options.log, options.verbose);
+  const stop = async () => {
+    // Edge first (no new jobs), then workers, then the REST server and Redis.
+    for (const group of [tiers.filter((t) => t.name === 'edge'), tiers.filter((t) => t.name !== 'edge' && t.name !== 'rest'), tiers.filter((t) => t.name === 'rest')]) {
+      await Promise.allSettled(group.map((tier) => tier.stop(5_000)));
+    }
+    inspector?.disconnect();
+    await redisServer?.stop().catch(() => {});
+  };
+  try {
+    redisServer = await startRedisServer();
+    inspector = new Redis(redisServer.url, { connectionName: 'bench-inspector' });
+    const token = randomBytes(24).toString('base64url');
+    const restPort = await freePort();
+    const rest = spawnTier({
+      name: 'rest',
+      entry: 'dev/upstash-rest/main.ts',
+      env: { REDIS_URL: redisServer.url, UPSTASH_REDIS_REST_TOKEN: token, UPSTASH_REST_PORT: String(restPort), LOG_LEVEL: 'warn' },
+      readyMessage: 'Upstash REST server on',
+      print,
+    });
+    tiers.push(rest);
+    await rest.ready;
+    const workers = Array.from({ length: options.workers }, (_, i) =>
+      spawnTier({
+        name: `worker-${i + 1}`,
+        entry: 'gpu-worker/main.ts',
+        env: { REDIS_URL: redisServer!.url, CONSUMER_NAME: `bench-${i + 1}`, INFERENCE_PROCESSES: '1', ...options.workerEnv },
+        readyMessage: 'worker ready',
+        print,
+      }),
+    );
+    tiers.push(...workers);
+    const port = await freePort();
+    const edge = spawnTier({
+      name: 'edge',
+      entry: 'edge/node/main.ts',
+      env: {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        EDGE_BROKER: 'upstash',
+        UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${restPort}`,
+        UPSTASH_REDIS_REST_TOKEN: token,
+        REDIS_URL: undefined,
+        // Access logs off: the bench measures the pipeline, not a terminal.
+        LOG_LEVEL: 'warn',
+        ...options.edgeEnv,
+      },
+      readyMessage: 'edge ready on',
+      print,
+    });
+    tiers.push(edge);
+    await Promise.all(tiers.map((tier) => tier.ready));
+    return { url: `http://127.0.0.1:${port}`, redis: inspector, redisUrl: redisServer.url, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** `INFO commandstats` as command -> calls. */
+export async function commandStats(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const stats = new Map<string, number>();
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) stats.set(match[1]!, Number(match[2]));
+  return stats;
+}
+
+export interface LoadOptions {
+  concurrency: number;
+  requests: number;
+  /** Requests sent (and not measured) before the timed run: warm connections, JIT, batch formation. */
+  warmup?: number;
+  progress?: boolean;
+}
+
+export interface LoadRow {
+  concurrency: number;
+  requests: number;
+  ok: number;
+  errors: number;
+  seconds: number;
+  throughput: number;
+  latencyMs: StressSummary['latencyMs'];
+  byStatus: Record<string, number>;
+  byErrorCode: Record<string, number>;
+  /** All Redis commands executed during the timed run (script-internal calls included) / successful requests. */
+  commandsPerRequest: number;
+  /** Per command, calls / successful requests (the inspector's own INFO calls left out). */
+  commandBreakdown: Record<string, number>;
+  /** Median of the edge's own split (its JSON `timings`) where the response has one. */
+  timingsMs?: { preprocess: number; queue: number; inference: number; total: number };
+}
+
+const median = (values: number[]) => {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+};
+
+/** One closed-loop load: `concurrency` requests in flight until `requests` have been answered. */
+export async function measureLoad(target: LoadTarget, images: StressOptions['images'], options: LoadOptions): Promise<LoadRow> {
+  if (options.warmup) {
+    await runStress({ url: target.url, images, concurrency: Math.min(options.concurrency, options.warmup), requests: options.warmup });
+  }
+  const timings: { preprocess: number; queue: number; inference: number; total: number }[] = [];
+  const before = await commandStats(target.redis);
+  const summary = await runStress({
+    url: target.url,
+    images,
+    concurrency: options.concurrency,
+    requests: options.requests,
+    progress: options.progress,
+    onSuccess: (body) => {
+      const t = (body as { timings?: { preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number } }).timings;
+      if (t) timings.push({ preprocess: t.preprocessMs, queue: t.queueMs, inference: t.inferenceMs, total: t.totalMs });
+    },
+  });
+  const after = await commandStats(target.redis);
+  const ok = summary.byStatus['200'] ?? 0;
+  const breakdown: Record<string, number> = {};
+  let total = 0;
+  for (const [command, calls] of after) {
+    if (command === 'info') continue;
+    const delta = calls - (before.get(command) ?? 0);
+    if (delta <= 0) continue;
+    total += delta;
+    breakdown[command] = round(delta / Math.max(1, ok), 2);
+  }
+  return {
+    concurrency: options.concurrency,
+    requests: summary.requests,
+    ok,
+    errors: summary.requests - ok + summary.connectionErrors,
+    seconds: round(summary.seconds, 1),
+    throughput: summary.throughput,
+    latencyMs: summary.latencyMs,
+    byStatus: summary.byStatus,
+    byErrorCode: summary.byErrorCode,
+    commandsPerRequest: round(total / Math.max(1, ok), 2),
+    commandBreakdown: Object.fromEntries(Object.entries(breakdown).sort(([, a], [, b]) => b - a)),
+    timingsMs:
+      timings.length > 0
+        ? {
+            preprocess: median(timings.map((t) => t.preprocess)),
+            queue: median(timings.map((t) => t.queue)),
+            inference: round(median(timings.map((t) => t.inference)), 1),
+            total: median(timings.map((t) => t.total)),
+          }
+        : undefined,
+  };
+}
+
+export const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;

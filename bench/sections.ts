@@ -1,0 +1,268 @@
+/**
+ * The sections of `npm run bench` after the bare engine: each one function that measures, then
+ * returns its markdown and its JSON (see run.ts for the order and the header).
+ *
+ *   preprocessSection  the edge's bare preprocessing rate (sharp), no HTTP, no Redis
+ *   e2eSection         the full pipeline with the real model, closed loop at several concurrencies
+ *   (seed-protocol baseline: not yet written; its targets show as not measured)
+ *   capacitySection    the pipeline with the instant synthetic model (what the queue path carries)
+ *   scaleOutSection    1, 2, 4 workers with a 50 ms timer model (no CPU), batch 1
+ *   targetsSection     the ratios of the issue's targets, from the rows above
+ */
+import { Redis } from 'ioredis';
+import type { StressOptions } from '../dev/stress.ts';
+import { startRedisServer } from '../dev/redis-server.ts';
+import { benchPreprocess, type PreprocessResult } from './preprocess.ts';
+import { measureLoad, round, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
+import type { EngineResult } from './engine.ts';
+import type { ModelUnderTest, RunSettings, Section } from './run.ts';
+import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
+
+type Images = StressOptions['images'];
+type Log = (line: string) => void;
+
+/** Worker settings that run `model` the way the bench's engine section did. */
+function modelEnv(settings: RunSettings, model: ModelUnderTest): Record<string, string | undefined> {
+  return {
+    MODEL: model.spec,
+    PREPROCESS: model.preprocess,
+    BACKEND: settings.backend,
+  };
+}
+
+/** Requests per load level: enough for a p99 at high concurrency, few in quick mode. */
+function requestsFor(settings: RunSettings, concurrency: number, imgPerSec: number): number {
+  if (settings.model === 'tiny') return Math.max(16, concurrency * 2);
+  const perLevelSeconds = settings.quick ? 8 : 20;
+  return Math.max(concurrency * (settings.quick ? 2 : 3), Math.ceil(imgPerSec * perLevelSeconds));
+}
+
+export const CONCURRENCIES = [1, 8, 32, 64];
+
+function loadTable(rows: LoadRow[], withTimings: boolean): string[] {
+  return [
+    `| concurrency | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | Redis commands/request${withTimings ? ' | edge split (median ms): preprocess / queue wait / inference / total' : ''} |`,
+    `|---:|---:|---:|---:|---:|---:|---:|---:|---:${withTimings ? '|---' : ''}|`,
+    ...rows.map(
+      (r) =>
+        `| ${r.concurrency} | ${r.requests} | ${r.errors}${r.errors ? ` (${Object.entries(r.byErrorCode).map(([k, v]) => `${k} x${v}`).join(', ')})` : ''} | ${r.throughput} | ${r.latencyMs.p50} | ${r.latencyMs.p90} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.commandsPerRequest}` +
+        (withTimings ? ` | ${r.timingsMs ? `${r.timingsMs.preprocess} / ${r.timingsMs.queue} / ${r.timingsMs.inference} / ${r.timingsMs.total}` : '-'}` : '') +
+        ' |',
+    ),
+  ];
+}
+
+const breakdownText = (row: LoadRow) =>
+  Object.entries(row.commandBreakdown)
+    .map(([command, perRequest]) => `${command.toUpperCase()} ${perRequest}`)
+    .join(', ');
+
+async function runLevels(target: LoadTarget, images: Images, levels: number[], requests: (c: number) => number, log: Log, label: string) {
+  const rows: LoadRow[] = [];
+  for (const concurrency of levels) {
+    const n = requests(concurrency);
+    log(`  ${label}: concurrency ${concurrency}, ${n} requests`);
+    const row = await measureLoad(target, images, { concurrency, requests: n, warmup: Math.min(concurrency, 8), progress: process.stdout.isTTY });
+    log(`    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors, ${row.commandsPerRequest} Redis commands/request`);
+    rows.push(row);
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function preprocessSection(images: Images, settings: RunSettings, log: Log): Promise<Section & { result: PreprocessResult }> {
+  log('  sharp decode + resize, 8 in flight');
+  const result = await benchPreprocess(images, { seconds: settings.quick || settings.model === 'tiny' ? 2 : 6, inFlight: 8 });
+  const markdown = [
+    `What the Node edge does to an upload before it touches the queue (probe, sharp decode, orientation, squash resize to 224x224 uint8), in one process with 8 images in flight, no HTTP, no Redis: **${result.imgPerSec} img/s** (${result.images} images in ${result.seconds} s, cycling through the fixture photos).`,
+    '',
+    '| photo | median ms alone |',
+    '|---|---:|',
+    ...Object.entries(result.perImageMs).map(([name, ms]) => `| ${name} | ${ms} |`),
+  ].join('\n');
+  return { title: 'Edge preprocessing alone (sharp)', markdown, json: result, result };
+}
+
+export interface E2eSectionResult {
+  rows: LoadRow[];
+  batchSize: number;
+  workers: number;
+}
+
+export async function e2eSection(settings: RunSettings, model: ModelUnderTest, images: Images, engine: EngineResult[], log: Log): Promise<Section & E2eSectionResult> {
+  const batchSize = settings.model === 'tiny' ? 4 : 8;
+  const workers = 1;
+  const bare = engine.find((r) => r.replicas === workers && r.batchSize === batchSize) ?? engine[0]!;
+  log(`  starting redis-server, the Upstash REST server, the edge and ${workers} worker (BATCH_SIZE ${batchSize})`);
+  const stack = await startPipeline({
+    workers,
+    workerEnv: { ...modelEnv(settings, model), BATCH_SIZE: String(batchSize) },
+    edgeEnv: { DEADLINE_MS: '300000' },
+    log,
+  });
+  let rows: LoadRow[];
+  try {
+    rows = await runLevels(stack, images, CONCURRENCIES, (c) => requestsFor(settings, c, bare.aggregateImgPerSec), log, 'pipeline');
+  } finally {
+    await stack.stop();
+  }
+  const markdown = [
+    `Edge on Node (sharp, Upstash REST broker) -> local Upstash REST server -> redis-server -> ${workers} gpu-worker (BATCH_SIZE ${batchSize}, MAX_BATCH_DELAY_MS 5), each its own process; closed-loop load from this process (autocannon), cycling through the ${images.length} fixture photos; each level after ${'min(concurrency, 8)'} warm-up requests.`,
+    '',
+    ...loadTable(rows, true),
+    '',
+    `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests. At concurrency 1: ${breakdownText(rows[0]!)}.`,
+    '- The edge split is the edge\'s own `timings` in each answer: preprocess (read, probe, decode, resize), queue wait (enqueue to a worker reading it), inference (the worker\'s batch).',
+  ].join('\n');
+  return { title: 'End to end (edge + Upstash REST + Redis + worker)', markdown, json: { batchSize, workers, rows }, rows, batchSize, workers };
+}
+
+export async function capacitySection(settings: RunSettings, images: Images, log: Log): Promise<Section & { row: LoadRow; bytes: BytesPerJob }> {
+  const quick = settings.quick || settings.model === 'tiny';
+  log('  bytes per queued job: an edge without workers, one upload');
+  const bytes = await pipelineBytesPerJob(images[0]!, log);
+  log(`    ${bytes.payloadBytes} bytes of payload, MEMORY USAGE ${bytes.memoryUsage}`);
+  log('  starting the pipeline with MODEL=synthetic:instant, 1 worker, BATCH_SIZE 32');
+  const stack = await startPipeline({ workers: 1, workerEnv: { MODEL: 'synthetic:instant', BATCH_SIZE: '32' }, log });
+  let row: LoadRow;
+  try {
+    log(`  concurrency 64, ${quick ? 400 : 3000} requests`);
+    row = await measureLoad(stack, images, { concurrency: 64, requests: quick ? 400 : 3000, warmup: 64, progress: process.stdout.isTTY });
+    log(`    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors`);
+  } finally {
+    await stack.stop();
+  }
+  const markdown = [
+    `The whole pipeline with \`MODEL=synthetic:instant\` (answers at once, no tf), 1 worker, BATCH_SIZE 32, concurrency 64: **${row.throughput} req/s**, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors, ${row.commandsPerRequest} Redis commands/request (${breakdownText(row)}).`,
+    '',
+    `Bytes per queued job: ${bytes.payloadBytes.toLocaleString('en-US')} bytes of payload (MEMORY USAGE of the stream with one job: ${bytes.memoryUsage.toLocaleString('en-US')}).`,
+  ].join('\n');
+  return { title: 'Pipeline capacity (instant synthetic model)', markdown, json: { row, bytes }, row, bytes };
+}
+
+export async function scaleOutSection(settings: RunSettings, images: Images, log: Log): Promise<Section & { rows: (LoadRow & { workers: number })[] }> {
+  const quick = settings.quick || settings.model === 'tiny';
+  const delayMs = 50;
+  const rows: (LoadRow & { workers: number })[] = [];
+  for (const workers of [1, 2, 4]) {
+    log(`  ${workers} worker(s) with MODEL=synthetic:timer:${delayMs}, BATCH_SIZE 1`);
+    const stack = await startPipeline({ workers, workerEnv: { MODEL: `synthetic:timer:${delayMs}`, BATCH_SIZE: '1' }, log });
+    try {
+      const expected = (workers * 1000) / delayMs;
+      const row = await measureLoad(stack, images, { concurrency: 32, requests: Math.ceil(expected * (quick ? 3 : 10)), warmup: 16, progress: process.stdout.isTTY });
+      log(`    ${row.throughput} req/s (ideal ${expected}), p50 ${row.latencyMs.p50} ms, ${row.errors} errors`);
+      rows.push({ ...row, workers });
+    } finally {
+      await stack.stop();
+    }
+  }
+  const one = rows[0]!.throughput;
+  const markdown = [
+    `Workers whose model takes a fixed ${delayMs} ms per batch on a timer (\`MODEL=synthetic:timer:${delayMs}\`: no CPU, so the workers do not compete with each other or the edge on this machine), BATCH_SIZE 1, closed loop at concurrency 32.`,
+    '',
+    '| workers | req/s | ideal req/s | vs 1 worker | p50 ms | p99 ms | errors |',
+    '|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.workers} | ${r.throughput} | ${(r.workers * 1000) / delayMs} | ${round(r.throughput / one, 2)}x | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors} |`),
+  ].join('\n');
+  return { title: 'Scale-out (50 ms timer model)', markdown, json: { delayMs, rows }, rows };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface TargetInputs {
+  engine: EngineResult[];
+  preprocess: PreprocessResult;
+  e2e: E2eSectionResult;
+  /** The seed-protocol baseline, when measured. */
+  seed?: { rows: LoadRow[]; bytes: BytesPerJob };
+  capacity: { row: LoadRow; bytes: BytesPerJob };
+  scaleOut: { rows: (LoadRow & { workers: number })[] };
+  cores: number;
+}
+
+export interface Target {
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+export function computeTargets(inputs: TargetInputs): Target[] {
+  const { engine, e2e, seed, capacity, scaleOut, preprocess } = inputs;
+  const bareSame = engine.find((r) => r.replicas === e2e.workers && r.batchSize === e2e.batchSize);
+  const bare1 = engine.find((r) => r.replicas === 1 && r.batchSize === 1);
+  const saturated = Math.max(...e2e.rows.map((r) => r.throughput));
+  const added = e2e.rows[0]!.latencyMs.p50 - (bare1?.medianMs ?? 0);
+  const seedAdded = seed ? seed.rows[0]!.latencyMs.p50 - (bare1?.medianMs ?? 0) : NaN;
+  const oneWorker = scaleOut.rows.find((r) => r.workers === 1)!.throughput;
+  const fourWorkers = scaleOut.rows.find((r) => r.workers === 4)!.throughput;
+  const replicaRows = engine.filter((r) => r.replicas === Math.max(2, inputs.cores));
+  const replicaRatio = Math.max(
+    ...replicaRows.map((r) => r.aggregateImgPerSec / (engine.find((one) => one.replicas === 1 && one.batchSize === r.batchSize)?.aggregateImgPerSec ?? Infinity)),
+  );
+  const commands = Math.max(...e2e.rows.map((r) => r.commandsPerRequest));
+  const preprocessMs = e2e.rows[0]!.timingsMs?.preprocess;
+  const ratio = (x: number) => `${round(x, 2)}x`;
+  return [
+    {
+      what: `Saturated end-to-end throughput vs bare engine (batch ${e2e.batchSize}, ${e2e.workers} replica)`,
+      target: '>= 0.95x',
+      measured: `${saturated} / ${bareSame?.aggregateImgPerSec} img/s = ${ratio(saturated / (bareSame?.aggregateImgPerSec ?? NaN))}`,
+      met: saturated / (bareSame?.aggregateImgPerSec ?? Infinity) >= 0.95,
+    },
+    {
+      what: 'Added latency at concurrency 1 (e2e p50 - bare batch-1 median)',
+      target: '<= 5 ms',
+      measured: `${e2e.rows[0]!.latencyMs.p50} - ${bare1?.medianMs} = ${round(added, 1)} ms${preprocessMs !== undefined ? ` (of which edge preprocessing ${preprocessMs} ms)` : ''}`,
+      met: added <= 5,
+    },
+    {
+      what: 'Added latency vs the seed baseline\'s added latency',
+      target: '>= 20x smaller',
+      measured: seed ? `${round(seedAdded, 1)} ms / ${round(added, 1)} ms = ${ratio(seedAdded / Math.max(added, 0.1))}` : 'not measured (no seed baseline yet)',
+      met: seedAdded / Math.max(added, 0.1) >= 20,
+    },
+    {
+      what: 'Capacity with the instant model vs edge preprocessing alone',
+      target: '>= 0.7x',
+      measured: `${capacity.row.throughput} / ${preprocess.imgPerSec} = ${ratio(capacity.row.throughput / preprocess.imgPerSec)}`,
+      met: capacity.row.throughput / preprocess.imgPerSec >= 0.7,
+    },
+    {
+      what: 'Scale-out, 50 ms timer model, 4 workers vs 1',
+      target: '>= 3.6x',
+      measured: `${fourWorkers} / ${oneWorker} req/s = ${ratio(fourWorkers / oneWorker)}`,
+      met: fourWorkers / oneWorker >= 3.6,
+    },
+    {
+      what: 'Bytes per queued job vs the seed baseline (payload)',
+      target: '<= 0.25x',
+      measured: seed
+        ? `${capacity.bytes.payloadBytes.toLocaleString('en-US')} / ${seed.bytes.payloadBytes.toLocaleString('en-US')} = ${round(capacity.bytes.payloadBytes / seed.bytes.payloadBytes, 4)}x (MEMORY USAGE: ${round(capacity.bytes.memoryUsage / seed.bytes.memoryUsage, 4)}x)`
+        : `${capacity.bytes.payloadBytes.toLocaleString('en-US')} bytes; seed baseline not measured yet`,
+      met: seed ? capacity.bytes.payloadBytes / seed.bytes.payloadBytes <= 0.25 : false,
+    },
+    {
+      what: `Inference replicas = cores (${Math.max(2, inputs.cores)}) vs 1 replica (bare engine, best batch size)`,
+      target: '>= 1.8x',
+      measured: ratio(replicaRatio),
+      met: replicaRatio >= 1.8,
+    },
+    {
+      what: 'Redis commands per request (end to end, worst level)',
+      target: '<= 8',
+      measured: `${commands} (concurrency 1: ${e2e.rows[0]!.commandsPerRequest})`,
+      met: commands <= 8,
+    },
+  ];
+}
+
+export function targetsSection(targets: Target[]): Section {
+  const markdown = [
+    '| What | Target | Measured (this run) | Met |',
+    '|---|---|---|---|',
+    ...targets.map((t) => `| ${t.what} | ${t.target} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`),
+  ].join('\n');
+  return { title: 'Targets (ratios from this run)', markdown, json: targets };
+}
