@@ -190,7 +190,7 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-const round = (value: number, digits = 2) => Number(value.toFixed(digits));
+export const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 
 /** Download the builtin model once, here, so N children do not race to fill the cache. */
 async function ensureBuiltinModel(): Promise<void> {

@@ -19,6 +19,7 @@ import { Redis } from 'ioredis';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
 import { runStress, type StressOptions, type StressSummary } from '../dev/stress.ts';
+import { median, round } from './engine.ts';
 
 export interface PipelineOptions {
   workers: number;
@@ -148,11 +149,6 @@ export interface LoadRow {
   timingsMs?: { preprocess: number; queue: number; inference: number; total: number };
 }
 
-const median = (values: number[]) => {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor((sorted.length - 1) / 2)]!;
-};
 
 /** One closed-loop load: `concurrency` requests in flight until `requests` have been answered. */
 export async function measureLoad(target: LoadTarget, images: StressOptions['images'], options: LoadOptions): Promise<LoadRow> {
@@ -206,5 +202,3 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
         : undefined,
   };
 }
-
-export const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;

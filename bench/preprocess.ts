@@ -13,6 +13,7 @@
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import type { ResizeMode } from '../edge/image/codec.ts';
+import { median, round } from './engine.ts';
 
 export interface PreprocessResult {
   images: number;
@@ -43,8 +44,7 @@ export async function benchPreprocess(
   for (const image of images) {
     const runs: number[] = [];
     for (let i = 0; i < 5; i++) runs.push(await one(image));
-    runs.sort((a, b) => a - b);
-    perImageMs[image.name] = Math.round(runs[2]! * 10) / 10;
+    perImageMs[image.name] = round(median(runs), 1);
   }
 
   // Then the rate, with `inFlight` at a time, cycling through the images.
@@ -61,5 +61,5 @@ export async function benchPreprocess(
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  return { images: done, seconds: Math.round(seconds * 10) / 10, imgPerSec: Math.round((done / seconds) * 10) / 10, perImageMs, inFlight: options.inFlight };
+  return { images: done, seconds: round(seconds, 1), imgPerSec: round(done / seconds, 1), perImageMs, inFlight: options.inFlight };
 }

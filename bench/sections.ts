@@ -13,8 +13,8 @@ import { Redis } from 'ioredis';
 import type { StressOptions } from '../dev/stress.ts';
 import { startRedisServer } from '../dev/redis-server.ts';
 import { benchPreprocess, type PreprocessResult } from './preprocess.ts';
-import { measureLoad, round, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
-import type { EngineResult } from './engine.ts';
+import { measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
+import { round, type EngineResult } from './engine.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
 
