@@ -8,7 +8,7 @@
  *   1. engineSection: the bare engine (bench/engine.ts), no HTTP and no Redis.
  *   2. preprocessSection: the edge's preprocessing alone (sharp).
  *   3. e2eSection: the full pipeline (bench/pipeline.ts) at concurrency 1, 8, 32, 64.
- *   4. (the seed tutorial's protocol under the same loads: not written yet)
+ *   4. seedSection: the seed tutorial's protocol (bench/seed/) under the same loads.
  *   5. capacitySection and scaleOutSection: synthetic models (instant; 50 ms timer, 1/2/4 workers).
  *   6. targetsSection: the issue's ratios, from the rows above.
  *
@@ -37,6 +37,7 @@ import {
   e2eSection,
   preprocessSection,
   scaleOutSection,
+  seedSection,
   targetsSection,
 } from './sections.ts';
 
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
       }
       sections.push(engine);
     }
-    let preprocess, e2e, capacity, scaleOut;
+    let preprocess, e2e, seed, capacity, scaleOut;
     if (want('preprocess') || want('capacity')) {
       begin('Edge preprocessing alone');
       sections.push((preprocess = await preprocessSection(images, settings, log)));
@@ -233,7 +234,10 @@ async function main(): Promise<void> {
       begin('End to end');
       sections.push((e2e = await e2eSection(settings, model, images, engine!.results, log)));
     }
-    if (want('seed')) log('\n(seed-protocol baseline: not implemented yet, skipped)');
+    if (want('seed')) {
+      begin('Seed-protocol baseline');
+      sections.push((seed = await seedSection(settings, model, images, engine!.results, log)));
+    }
     if (want('capacity')) {
       begin('Pipeline capacity');
       sections.push((capacity = await capacitySection(settings, images, log)));
@@ -244,7 +248,7 @@ async function main(): Promise<void> {
     }
     if (engine && preprocess && e2e && capacity && scaleOut) {
       const targets = targetsSection(
-        computeTargets({ engine: engine.results, preprocess: preprocess.result, e2e, capacity, scaleOut, cores: availableParallelism() }),
+        computeTargets({ engine: engine.results, preprocess: preprocess.result, e2e, seed, capacity, scaleOut, cores: availableParallelism() }),
       );
       sections.unshift(targets);
     }

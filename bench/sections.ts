@@ -4,7 +4,7 @@
  *
  *   preprocessSection  the edge's bare preprocessing rate (sharp), no HTTP, no Redis
  *   e2eSection         the full pipeline with the real model, closed loop at several concurrencies
- *   (seed-protocol baseline: not yet written; its targets show as not measured)
+ *   seedSection        the seed tutorial's protocol (bench/seed/) on the same model, under the same loads
  *   capacitySection    the pipeline with the instant synthetic model (what the queue path carries)
  *   scaleOutSection    1, 2, 4 workers with a 50 ms timer model (no CPU), batch 1
  *   targetsSection     the ratios of the issue's targets, from the rows above
@@ -17,6 +17,8 @@ import { measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pip
 import { round, type EngineResult } from './engine.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
+import { seedBytesPerJob, startSeedStack } from './seed/stack.ts';
+import { BATCH_SIZE as SEED_BATCH_SIZE, CLIENT_SLEEP_MS, SERVER_SLEEP_MS } from './seed/protocol.ts';
 
 type Images = StressOptions['images'];
 type Log = (line: string) => void;
@@ -118,6 +120,35 @@ export async function e2eSection(settings: RunSettings, model: ModelUnderTest, i
   return { title: 'End to end (edge + Upstash REST + Redis + worker)', markdown, json: { batchSize, workers, rows }, rows, batchSize, workers };
 }
 
+export interface SeedSectionResult {
+  rows: LoadRow[];
+  bytes: BytesPerJob;
+}
+
+export async function seedSection(settings: RunSettings, model: ModelUnderTest, images: Images, engine: EngineResult[], log: Log): Promise<Section & SeedSectionResult> {
+  const bare = engine.find((r) => r.replicas === 1 && r.batchSize === 1) ?? engine[0]!;
+  log('  bytes per queued job: a seed web server without model server, one upload');
+  const bytes = await seedBytesPerJob(images[0]!, log);
+  log(`    ${bytes.payloadBytes} bytes of payload, MEMORY USAGE ${bytes.memoryUsage}`);
+  log(`  starting redis-server, the seed web server and 1 seed model server (LRANGE batches of ${SEED_BATCH_SIZE})`);
+  const stack = await startSeedStack({ workers: 1, workerEnv: modelEnv(settings, model), log });
+  let rows: LoadRow[];
+  try {
+    rows = await runLevels(stack, images, CONCURRENCIES, (c) => requestsFor(settings, c, bare.aggregateImgPerSec), log, 'seed');
+  } finally {
+    await stack.stop();
+  }
+  const markdown = [
+    `The seed tutorial's protocol, rebuilt in bench/seed/ on the same model, backend and image decode (sharp): web server on Hono + Node, one Redis list, the image as base64 of the caffe-preprocessed float32 tensor, the model server reading \`LRANGE 0 ${SEED_BATCH_SIZE - 1}\` + \`LTRIM\` and sleeping ${SERVER_SLEEP_MS} ms after every round, the web server polling \`GET\` every ${CLIENT_SLEEP_MS} ms. 1 model server (a second would read the same batch: the race the tutorial has). Same closed-loop loads as the end-to-end section.`,
+    '',
+    ...loadTable(rows, false),
+    '',
+    `- Redis commands per request include the model server's polls while idle (one LRANGE per ${SERVER_SLEEP_MS} ms) and the web server's GET polls. At concurrency 1: ${breakdownText(rows[0]!)}.`,
+    `- Bytes per queued job: ${bytes.payloadBytes.toLocaleString('en-US')} bytes of list entry (MEMORY USAGE of the list holding it: ${bytes.memoryUsage.toLocaleString('en-US')}).`,
+  ].join('\n');
+  return { title: 'Seed-protocol baseline (LRANGE/LTRIM, 0.25 s sleeps, float32 base64)', markdown, json: { rows, bytes }, rows, bytes };
+}
+
 export async function capacitySection(settings: RunSettings, images: Images, log: Log): Promise<Section & { row: LoadRow; bytes: BytesPerJob }> {
   const quick = settings.quick || settings.model === 'tiny';
   log('  bytes per queued job: an edge without workers, one upload');
@@ -175,7 +206,7 @@ export interface TargetInputs {
   preprocess: PreprocessResult;
   e2e: E2eSectionResult;
   /** The seed-protocol baseline, when measured. */
-  seed?: { rows: LoadRow[]; bytes: BytesPerJob };
+  seed?: SeedSectionResult;
   capacity: { row: LoadRow; bytes: BytesPerJob };
   scaleOut: { rows: (LoadRow & { workers: number })[] };
   cores: number;

@@ -1,0 +1,98 @@
+/**
+ * `npm run bench` end to end on the tiny model (`--model tiny --quick`), as a user runs it: every
+ * section runs against real processes (redis-server, the local Upstash REST server, the edge,
+ * workers, the seed baseline) and the report is written. Speed is not asserted here (that is what
+ * the bench itself reports); what is asserted is that every section measured something real:
+ * answers without errors, Redis commands counted, bytes weighed, every target computed.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LoadRow } from '../bench/pipeline.ts';
+import type { Target } from '../bench/sections.ts';
+import { TENSOR_BYTES } from '../shared/tensor.ts';
+
+const run = promisify(execFile);
+
+interface Report {
+  header: string;
+  sections: Record<string, unknown>;
+}
+
+describe('npm run bench -- --model tiny --quick', () => {
+  let out: string;
+  let stdout: string;
+  let report: Report;
+  let markdown: string;
+  const section = <T>(prefix: string) => {
+    const title = Object.keys(report.sections).find((t) => t.startsWith(prefix));
+    expect(title, `section "${prefix}..." in ${Object.keys(report.sections).join(' | ')}`).toBeDefined();
+    return report.sections[title!] as T;
+  };
+
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), 'bench-run-'));
+    ({ stdout } = await run(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--model', 'tiny', '--quick', '--backend', 'wasm', '--out', out], {
+      timeout: 420_000,
+      maxBuffer: 16 * 1024 * 1024,
+    }));
+    report = JSON.parse(await readFile(join(out, 'bench.json'), 'utf8')) as Report;
+    markdown = await readFile(join(out, 'bench.md'), 'utf8');
+  }, 450_000);
+
+  afterAll(async () => {
+    if (out) await rm(out, { recursive: true, force: true });
+  });
+
+  it('names the machine, backend and model in the first line, printed and written', () => {
+    expect(stdout.split('\n')[0]).toMatch(/^Machine: .+ cores, .+; Node v\d+.*; backend wasm .*; model tiny/);
+    expect(markdown.split('\n')[0]).toBe(report.header);
+  });
+
+  it('runs the end-to-end and seed sections at concurrency 1, 8, 32, 64 without errors', () => {
+    for (const prefix of ['End to end', 'Seed-protocol baseline']) {
+      const rows = section<{ rows: LoadRow[] }>(prefix).rows;
+      expect(rows.map((r) => r.concurrency)).toEqual([1, 8, 32, 64]);
+      for (const row of rows) {
+        expect(row.errors, `${prefix} c=${row.concurrency}: ${JSON.stringify(row.byStatus)}`).toBe(0);
+        expect(row.ok).toBe(row.requests);
+        expect(row.throughput).toBeGreaterThan(0);
+        expect(row.latencyMs.p99).toBeGreaterThanOrEqual(row.latencyMs.p50);
+        expect(row.commandsPerRequest).toBeGreaterThan(0);
+      }
+    }
+    // Only our pipeline reports its own split; the seed's answers have no timings.
+    expect(section<{ rows: LoadRow[] }>('End to end').rows[0]!.timingsMs?.inference).toBeGreaterThan(0);
+  });
+
+  it('counts the commands each protocol really sends', () => {
+    const ours = section<{ rows: LoadRow[] }>('End to end').rows[0]!.commandBreakdown;
+    const seed = section<{ rows: LoadRow[] }>('Seed-protocol baseline').rows[0]!.commandBreakdown;
+    expect(Object.keys(ours)).toEqual(expect.arrayContaining(['xadd', 'xreadgroup', 'xack', 'publish']));
+    expect(Object.keys(seed)).toEqual(expect.arrayContaining(['rpush', 'lrange', 'ltrim', 'get', 'set']));
+    expect(seed).not.toHaveProperty('xadd');
+  });
+
+  it('weighs a queued job of each protocol: uint8 Z85 against float32 base64', () => {
+    const ours = section<{ bytes: { payloadBytes: number } }>('Pipeline capacity').bytes.payloadBytes;
+    const seed = section<{ bytes: { payloadBytes: number } }>('Seed-protocol baseline').bytes.payloadBytes;
+    expect(ours).toBeGreaterThan((TENSOR_BYTES * 5) / 4);
+    expect(ours).toBeLessThan((TENSOR_BYTES * 5) / 4 + 1024);
+    // base64 of the float32 tensor: ceil(4 * TENSOR_BYTES / 3) * 4 characters, plus the JSON around it.
+    expect(seed).toBeGreaterThan(Math.ceil((TENSOR_BYTES * 4) / 3) * 4);
+  });
+
+  it('scales out over 1, 2 and 4 workers and computes every target from this run', () => {
+    expect(section<{ rows: { workers: number }[] }>('Scale-out').rows.map((r) => r.workers)).toEqual([1, 2, 4]);
+    const targets = section<Target[]>('Targets');
+    expect(targets).toHaveLength(8);
+    for (const target of targets) {
+      expect(target.measured, target.what).not.toMatch(/NaN|undefined|Infinity|not measured/);
+      expect(typeof target.met).toBe('boolean');
+    }
+    expect(markdown).toMatch(/## 1\. Targets/);
+  });
+});
