@@ -15,6 +15,7 @@
  * await stack.stop();
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
@@ -27,6 +28,11 @@ export interface PipelineOptions {
   workerEnv: Record<string, string | undefined>;
   /** Extra edge settings (DEADLINE_MS, QUEUE_MAX...). */
   edgeEnv?: Record<string, string | undefined>;
+  /**
+   * How the edge reaches Redis: 'upstash' (default: REST through the local Upstash REST server, the
+   * Workers path) or 'ioredis' (direct TCP, what a self-hosted Node edge can use).
+   */
+  broker?: 'upstash' | 'ioredis';
   /** Tier log lines (warnings and errors only unless `verbose`). */
   log?: (line: string) => void;
   verbose?: boolean;
@@ -37,6 +43,35 @@ export interface LoadTarget {
   url: string;
   /** An inspector connection to the Redis the pipeline uses. */
   redis: Redis;
+  /** CPU time used so far by each process of the stack (workers summed), where the OS tells. */
+  cpuMs?(): Record<string, number>;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on every Linux this runs on). */
+const USER_HZ = 100;
+
+/** user + system CPU ms of a process, from /proc (Linux); undefined elsewhere or once it is gone. */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU ms per named process group, e.g. { edge, rest, workers, redis }. */
+export function cpuSampler(groups: Record<string, (number | undefined)[]>): () => Record<string, number> {
+  return () => {
+    const sample: Record<string, number> = {};
+    for (const [name, pids] of Object.entries(groups)) {
+      const times = pids.map(processCpuMs).filter((t): t is number => t !== undefined);
+      if (times.length) sample[name] = times.reduce((a, b) => a + b, 0);
+    }
+    return sample;
+  };
 }
 
 export interface Pipeline extends LoadTarget {
@@ -95,10 +130,9 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
       env: {
         PORT: String(port),
         HOST: '127.0.0.1',
-        EDGE_BROKER: 'upstash',
-        UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${restPort}`,
-        UPSTASH_REDIS_REST_TOKEN: token,
-        REDIS_URL: undefined,
+        ...(options.broker === 'ioredis'
+          ? { EDGE_BROKER: 'ioredis', REDIS_URL: redisServer.url, UPSTASH_REDIS_REST_URL: undefined, UPSTASH_REDIS_REST_TOKEN: undefined }
+          : { EDGE_BROKER: 'upstash', UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${restPort}`, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined }),
         // Access logs off: the bench measures the pipeline, not a terminal.
         LOG_LEVEL: 'warn',
         ...options.edgeEnv,
@@ -108,7 +142,13 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
     });
     tiers.push(edge);
     await Promise.all(tiers.map((tier) => tier.ready));
-    return { url: `http://127.0.0.1:${port}`, redis: inspector, redisUrl: redisServer.url, stop };
+    const cpuMs = cpuSampler({
+      edge: [edge.child.pid],
+      ...(options.broker === 'ioredis' ? {} : { rest: [rest.child.pid] }),
+      workers: workers.map((w) => w.child.pid),
+      redis: [redisServer.process.pid],
+    });
+    return { url: `http://127.0.0.1:${port}`, redis: inspector, redisUrl: redisServer.url, cpuMs, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -145,6 +185,8 @@ export interface LoadRow {
   commandsPerRequest: number;
   /** Per command, calls / successful requests (the inspector's own INFO calls left out). */
   commandBreakdown: Record<string, number>;
+  /** CPU ms per successful request of each process of the stack (and of this load generator), where measurable. */
+  cpuMsPerRequest?: Record<string, number>;
   /** Median of the edge's own split (its JSON `timings`) where the response has one. */
   timingsMs?: { preprocess: number; queue: number; inference: number; total: number };
 }
@@ -157,6 +199,8 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
   }
   const timings: { preprocess: number; queue: number; inference: number; total: number }[] = [];
   const before = await commandStats(target.redis);
+  const cpuBefore = target.cpuMs?.() ?? {};
+  const loadBefore = process.cpuUsage();
   const summary = await runStress({
     url: target.url,
     images,
@@ -170,6 +214,12 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
   });
   const after = await commandStats(target.redis);
   const ok = summary.byStatus['200'] ?? 0;
+  const cpuAfter = target.cpuMs?.();
+  const loadCpu = process.cpuUsage(loadBefore);
+  const cpuMsPerRequest = cpuAfter && {
+    ...Object.fromEntries(Object.entries(cpuAfter).map(([name, ms]) => [name, round((ms - (cpuBefore[name] ?? 0)) / Math.max(1, ok), 2)])),
+    load: round((loadCpu.user + loadCpu.system) / 1000 / Math.max(1, ok), 2),
+  };
   const breakdown: Record<string, number> = {};
   let total = 0;
   for (const [command, calls] of after) {
@@ -191,6 +241,7 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
     byErrorCode: summary.byErrorCode,
     commandsPerRequest: round(total / Math.max(1, ok), 2),
     commandBreakdown: Object.fromEntries(Object.entries(breakdown).sort(([, a], [, b]) => b - a)),
+    cpuMsPerRequest,
     timingsMs:
       timings.length > 0
         ? {

@@ -85,6 +85,18 @@ describe('npm run bench -- --model tiny --quick', () => {
     expect(seed).toBeGreaterThan(Math.ceil((TENSOR_BYTES * 4) / 3) * 4);
   });
 
+  it('measures capacity over both brokers, with the CPU each process spends per request', () => {
+    const capacity = section<{ row: LoadRow; restRow: LoadRow }>('Pipeline capacity');
+    for (const row of [capacity.row, capacity.restRow]) {
+      expect(row.errors).toBe(0);
+      expect(row.cpuMsPerRequest?.edge).toBeGreaterThan(0);
+      expect(row.cpuMsPerRequest?.workers).toBeGreaterThan(0);
+    }
+    // Only the REST path has the REST server in it.
+    expect(capacity.restRow.cpuMsPerRequest).toHaveProperty('rest');
+    expect(capacity.row.cpuMsPerRequest).not.toHaveProperty('rest');
+  });
+
   it('scales out over 1, 2 and 4 workers and computes every target from this run', () => {
     expect(section<{ rows: { workers: number }[] }>('Scale-out').rows.map((r) => r.workers)).toEqual([1, 2, 4]);
     const targets = section<Target[]>('Targets');

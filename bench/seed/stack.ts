@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { startRedisServer, type RedisServerHandle } from '../../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../../dev/processes.ts';
 import type { BytesPerJob } from '../bytes.ts';
-import { tierPrinter, type LoadTarget } from '../pipeline.ts';
+import { cpuSampler, tierPrinter, type LoadTarget } from '../pipeline.ts';
 import { IMAGE_QUEUE } from './protocol.ts';
 
 export interface SeedStack extends LoadTarget {
@@ -60,7 +60,8 @@ export async function startSeedStack(options: {
       );
     }
     await Promise.all(tiers.map((tier) => tier.ready));
-    return { url, redis: inspector, stop };
+    const cpuMs = cpuSampler({ server: [server.child.pid], workers: tiers.slice(1).map((t) => t.child.pid), redis: [redisServer.process.pid] });
+    return { url, redis: inspector, cpuMs, stop };
   } catch (error) {
     await stop();
     throw error;
