@@ -13,27 +13,49 @@ import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { z } from 'zod';
 import type { Broker } from './broker/broker.ts';
 import type { EdgeConfig } from './config.ts';
-import { ApiError, errorBody } from './errors.ts';
-import { RESIZE_MODES, type ImageCodec } from './image/codec.ts';
-import { probeImage } from './image/probe.ts';
+import { ApiError, errorBody, type ErrorBody } from './errors.ts';
+import { RESIZE_MODES, type ImageCodec, type ResizeMode } from './image/codec.ts';
+import { probeImage, type ImageInfo } from './image/probe.ts';
+import { readImages } from './upload.ts';
 import { accessLog } from './middleware/access-log/index.ts';
 import { apiKey } from './middleware/api-key/index.ts';
 import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';
-import { DEFAULT_TOP_K, MAX_TOP_K } from '../shared/protocol.ts';
+import { DEFAULT_TOP_K, MAX_TOP_K, type Prediction } from '../shared/protocol.ts';
 import type { Logger } from '../shared/log.ts';
 
 export interface AppDeps {
   codec: ImageCodec;
   broker: Broker;
-  config: Pick<EdgeConfig, 'MAX_BODY_BYTES' | 'MAX_PIXELS' | 'DEADLINE_MS' | 'DEFAULT_RESIZE'> &
+  config: Pick<EdgeConfig, 'MAX_BODY_BYTES' | 'MAX_PIXELS' | 'DEADLINE_MS' | 'DEFAULT_RESIZE' | 'MAX_IMAGES_PER_REQUEST'> &
     Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins'>>;
   logger?: Logger;
   /** Per-caller rate limit (RATE_LIMIT); the runtime adapter builds it and knows client addresses. */
   rateLimit?: Pick<RateLimitOptions, 'limiter' | 'clientAddress'>;
 }
 
-/** Slack for the multipart envelope around an image of MAX_BODY_BYTES. */
-const MULTIPART_OVERHEAD = 64 * 1024;
+interface Decoded {
+  tensor: Uint8Array;
+  info: ImageInfo;
+  preprocessMs: number;
+}
+
+interface PredictJob {
+  /** Epoch ms the request started: timings and the deadline count from here. */
+  started: number;
+  top: number;
+  signal: AbortSignal;
+}
+
+/** One image's answer (the whole body of a one-image request). */
+interface PredictionBody {
+  success: true;
+  id: string;
+  model: string;
+  predictions: Prediction[];
+  timings: { preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
+  batchSize: number;
+  worker: string;
+}
 
 const PredictQuery = z.object({
   // Digits only: Number() would also take '1e1' or '0x10'.
@@ -70,42 +92,73 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     c.json({
       service: 'image classification (Keras ResNet50, ImageNet)',
       endpoints: {
-        'POST /predict': 'multipart field "image" (or a raw image/* body); ?top=1..20, ?resize=squash|center-crop',
+        'POST /predict': 'multipart field "image" (or a raw image/* body; several "image" fields: a batch); ?top=1..20, ?resize=squash|center-crop',
         'GET /healthz': 'liveness',
       },
     }),
   );
   app.get('/healthz', (c) => c.json({ ok: true }));
 
-  app.post('/predict', async (c) => {
+  /** Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image. */
+  async function decode(bytes: Uint8Array, resize: ResizeMode): Promise<Decoded> {
     const started = Date.now();
-    const id = c.get('requestId');
+    if (bytes.byteLength === 0) throw new ApiError(400, 'empty_body', 'The uploaded image is empty');
+    const info = probeImage(bytes, config.MAX_PIXELS);
+    const tensor = await codec.toTensor(bytes, info, resize);
+    return { tensor, info, preprocessMs: Date.now() - started };
+  }
 
+  /** Queue one decoded image as job `jobId` and wait for its answer. */
+  async function answer(decoded: Decoded, jobId: string, job: PredictJob): Promise<PredictionBody> {
+    const result = await broker.submit({ id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS }, job.signal);
+    if (!result.ok) {
+      throw new ApiError(result.error.code === 'bad_request' ? 400 : 500, result.error.code, result.error.message);
+    }
+    const totalMs = Date.now() - job.started;
+    const { format, width, height } = decoded.info;
+    logger?.info({ id: jobId, format, width, height, totalMs, worker: result.worker }, 'predicted');
+    return {
+      success: true,
+      id: jobId,
+      model: result.model,
+      predictions: result.predictions.slice(0, job.top),
+      timings: { preprocessMs: decoded.preprocessMs, queueMs: result.queueMs, inferenceMs: result.inferenceMs, totalMs },
+      batchSize: result.batchSize,
+      worker: result.worker,
+    };
+  }
+
+  /** One image's failure inside a batch answer, in the API's error shape. */
+  function entryError(error: unknown): ErrorBody {
+    if (error instanceof ApiError) return errorBody(error.code, error.message);
+    logger?.error({ err: error }, 'unhandled error in a batch entry');
+    return errorBody('internal_error', 'Internal error');
+  }
+
+  app.post('/predict', async (c) => {
+    const id = c.get('requestId');
     const query = PredictQuery.safeParse(c.req.query());
     if (!query.success) {
       const issue = query.error.issues[0]!;
       throw new ApiError(400, 'invalid_parameter', `${issue.path.join('.')}: ${issue.message}`);
     }
-    const bytes = await readUpload(c, config.MAX_BODY_BYTES);
-    const info = probeImage(bytes, config.MAX_PIXELS);
-    const tensor = await codec.toTensor(bytes, info, query.data.resize ?? config.DEFAULT_RESIZE);
-    const preprocessMs = Date.now() - started;
+    const job: PredictJob = { started: Date.now(), top: query.data.top, signal: c.req.raw.signal };
+    const resize = query.data.resize ?? config.DEFAULT_RESIZE;
+    const images = await readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST });
+    if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize), id, job));
 
-    const result = await broker.submit({ id, tensor, deadline: started + config.DEADLINE_MS }, c.req.raw.signal);
-    if (!result.ok) {
-      throw new ApiError(result.error.code === 'bad_request' ? 400 : 500, result.error.code, result.error.message);
+    // A batch: each image is its own job (workers may still run them in one batch), decoded one at
+    // a time (a Worker isolate has 128 MB) and queued at once; each may fail on its own.
+    const answers: Promise<PredictionBody | ErrorBody>[] = [];
+    for (const [i, bytes] of images.entries()) {
+      try {
+        const decoded = await decode(bytes, resize);
+        answers.push(answer(decoded, `${id}-${i + 1}`, job).catch(entryError));
+      } catch (error) {
+        answers.push(Promise.resolve(entryError(error)));
+      }
     }
-    const totalMs = Date.now() - started;
-    logger?.info({ id, format: info.format, width: info.width, height: info.height, totalMs, worker: result.worker }, 'predicted');
-    return c.json({
-      success: true as const,
-      id,
-      model: result.model,
-      predictions: result.predictions.slice(0, query.data.top),
-      timings: { preprocessMs, queueMs: result.queueMs, inferenceMs: result.inferenceMs, totalMs },
-      batchSize: result.batchSize,
-      worker: result.worker,
-    });
+    return c.json({ success: true as const, id, results: await Promise.all(answers) });
   });
   app.all('/predict', (c) => {
     c.header('Allow', 'POST');
@@ -130,70 +183,3 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
   });
   return app;
 }
-
-/** The uploaded image's bytes: one multipart `image` file, or a raw image/* body. */
-async function readUpload(c: Context, maxBytes: number): Promise<Uint8Array> {
-  const contentType = (c.req.header('content-type') ?? '').toLowerCase();
-  const isMultipart = contentType.startsWith('multipart/form-data');
-  const limit = maxBytes + (isMultipart ? MULTIPART_OVERHEAD : 0);
-  const tooLarge = () => new ApiError(413, 'payload_too_large', `The upload is over the ${maxBytes}-byte limit`);
-
-  const declared = Number(c.req.header('content-length'));
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
-  const body = await readBodyLimited(c.req.raw, limit, tooLarge);
-
-  if (isMultipart) {
-    let form: FormData;
-    try {
-      form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
-    } catch {
-      throw new ApiError(400, 'bad_request', 'Malformed multipart/form-data body');
-    }
-    const files = form.getAll('image');
-    if (files.length === 0) throw new ApiError(400, 'missing_image', 'Missing the multipart file field "image"');
-    if (files.length > 1) throw new ApiError(400, 'too_many_files', 'Send exactly one "image" file per request');
-    const file = files[0]!;
-    if (typeof file === 'string') throw new ApiError(400, 'missing_image', 'The field "image" must be a file, not text');
-    if (file.size === 0) throw new ApiError(400, 'empty_body', 'The uploaded image is empty');
-    if (file.size > maxBytes) throw tooLarge();
-    return new Uint8Array(await file.arrayBuffer());
-  }
-  if (contentType.startsWith('image/') || contentType.startsWith('application/octet-stream')) {
-    if (body.byteLength === 0) throw new ApiError(400, 'empty_body', 'The request body is empty');
-    return body;
-  }
-  if (body.byteLength === 0) {
-    throw new ApiError(400, 'missing_image', 'No image: send multipart/form-data with an "image" file, or a raw image/* body');
-  }
-  throw new ApiError(
-    415,
-    'unsupported_media_type',
-    `Unsupported Content-Type "${contentType || 'none'}": send multipart/form-data with an "image" file, or a raw image/* body`,
-  );
-}
-
-/** Read the body, counting bytes as they stream so an undeclared (chunked) oversize body stops early. */
-async function readBodyLimited(request: Request, limit: number, tooLarge: () => ApiError): Promise<Uint8Array<ArrayBuffer>> {
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
-}
-

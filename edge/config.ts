@@ -18,6 +18,8 @@ export const EdgeEnv = z
     KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
     MAX_BODY_BYTES: intVar(10 * MiB, 1024, 100 * MiB),
     MAX_PIXELS: intVar(40_000_000, 1, 1_000_000_000),
+    // Most "image" files in one POST /predict (a batch request); MAX_BODY_BYTES bounds them all together.
+    MAX_IMAGES_PER_REQUEST: intVar(8, 1, 64),
     DEADLINE_MS: intVar(30_000, 100, 600_000),
     QUEUE_MAX: intVar(512, 1, 10_000_000),
     RETRY_AFTER_S: intVar(1, 1, 3600),

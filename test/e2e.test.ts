@@ -131,6 +131,29 @@ describe('POST /predict end to end', () => {
     expect(Math.max(...results.map((r) => r.body.batchSize))).toBeGreaterThan(1);
   });
 
+  it('answers a batch request (several "image" files) in order, each image its own job, a bad one failing alone', async () => {
+    const files = ['ort_lion.png', 'beagle.jpg', 'tfjsx_tiger.jpeg', 'coral_cat_1080p.jpg'];
+    const body = new FormData();
+    files.forEach((file, i) => {
+      body.append('image', new Blob([new Uint8Array(images.get(file)!)]), file);
+      if (i === 1) body.append('image', new Blob([new TextEncoder().encode('not an image at all')]), 'notes.txt');
+    });
+    const response = await fetch(`${edge.url}/predict?top=3`, { method: 'POST', body });
+    expect(response.status).toBe(200);
+    const answer = await response.json();
+    expect(answer).toMatchObject({ success: true, id: response.headers.get('x-request-id') });
+    expect(answer.results).toHaveLength(5);
+    const [lion, beagle, text, tiger, cat] = answer.results;
+    expect(text).toEqual({ success: false, error: { code: 'unsupported_media_type', message: expect.any(String) } });
+    for (const [entry, file] of [[lion, files[0]], [beagle, files[1]], [tiger, files[2]], [cat, files[3]]] as const) {
+      expect(entry.success).toBe(true);
+      expectPredictions(entry.predictions, file, 3);
+    }
+    // Separate jobs: one id (and one result key) per image, numbered in request order.
+    expect([lion.id, beagle.id, tiger.id, cat.id]).toEqual([1, 2, 4, 5].map((n) => `${answer.id}-${n}`));
+    for (const entry of [lion, beagle, tiger, cat]) expect(await redis.exists(redisKeys().result(entry.id))).toBe(1);
+  });
+
   it('works the same over a direct ioredis connection (EDGE_BROKER=ioredis)', async () => {
     const direct = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1' }), logger);
     try {
