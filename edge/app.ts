@@ -13,6 +13,7 @@ import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { z } from 'zod';
 import type { Broker } from './broker/broker.ts';
 import type { EdgeConfig } from './config.ts';
+import { withDemoPage } from './demo/index.ts';
 import { ApiError, errorBody, type ErrorBody } from './errors.ts';
 import { RESIZE_MODES, type ImageCodec, type ResizeMode } from './image/codec.ts';
 import { probeImage, type ImageInfo } from './image/probe.ts';
@@ -88,7 +89,8 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
   if (config.apiKeys?.length) app.use('/predict', apiKey(config.apiKeys));
   if (limits) app.use('/predict', rateLimit({ ...limits, logger }));
 
-  app.get('/', (c) =>
+  // The demo page for browsers (Accept: text/html), this JSON for other clients.
+  app.get('/', withDemoPage((c) =>
     c.json({
       service: 'image classification (Keras ResNet50, ImageNet)',
       endpoints: {
@@ -96,7 +98,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
         'GET /healthz': 'liveness',
       },
     }),
-  );
+  ));
   app.get('/healthz', (c) => c.json({ ok: true }));
 
   /** Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image. */

@@ -145,7 +145,7 @@ describe('POST /predict end to end', () => {
     expect(answer.results).toHaveLength(5);
     const [lion, beagle, text, tiger, cat] = answer.results;
     expect(text).toEqual({ success: false, error: { code: 'unsupported_media_type', message: expect.any(String) } });
-    for (const [entry, file] of [[lion, files[0]], [beagle, files[1]], [tiger, files[2]], [cat, files[3]]] as const) {
+    for (const [entry, file] of [[lion, files[0]!], [beagle, files[1]!], [tiger, files[2]!], [cat, files[3]!]] as const) {
       expect(entry.success).toBe(true);
       expectPredictions(entry.predictions, file, 3);
     }
