@@ -117,7 +117,8 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
       spawnTier({
         name: `worker-${i + 1}`,
         entry: 'gpu-worker/main.ts',
-        env: { REDIS_URL: redisServer!.url, CONSUMER_NAME: `bench-${i + 1}`, INFERENCE_PROCESSES: '1', ...options.workerEnv },
+        // METRICS_PORT 0: no /metrics (several workers on one machine would want the same port).
+        env: { REDIS_URL: redisServer!.url, CONSUMER_NAME: `bench-${i + 1}`, INFERENCE_PROCESSES: '1', METRICS_PORT: '0', ...options.workerEnv },
         readyMessage: 'worker ready',
         print,
       }),

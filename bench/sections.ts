@@ -91,6 +91,8 @@ export async function preprocessSection(images: Images, settings: RunSettings, l
 
 export interface E2eSectionResult {
   rows: LoadRow[];
+  /** Concurrency 1 again with the edge on the direct path (TCP, ioredis): the queue's own floor. */
+  directRow: LoadRow;
   batchSize: number;
   workers: number;
 }
@@ -112,15 +114,27 @@ export async function e2eSection(settings: RunSettings, model: ModelUnderTest, i
   } finally {
     await stack.stop();
   }
+  log('  the same at concurrency 1 with the edge over TCP (ioredis)');
+  const direct = await startPipeline({ broker: 'ioredis', workers, workerEnv: { ...modelEnv(settings, model), BATCH_SIZE: String(batchSize) }, edgeEnv: { DEADLINE_MS: '300000' }, log });
+  let directRow: LoadRow;
+  try {
+    directRow = (await runLevels(direct, images, [1], (c) => requestsFor(settings, c, bare.aggregateImgPerSec), log, 'direct'))[0]!;
+  } finally {
+    await direct.stop();
+  }
   const markdown = [
     `Edge on Node (sharp, Upstash REST broker) -> local Upstash REST server -> redis-server -> ${workers} gpu-worker (BATCH_SIZE ${batchSize}, MAX_BATCH_DELAY_MS 5), each its own process; closed-loop load from this process (autocannon), cycling through the ${images.length} fixture photos; each level after ${'min(concurrency, 8)'} warm-up requests.`,
     '',
     ...loadTable(rows, true),
     '',
+    'The edge on the direct path instead (TCP, ioredis: what a self-hosted Node edge can use), concurrency 1:',
+    '',
+    ...loadTable([directRow], true),
+    '',
     `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests. At concurrency 1: ${breakdownText(rows[0]!)}.`,
     '- The edge split is the edge\'s own `timings` in each answer: preprocess (read, probe, decode, resize), queue wait (enqueue to a worker reading it), inference (the worker\'s batch).',
   ].join('\n');
-  return { title: 'End to end (edge + Upstash REST + Redis + worker)', markdown, json: { batchSize, workers, rows }, rows, batchSize, workers };
+  return { title: 'End to end (edge + Upstash REST + Redis + worker)', markdown, json: { batchSize, workers, rows, directRow: directRow }, rows, directRow: directRow, batchSize, workers };
 }
 
 export interface SeedSectionResult {
@@ -259,6 +273,7 @@ export function computeTargets(inputs: TargetInputs): Target[] {
   );
   const commands = Math.max(...e2e.rows.map((r) => r.commandsPerRequest));
   const preprocessMs = e2e.rows[0]!.timingsMs?.preprocess;
+  const addedDirect = e2e.directRow.latencyMs.p50 - (bare1?.medianMs ?? 0);
   const ratio = (x: number) => `${round(x, 2)}x`;
   return [
     {
@@ -270,7 +285,7 @@ export function computeTargets(inputs: TargetInputs): Target[] {
     {
       what: 'Added latency at concurrency 1 (e2e p50 - bare batch-1 median)',
       target: '<= 5 ms',
-      measured: `${e2e.rows[0]!.latencyMs.p50} - ${bare1?.medianMs} = ${round(added, 1)} ms${preprocessMs !== undefined ? ` (of which edge preprocessing ${preprocessMs} ms)` : ''}`,
+      measured: `${e2e.rows[0]!.latencyMs.p50} - ${bare1?.medianMs} = ${round(added, 1)} ms${preprocessMs !== undefined ? ` (of which edge preprocessing ${preprocessMs} ms)` : ''}; edge over TCP: ${round(addedDirect, 1)} ms (preprocessing ${e2e.directRow.timingsMs?.preprocess} ms)`,
       met: added <= 5,
     },
     {

@@ -84,7 +84,12 @@ try {
       spawnTier({
         name: env.WORKERS > 1 ? `worker-${i}` : 'worker',
         entry: 'gpu-worker/main.ts',
-        env: { REDIS_URL: redisUrl, CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined },
+        env: {
+          REDIS_URL: redisUrl,
+          CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined,
+          // One /metrics port per worker: 9464, 9474, ... (10 apart: INFERENCE_PROCESSES children take base+1..).
+          METRICS_PORT: String(Number(process.env.METRICS_PORT ?? 9464) + 10 * (i - 1)),
+        },
         readyMessage: 'worker ready',
       }),
     );

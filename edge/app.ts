@@ -6,29 +6,31 @@
  * const app = createApp({ codec: createSharpCodec(limits), broker, config: parseEdgeConfig(process.env) });
  * serve({ fetch: app.fetch, port: 8787 });
  */
-import { Hono, type Context } from 'hono';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
-import { z } from 'zod';
 import type { Broker } from './broker/broker.ts';
 import type { EdgeConfig } from './config.ts';
 import { withDemoPage } from './demo/index.ts';
 import { ApiError, errorBody, type ErrorBody } from './errors.ts';
-import { RESIZE_MODES, type ImageCodec, type ResizeMode } from './image/codec.ts';
+import { healthRoutes } from './health.ts';
+import type { ImageCodec, ResizeMode } from './image/codec.ts';
 import { probeImage, type ImageInfo } from './image/probe.ts';
 import { readImages } from './upload.ts';
+import { documentApi, PredictQuery } from './openapi.ts';
 import { accessLog } from './middleware/access-log/index.ts';
 import { apiKey } from './middleware/api-key/index.ts';
 import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';
-import { DEFAULT_TOP_K, MAX_TOP_K, type Prediction } from '../shared/protocol.ts';
+import type { Prediction } from '../shared/protocol.ts';
 import type { Logger } from '../shared/log.ts';
 
 export interface AppDeps {
   codec: ImageCodec;
   broker: Broker;
   config: Pick<EdgeConfig, 'MAX_BODY_BYTES' | 'MAX_PIXELS' | 'DEADLINE_MS' | 'DEFAULT_RESIZE' | 'MAX_IMAGES_PER_REQUEST'> &
-    Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins'>>;
+    Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins' | 'READY_WORKER_MAX_AGE_MS'>>;
   logger?: Logger;
   /** Per-caller rate limit (RATE_LIMIT); the runtime adapter builds it and knows client addresses. */
   rateLimit?: Pick<RateLimitOptions, 'limiter' | 'clientAddress'>;
@@ -58,19 +60,9 @@ interface PredictionBody {
   worker: string;
 }
 
-const PredictQuery = z.object({
-  // Digits only: Number() would also take '1e1' or '0x10'.
-  top: z
-    .string()
-    .regex(/^\d{1,2}$/, { error: `top must be an integer from 1 to ${MAX_TOP_K}` })
-    .transform(Number)
-    .pipe(z.number().min(1, { error: `top must be an integer from 1 to ${MAX_TOP_K}` }).max(MAX_TOP_K, { error: `top must be an integer from 1 to ${MAX_TOP_K}` }))
-    .default(DEFAULT_TOP_K),
-  resize: z.enum(RESIZE_MODES).optional(),
-});
 
 export function createApp({ codec, broker, config, logger, rateLimit: limits }: AppDeps) {
-  const app = new Hono<{ Variables: RequestIdVariables }>();
+  const app = new OpenAPIHono<{ Variables: RequestIdVariables }>();
 
   // limitLength 0 ignores any id a client sends: the id also names the job's Redis keys, so it is ours.
   app.use(requestId({ limitLength: 0 }));
@@ -96,10 +88,14 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
       endpoints: {
         'POST /predict': 'multipart field "image" (or a raw image/* body; several "image" fields: a batch); ?top=1..20, ?resize=squash|center-crop',
         'GET /healthz': 'liveness',
+        'GET /readyz': 'readiness: Redis answers and a worker is alive',
+        'GET /v1/models': 'the model served, its input and the live workers',
+        'GET /openapi.json': 'this API as an OpenAPI 3 document',
       },
     }),
   ));
   app.get('/healthz', (c) => c.json({ ok: true }));
+  app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: config.READY_WORKER_MAX_AGE_MS ?? 15_000 }));
 
   /** Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image. */
   async function decode(bytes: Uint8Array, resize: ResizeMode): Promise<Decoded> {
@@ -167,11 +163,13 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     return c.json(errorBody('method_not_allowed', `${c.req.method} is not allowed on /predict; use POST`), 405);
   });
 
+  documentApi(app);
+
   app.notFound((c) => c.json(errorBody('not_found', `No route for ${c.req.method} ${c.req.path.slice(0, 100)}`), 404));
   app.onError((error, c) => {
     if (error instanceof ApiError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-      if (error.status >= 500) logger?.warn({ code: error.code, msg: error.message }, 'request failed');
+      if (error.status >= 500) logger?.warn({ id: c.get('requestId'), code: error.code, msg: error.message }, 'request failed');
       return c.json(errorBody(error.code, error.message), error.status);
     }
     // Middleware such as bearerAuth throw a ready response (already in our JSON shape).
@@ -180,7 +178,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
       response.headers.set('x-request-id', c.get('requestId'));
       return response;
     }
-    logger?.error({ err: error }, 'unhandled error');
+    logger?.error({ id: c.get('requestId'), err: error }, 'unhandled error');
     return c.json(errorBody('internal_error', 'Internal error'), 500);
   });
   return app;

@@ -21,6 +21,8 @@ export const EdgeEnv = z
     // Most "image" files in one POST /predict (a batch request); MAX_BODY_BYTES bounds them all together.
     MAX_IMAGES_PER_REQUEST: intVar(8, 1, 64),
     DEADLINE_MS: intVar(30_000, 100, 600_000),
+    // GET /readyz answers 200 only while some worker's heartbeat is at most this old.
+    READY_WORKER_MAX_AGE_MS: intVar(15_000, 1_000, 3_600_000),
     QUEUE_MAX: intVar(512, 1, 10_000_000),
     RETRY_AFTER_S: intVar(1, 1, 3600),
     DEFAULT_RESIZE: z.enum(RESIZE_MODES).default('squash'),

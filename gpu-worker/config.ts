@@ -67,6 +67,11 @@ export const WorkerEnv = z
     MAX_DELIVERIES: intVar(3, 1, 1_000),
     // Most entries kept in the dead-letter stream (each holds its tensor: ~150-200 KB).
     DEAD_LETTER_MAXLEN: intVar(100, 1, 1_000_000),
+    // How often a ready worker writes its heartbeat (GET /readyz, GET /v1/models on the edge).
+    HEARTBEAT_MS: intVar(5_000, 100, 300_000),
+    // Prometheus GET /metrics; 0: off. With INFERENCE_PROCESSES=N, child i (1..N) uses METRICS_PORT+i.
+    METRICS_PORT: intVar(9464, 0, 65535),
+    METRICS_HOST: z.string().default('0.0.0.0'),
     // Tests and benchmarks only: a synthetic delay added to every batch's inference.
     INFERENCE_DELAY_MS: intVar(0, 0, 600_000),
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
@@ -91,6 +96,14 @@ export const WorkerEnv = z
       });
       return z.NEVER;
     }
+    if (env.METRICS_PORT > 0 && env.INFERENCE_PROCESSES > 1 && env.METRICS_PORT + env.INFERENCE_PROCESSES > 65535) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['METRICS_PORT'],
+        message: `with INFERENCE_PROCESSES=${env.INFERENCE_PROCESSES} the children listen on METRICS_PORT+1..+${env.INFERENCE_PROCESSES}: pick a port below ${65536 - env.INFERENCE_PROCESSES}`,
+      });
+      return z.NEVER;
+    }
     return {
       redisUrl: env.REDIS_URL,
       keyPrefix: env.KEY_PREFIX,
@@ -109,6 +122,9 @@ export const WorkerEnv = z
       maxDeliveries: env.MAX_DELIVERIES,
       deadLetterMaxLen: env.DEAD_LETTER_MAXLEN,
       inferenceDelayMs: env.INFERENCE_DELAY_MS,
+      heartbeatMs: env.HEARTBEAT_MS,
+      metricsPort: env.METRICS_PORT,
+      metricsHost: env.METRICS_HOST,
       logLevel: env.LOG_LEVEL,
     };
   });

@@ -7,6 +7,7 @@
  * finish the batch in hand first.
  *
  * Readiness: one JSON log line on stdout with "msg":"worker ready" per worker process.
+ * Metrics: Prometheus text on http://METRICS_HOST:METRICS_PORT/metrics (metrics.ts; 0: off).
  * Exit codes: 0 stopped, 1 failed, 2 bad configuration (the message names the variable).
  *
  * INFERENCE_PROCESSES: the wasm backend computes on a single thread in Node, so a CPU deployment
@@ -36,8 +37,11 @@ if (config.inferenceProcesses > 1) {
 
 async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
   // Loaded here, not at the top: a supervisor never needs tfjs.
-  const { startWorker } = await import('./worker.ts');
-  const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter() });
+  const [{ startWorker }, { WorkerMetrics, serveMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
+  // Served from the start: process metrics are useful during a long model download too.
+  const metrics = config.metricsPort > 0 ? new WorkerMetrics({ defaultMetrics: true, log }) : undefined;
+  const metricsServer = metrics && (await serveMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log }));
+  const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter(), metrics });
   const supervised = process.env[SUPERVISED_ENV] === '1' && typeof process.send === 'function';
 
   let signals = 0;
@@ -59,6 +63,7 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
     await worker.ready;
     if (supervised) process.send!({ type: 'ready', consumer: worker.consumer } satisfies ChildReadyMessage);
     await worker.done;
+    await metricsServer?.close();
     process.exit(0);
   } catch (error) {
     log.fatal({ err: error }, 'worker failed');

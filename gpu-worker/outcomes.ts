@@ -72,7 +72,12 @@ export interface WriteReport {
   deadLettered: number;
   /** Ops that still failed after every retry: those jobs stay pending for a later reclaim. */
   writeFailures: number;
+  /** Per stream entry id: how its write ended (for the jobs_total metric). */
+  written: Map<string, WriteStatus>;
 }
+
+/** `answered`: this write answered the job; `duplicate`: another worker had; `dropped`: acked unanswered. */
+export type WriteStatus = 'answered' | 'duplicate' | 'dropped' | 'failed';
 
 export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: string[], answers: Answer[]): Promise<WriteReport> {
   const { keys, resultTtlMs, deadLetterMaxLen, log } = target;
@@ -82,6 +87,7 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
   ];
   let answered = 0;
   let deadLettered = 0;
+  const written = new Map<string, WriteStatus>();
   for (let attempt = 1; pending.length > 0 && attempt <= WRITE_ATTEMPTS; attempt++) {
     if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
     const pipeline = redis.pipeline();
@@ -116,16 +122,22 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
       const own = replies.slice(at, at + width(op));
       at += width(op);
       if (own.length < width(op) || own.some(([error]) => error)) failed.push(op);
-      else if (op.kind === 'answer' && own[0]?.[1] === 1) {
+      else if (op.kind === 'drop') written.set(op.entryId, 'dropped');
+      else if (own[0]?.[1] === 1) {
         answered++;
         if (op.answer.deadLetter) deadLettered++;
-      }
+        written.set(op.answer.entryId, 'answered');
+      } else written.set(op.answer.entryId, 'duplicate');
     }
     if (failed.length > 0) log.warn({ failed: failed.length, attempt, err: firstError(replies) }, 'writing results failed; retrying');
     pending = failed;
   }
-  if (pending.length > 0) log.error({ jobs: pending.length }, 'could not write results; the jobs stay pending for a later reclaim');
-  return { answered, deadLettered, writeFailures: pending.length };
+  if (pending.length > 0) {
+    const ids = pending.map((op) => (op.kind === 'drop' ? op.entryId : op.answer.id));
+    log.error({ jobs: pending.length, ids }, 'could not write results; the jobs stay pending for a later reclaim');
+  }
+  for (const op of pending) written.set(op.kind === 'drop' ? op.entryId : op.answer.entryId, 'failed');
+  return { answered, deadLettered, writeFailures: pending.length, written };
 }
 
 function firstError(replies: [Error | null, unknown][]): string | undefined {

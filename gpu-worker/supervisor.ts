@@ -6,7 +6,8 @@
  * Each child is `main.ts` again (forked with the same execArgv, so tsx keeps working) with
  * INFERENCE_PROCESSES=1 and CONSUMER_NAME=<name>-<slot>. A child that crashes is restarted after
  * a backoff (1 s, doubling to 30 s; reset once a child has run for a minute), under the same
- * consumer name so its unacknowledged jobs stay attributed to that slot. SIGTERM/SIGINT are
+ * consumer name so its unacknowledged jobs stay attributed to that slot. Each child serves its own
+ * Prometheus /metrics on METRICS_PORT+<slot> (slots 1..N), none on METRICS_PORT itself. SIGTERM/SIGINT are
  * forwarded; the supervisor exits when all children have.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -40,7 +41,14 @@ export function superviseProcesses(config: WorkerConfig, log: Logger): Promise<n
     const consumer = `${config.consumerName}-${slot + 1}`;
     const child = fork(process.argv[1]!, process.argv.slice(2), {
       execArgv: process.execArgv,
-      env: { ...process.env, INFERENCE_PROCESSES: '1', CONSUMER_NAME: consumer, [SUPERVISED_ENV]: '1' },
+      env: {
+        ...process.env,
+        INFERENCE_PROCESSES: '1',
+        CONSUMER_NAME: consumer,
+        // One /metrics port per child (each its own process and registry); the supervisor serves none.
+        METRICS_PORT: config.metricsPort > 0 ? String(config.metricsPort + slot + 1) : '0',
+        [SUPERVISED_ENV]: '1',
+      },
       stdio: 'inherit',
     });
     const state = (slots[slot] ??= { startedAt: 0, failures: 0 });

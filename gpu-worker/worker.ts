@@ -15,6 +15,10 @@
  * inference throws on its own is answered with its error at once and dead-lettered (retrying it
  * later would only make its client wait past the deadline for the same error).
  *
+ * Once ready, the worker writes a heartbeat every HEARTBEAT_MS (heartbeat.ts: the edge's /readyz and
+ * /v1/models read them) and removes it on stop; with `options.metrics` it counts jobs, batches and
+ * timings for Prometheus (metrics.ts).
+ *
  * The model is anything with the ImageClassifier surface: the tfjs Classifier (its backend and
  * model are imported and loaded only then), or with MODEL=synthetic:* a SyntheticClassifier that
  * loads nothing and computes nothing (benchmarks of the queue alone).
@@ -24,6 +28,7 @@
  * await worker.ready;   // model loaded + warmed up, consumer group joined
  * await worker.stop();  // finishes the batch in hand, then closes its connections
  */
+import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
@@ -34,6 +39,8 @@ import type { ClassifyRun, ImageClassifier } from './image-classifier.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
 import { SyntheticClassifier } from './model/synthetic.ts';
+import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
+import type { JobOutcome, WorkerMetrics } from './metrics.ts';
 import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
 
 /** One read blocks this long at most, so stop() takes effect within about a second. */
@@ -51,6 +58,8 @@ export interface WorkerOptions {
   onBatch?: (report: BatchReport) => void;
   /** Progress of the builtin model's first download. */
   onDownloadProgress?: (progress: DownloadProgress) => void;
+  /** Prometheus metrics to update (the caller serves them; see metrics.ts). */
+  metrics?: WorkerMetrics;
 }
 
 export interface BatchReport {
@@ -113,6 +122,9 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const log = options.logger ?? createLogger('gpu-worker');
   const keys = redisKeys(config.keyPrefix);
   const consumer = config.consumerName;
+  const metrics = options.metrics;
+  const startedAt = Date.now();
+  let heartbeat: Heartbeat | undefined;
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
   let batchSize = 1; // set once the backend is known
@@ -198,6 +210,15 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         await sleep(delay);
       }
     }
+  }
+
+  /** For the backlog gauges: stream length and the group's pending count, one round trip. */
+  async function readBacklog(redis: Redis): Promise<{ length: number; pending: number }> {
+    const replies = (await redis.pipeline().xlen(keys.stream).xpending(keys.stream, keys.group).exec()) ?? [];
+    const error = replies.find(([e]) => e)?.[0];
+    if (error) throw error;
+    const summary = replies[1]?.[1] as [number, ...unknown[]] | undefined;
+    return { length: Number(replies[0]?.[1] ?? 0), pending: Number(summary?.[0] ?? 0) };
   }
 
   async function loop(classifier: ImageClassifier): Promise<void> {
@@ -296,6 +317,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     const drop: string[] = [];
     let expired = 0;
     let unanswerable = 0;
+    const expiredIds = new Set<string>();
     const deliveries = claim?.deliveries ?? 1;
     for (const entry of entries) {
       const parsed = parseEntry(entry);
@@ -312,6 +334,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       } else if (parsed.deadline <= now) {
         // Nobody waits for it any more (the edge has answered 504): don't spend compute on it.
         expired++;
+        expiredIds.add(parsed.entryId);
         drop.push(parsed.entryId);
       } else {
         live.push(parsed);
@@ -402,12 +425,23 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       if (tensorsAfter > tensorsBefore) log.warn({ tensorsBefore, tensorsAfter }, 'tensor count grew during a batch (leak?)');
     }
 
-    const { answered, deadLettered, writeFailures } = await writeOutcomes(
+    const { answered, deadLettered, writeFailures, written } = await writeOutcomes(
       writer!,
       { keys, resultTtlMs: config.resultTtlMs, deadLetterMaxLen: config.deadLetterMaxLen, log },
       drop,
       answers,
     );
+    if (metrics) {
+      const count = (entryId: string, outcome: JobOutcome) => {
+        const status = written.get(entryId);
+        metrics.jobs.inc({ outcome: status === 'failed' ? 'write_failed' : status === 'duplicate' ? 'duplicate' : outcome });
+      };
+      for (const entryId of drop) count(entryId, expiredIds.has(entryId) ? 'expired' : 'dropped');
+      for (const { entryId, result, deadLetter } of answers) count(entryId, deadLetter ? 'deadlettered' : result.ok ? 'ok' : 'invalid');
+      metrics.batches.observe(entries.length);
+      for (const job of live) metrics.queueWait.observe(Math.max(0, job.readAt - job.enqueuedAt) / 1000);
+      if (live.length > 0) metrics.inference.observe(inferenceMs / 1000);
+    }
     const report: BatchReport = {
       size: entries.length,
       live: live.length,
@@ -431,7 +465,8 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     stats.reclaimed += report.reclaimed;
     stats.deadLettered += deadLettered;
     if (inferenceError) stats.inferenceFailures++;
-    log.debug({ ...report, inferenceMs: Math.round(inferenceMs) }, 'batch done');
+    // The job ids are the edge's request ids: a request's log lines can be followed across tiers.
+    log.debug({ ...report, inferenceMs: Math.round(inferenceMs), ids: answers.map((a) => a.id) }, 'batch done');
     options.onBatch?.(report);
   }
 
@@ -441,6 +476,27 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       classifier = await start();
       if (stopping) return;
       batchSize = config.batchSize ?? defaultBatchSize(classifier!.backend);
+      metrics?.setInfo({ backend: classifier!.backend, model: classifier!.name, batchSize, consumer });
+      metrics?.setBacklogSource(() => readBacklog(writer!));
+      // Beat before saying ready (the log line and markReady), so an edge's /readyz already sees this worker.
+      heartbeat = startHeartbeat({
+        redis: writer!,
+        keys,
+        intervalMs: config.heartbeatMs,
+        log,
+        info: {
+          id: consumer,
+          backend: classifier!.backend,
+          model: classifier!.name,
+          labels: classifier!.labels.length,
+          batchSize,
+          pid: process.pid,
+          host: hostname(),
+          startedAt,
+        },
+        onBeat: (ok) => void (ok || metrics?.heartbeatFailures.inc()),
+      });
+      await heartbeat.first;
       log.info(
         {
           consumer,
@@ -452,6 +508,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           maxBatchDelayMs: config.maxBatchDelayMs,
           claimIdleMs: config.claimIdleMs,
           maxDeliveries: config.maxDeliveries,
+          heartbeatMs: config.heartbeatMs,
         },
         'worker ready',
       );
@@ -461,6 +518,8 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       markReady();
       await loop(classifier!);
     } finally {
+      metrics?.setBacklogSource(undefined);
+      await heartbeat?.stop();
       await Promise.all([reader, writer].map((redis) => redis && closeRedis(redis)));
       if (classifier && !options.classifier) classifier.dispose();
       log.info({ consumer, ...stats }, 'worker stopped');

@@ -28,6 +28,12 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
     resultChannel: (id: string) => `${prefix}:done:${id}`,
     /** Prefix of the rate limiter's keys (@upstash/ratelimit). */
     rateLimit: `${prefix}:ratelimit`,
+    /**
+     * Worker heartbeats: one HASH, field = consumer name, value = JSON of WorkerHeartbeat
+     * (protocol.ts). One HGETALL reads them all; each worker refreshes the key's TTL and prunes
+     * entries past their `expiresAt`, and removes its own when it stops.
+     */
+    workers: `${prefix}:workers`,
     /** Per-edge-instance channel, for edges holding a TCP subscriber connection (ioredis path). */
     edgeChannel: (edgeId: string) => `${prefix}:edge:${edgeId}`,
   } as const;

@@ -65,6 +65,7 @@ export const ErrorCode = z.enum([
   'method_not_allowed',
   'unauthorized',
   'rate_limited',
+  'not_ready',
   'internal_error',
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
@@ -90,3 +91,52 @@ export const JobResult = z.discriminatedUnion('ok', [
   }),
 ]);
 export type JobResult = z.infer<typeof JobResult>;
+
+/**
+ * What each worker process writes to the heartbeat hash (keys.workers, field = its consumer name)
+ * every HEARTBEAT_MS, once it is ready to serve; removed when it stops. Times are the worker's
+ * epoch ms, so readers assume clocks roughly in sync (seconds, not minutes).
+ */
+export const WorkerHeartbeat = z.object({
+  /** Consumer name: the `worker` field of the results it writes. */
+  id: z.string().min(1),
+  /** tfjs backend ('tensorflow', 'wasm', 'cpu') or 'synthetic'. */
+  backend: z.string(),
+  model: z.string(),
+  /** Classes the model tells apart (1000 for ImageNet). */
+  labels: z.number().int().nonnegative(),
+  batchSize: z.number().int().positive(),
+  pid: z.number().int(),
+  host: z.string(),
+  startedAt: z.number(),
+  lastSeen: z.number(),
+  /** lastSeen + a few heartbeat intervals: past it the entry is stale and anyone may prune it. */
+  expiresAt: z.number(),
+});
+export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeat>;
+
+/**
+ * The well-formed heartbeats of a heartbeat hash (HGETALL's reply: JSON strings, or objects
+ * already parsed by @upstash/redis), newest first, stale ones included (see isLiveWorker).
+ * Malformed entries are skipped, not thrown on.
+ */
+export function parseHeartbeats(hash: Record<string, unknown> | null | undefined): WorkerHeartbeat[] {
+  const beats: WorkerHeartbeat[] = [];
+  for (const value of Object.values(hash ?? {})) {
+    let data = value;
+    if (typeof value === 'string') {
+      try {
+        data = JSON.parse(value);
+      } catch {
+        continue;
+      }
+    }
+    const parsed = WorkerHeartbeat.safeParse(data);
+    if (parsed.success) beats.push(parsed.data);
+  }
+  return beats.sort((a, b) => b.lastSeen - a.lastSeen);
+}
+
+/** Seen within `maxAgeMs` and not past its own expiresAt: a worker that died without removing its entry is not. */
+export const isLiveWorker = (beat: WorkerHeartbeat, now: number, maxAgeMs = Infinity): boolean =>
+  beat.expiresAt > now && now - beat.lastSeen <= maxAgeMs;

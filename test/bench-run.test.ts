@@ -64,6 +64,9 @@ describe('npm run bench -- --model tiny --quick', () => {
         expect(row.commandsPerRequest).toBeGreaterThan(0);
       }
     }
+    const direct = section<{ directRow: LoadRow }>('End to end').directRow;
+    expect(direct.concurrency).toBe(1);
+    expect(direct.errors).toBe(0);
     // Only our pipeline reports its own split; the seed's answers have no timings.
     expect(section<{ rows: LoadRow[] }>('End to end').rows[0]!.timingsMs?.inference).toBeGreaterThan(0);
   });

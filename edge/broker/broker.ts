@@ -4,7 +4,8 @@
  * (direct TCP, Node only).
  */
 import { ApiError } from '../errors.ts';
-import type { JobResult } from '../../shared/protocol.ts';
+import { parseHeartbeats } from '../../shared/protocol.ts';
+import type { JobResult, WorkerHeartbeat } from '../../shared/protocol.ts';
 
 export interface SubmitRequest {
   id: string;
@@ -20,7 +21,46 @@ export interface Broker {
    * 504 `deadline_exceeded`, 503 `broker_unavailable`.
    */
   submit(request: SubmitRequest, signal?: AbortSignal): Promise<JobResult>;
+  /**
+   * Redis reachability and the workers' heartbeats, in one round trip (HGETALL of the heartbeat
+   * hash + XLEN, pipelined). Never throws: an unreachable Redis is `redisOk: false`.
+   */
+  status(): Promise<BrokerStatus>;
   close(): Promise<void>;
+}
+
+export interface BrokerStatus {
+  redisOk: boolean;
+  /** Round trip of the status call, ms. */
+  redisMs: number;
+  /** Why Redis is not ok. */
+  error?: string;
+  /** Every well-formed heartbeat, newest first, stale ones included (filter with isLiveWorker). */
+  workers: WorkerHeartbeat[];
+  /** XLEN of the job stream: queued + in flight. */
+  backlog: number;
+}
+
+/** A status call waits this long at most. */
+export const STATUS_TIMEOUT_MS = 2_000;
+
+/** Run a status read (`read` returns the raw HGETALL reply and XLEN) with a timeout; never throws. */
+export async function readStatus(read: () => Promise<[unknown, unknown]>): Promise<BrokerStatus> {
+  const started = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const [hash, length] = await Promise.race([
+      read(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${STATUS_TIMEOUT_MS} ms`)), STATUS_TIMEOUT_MS);
+      }),
+    ]);
+    return { redisOk: true, redisMs: Date.now() - started, workers: parseHeartbeats(hash as Record<string, unknown> | null), backlog: Number(length ?? 0) };
+  } catch (error) {
+    return { redisOk: false, redisMs: Date.now() - started, error: (error as Error)?.message ?? String(error), workers: [], backlog: 0 };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface BrokerLimits {

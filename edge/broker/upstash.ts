@@ -33,6 +33,7 @@ import {
   brokerUnavailable,
   deadlineExceeded,
   queueFull,
+  readStatus,
   sleep,
   type Broker,
   type BrokerLimits,
@@ -174,6 +175,8 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
         return null;
       }
     },
+    // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
+    status: () => readStatus(() => redis.pipeline().hgetall(keys.workers).xlen(keys.stream).exec<[unknown, number]>()),
     async close() {},
   };
 }

@@ -26,6 +26,7 @@ import {
   brokerUnavailable,
   deadlineExceeded,
   queueFull,
+  readStatus,
   type Broker,
   type BrokerLimits,
   type SubmitRequest,
@@ -149,6 +150,13 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
         waiters.delete(id);
       }
     },
+    status: () =>
+      readStatus(async () => {
+        const replies = (await commands.pipeline().hgetall(keys.workers).xlen(keys.stream).exec()) ?? [];
+        const error = replies.find(([e]) => e)?.[0];
+        if (error) throw error;
+        return [replies[0]?.[1], replies[1]?.[1]];
+      }),
     async close() {
       closed = true;
       clearTimeout(outage);

@@ -1,0 +1,186 @@
+/**
+ * Prometheus metrics of one worker process (prom-client), served as text on
+ * `http://<METRICS_HOST>:<METRICS_PORT>/metrics`. Each WorkerMetrics has its own registry, so
+ * several in-process workers (tests) do not collide.
+ *
+ * With INFERENCE_PROCESSES=N the supervisor serves nothing: child i (1..N) listens on
+ * METRICS_PORT+i, each with its own `consumer` label (Prometheus scrapes N targets; summing them
+ * in PromQL is exact, while the backlog gauges are the same queue seen N times: use max()).
+ *
+ * @example
+ * const metrics = new WorkerMetrics({ defaultMetrics: true });
+ * const server = await serveMetrics(metrics, { port: 9464, host: '0.0.0.0', log });
+ * startWorker(config, { metrics });
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Logger } from '../shared/log.ts';
+
+export const METRIC_PREFIX = 'resnet_worker_';
+
+/**
+ * How a job read by this worker ended (the `outcome` label of resnet_worker_jobs_total):
+ * ok: answered with predictions; invalid: answered bad_request (malformed job); deadlettered:
+ * answered inference_failed and copied to the dead-letter stream (inference threw on it alone, or
+ * it kept killing workers); expired: past its deadline when read, acked unanswered; dropped: not
+ * even answerable (no id or reply channel); duplicate: computed, but another worker had answered
+ * first (complete.lua's guard); write_failed: its write failed after retries, so it stays pending
+ * and is reclaimed (counted again) later.
+ */
+export const JOB_OUTCOMES = ['ok', 'invalid', 'deadlettered', 'expired', 'dropped', 'duplicate', 'write_failed'] as const;
+export type JobOutcome = (typeof JOB_OUTCOMES)[number];
+
+export interface Backlog {
+  /** XLEN: queued + in flight (workers delete entries once answered). */
+  length: number;
+  /** XPENDING summary count: delivered to a worker, not yet acked. */
+  pending: number;
+}
+
+const SCRAPE_TIMEOUT_MS = 1_000;
+
+export class WorkerMetrics {
+  readonly registry = new Registry();
+  readonly jobs: Counter<'outcome'>;
+  readonly batches: Histogram;
+  readonly queueWait: Histogram;
+  readonly inference: Histogram;
+  readonly heartbeatFailures: Counter;
+  private readonly info: Gauge<'backend' | 'model' | 'batch_size' | 'consumer'>;
+  private backlogSource?: () => Promise<Backlog>;
+
+  constructor(options: { defaultMetrics?: boolean; log?: Logger } = {}) {
+    const registers = [this.registry];
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    this.jobs = new Counter({
+      name: `${METRIC_PREFIX}jobs_total`,
+      help: 'Jobs read from the queue, by how they ended',
+      labelNames: ['outcome'],
+      registers,
+    });
+    // Every outcome from 0, so that rate() and alerts see the series before the first such job.
+    for (const outcome of JOB_OUTCOMES) this.jobs.inc({ outcome }, 0);
+    this.batches = new Histogram({
+      name: `${METRIC_PREFIX}batch_size`,
+      help: 'Entries per batch read from the queue',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: `${METRIC_PREFIX}queue_wait_seconds`,
+      help: 'From enqueue (edge clock) to pickup by this worker, per job run',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.inference = new Histogram({
+      name: `${METRIC_PREFIX}inference_seconds`,
+      help: 'Inference time per batch (all its runs, when it was retried job by job)',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.heartbeatFailures = new Counter({
+      name: `${METRIC_PREFIX}heartbeat_failures_total`,
+      help: 'Heartbeats that could not be written to Redis',
+      registers,
+    });
+    this.info = new Gauge({
+      name: `${METRIC_PREFIX}info`,
+      help: 'What this worker runs (always 1)',
+      labelNames: ['backend', 'model', 'batch_size', 'consumer'],
+      registers,
+    });
+    // Read on scrape, not on a timer: no Redis commands while nobody looks.
+    let last: Promise<Backlog | undefined> | undefined;
+    const read = () =>
+      (last ??= this.readBacklog(options.log).finally(() => setTimeout(() => (last = undefined), 0)));
+    new Gauge({
+      name: `${METRIC_PREFIX}queue_length`,
+      help: 'Jobs in the stream (XLEN: queued + in flight), read at scrape time',
+      registers,
+      async collect() {
+        const backlog = await read();
+        if (backlog) this.set(backlog.length);
+      },
+    });
+    new Gauge({
+      name: `${METRIC_PREFIX}queue_pending`,
+      help: "Jobs delivered to a worker and not yet acked (the group's XPENDING count), read at scrape time",
+      registers,
+      async collect() {
+        const backlog = await read();
+        if (backlog) this.set(backlog.pending);
+      },
+    });
+  }
+
+  /** Set once the worker is ready. */
+  setInfo(labels: { backend: string; model: string; batchSize: number; consumer: string }): void {
+    this.info.reset();
+    this.info.set({ backend: labels.backend, model: labels.model, batch_size: String(labels.batchSize), consumer: labels.consumer }, 1);
+  }
+
+  /** Where the backlog gauges read from (the worker's Redis connection). */
+  setBacklogSource(source: (() => Promise<Backlog>) | undefined): void {
+    this.backlogSource = source;
+  }
+
+  private async readBacklog(log?: Logger): Promise<Backlog | undefined> {
+    if (!this.backlogSource) return undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.backlogSource(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer from Redis within ${SCRAPE_TIMEOUT_MS} ms`)), SCRAPE_TIMEOUT_MS);
+        }),
+      ]);
+    } catch (error) {
+      // The gauges keep their last value; the scrape still succeeds.
+      log?.warn({ err: (error as Error).message }, 'could not read the backlog for /metrics');
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+export interface MetricsServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Serve GET /metrics. A port already taken is logged, not fatal: inference matters more than metrics. */
+export async function serveMetrics(metrics: WorkerMetrics, options: { port: number; host: string; log: Logger }): Promise<MetricsServer | undefined> {
+  const { registry } = metrics;
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' || path !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${error.message}\n`),
+    );
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (error) {
+    options.log.error({ err: (error as Error).message, port: options.port }, 'could not serve /metrics; running without it');
+    return undefined;
+  }
+  const { port } = server.address() as AddressInfo;
+  options.log.info({ port, host: options.host }, 'serving /metrics');
+  return {
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections(); // a scraper's keep-alive connection must not hold the exit up
+      }),
+  };
+}
