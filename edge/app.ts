@@ -97,13 +97,15 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: config.READY_WORKER_MAX_AGE_MS ?? 15_000 }));
 
-  /** Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image. */
-  async function decode(bytes: Uint8Array, resize: ResizeMode): Promise<Decoded> {
-    const started = Date.now();
+  /**
+   * Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image.
+   * `since`: when its preprocessing started (a one-image request counts reading the upload too).
+   */
+  async function decode(bytes: Uint8Array, resize: ResizeMode, since = Date.now()): Promise<Decoded> {
     if (bytes.byteLength === 0) throw new ApiError(400, 'empty_body', 'The uploaded image is empty');
     const info = probeImage(bytes, config.MAX_PIXELS);
     const tensor = await codec.toTensor(bytes, info, resize);
-    return { tensor, info, preprocessMs: Date.now() - started };
+    return { tensor, info, preprocessMs: Date.now() - since };
   }
 
   /** Queue one decoded image as job `jobId` and wait for its answer. */
@@ -143,7 +145,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     const job: PredictJob = { started: Date.now(), top: query.data.top, signal: c.req.raw.signal };
     const resize = query.data.resize ?? config.DEFAULT_RESIZE;
     const images = await readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST });
-    if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize), id, job));
+    if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize, job.started), id, job));
 
     // A batch: each image is its own job (workers may still run them in one batch), decoded one at
     // a time (a Worker isolate has 128 MB) and queued at once; each may fail on its own.
