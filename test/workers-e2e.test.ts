@@ -54,6 +54,23 @@ describe('edge on workerd (wrangler dev)', () => {
     await expectError(await fetch(url + (path ?? '/predict'), init()), status, code);
   });
 
+  it('answers a batch request in order, and serves the demo page, /readyz, /v1/models and /openapi.json as on Node', async () => {
+    const body = new FormData();
+    body.append('image', new Blob([new Uint8Array(await readFile(FIXTURES + 'beagle.jpg'))]), 'beagle.jpg');
+    body.append('image', new Blob([new TextEncoder().encode('not an image')]), 'notes.txt');
+    const batch = await (await fetch(`${url}/predict?top=1`, { method: 'POST', body })).json();
+    expect(batch.results.map((r: { success: boolean }) => r.success)).toEqual([true, false]);
+    expect(batch.results[0].predictions[0].label).toBe('beagle');
+
+    const page = await fetch(`${url}/`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'sha256-/);
+    expect(await page.text()).toContain('type="file"');
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    expect((await (await fetch(`${url}/v1/models`)).json()).models[0].labels).toBe(1000);
+    expect(Object.keys((await (await fetch(`${url}/openapi.json`)).json()).paths)).toContain('/predict');
+  });
+
   it('refuses an image over the Workers pixel limit from its header with 413', async () => {
     const response = await fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: pngHeaderOnly(5000, 5000) as Uint8Array<ArrayBuffer> });
     await expectError(response, 413, 'image_too_large');
