@@ -98,7 +98,9 @@ export interface E2eSectionResult {
 }
 
 export async function e2eSection(settings: RunSettings, model: ModelUnderTest, images: Images, engine: EngineResult[], log: Log): Promise<Section & E2eSectionResult> {
-  const batchSize = settings.model === 'tiny' ? 4 : 8;
+  // On a GPU (tensorflow backend) a batch of 32 costs about one image, so the worker's default; on
+  // wasm a batch of N costs N images, and 8 keeps each level's run short.
+  const batchSize = settings.model === 'tiny' ? 4 : engine[0]?.backend === 'tensorflow' ? 32 : 8;
   const workers = 1;
   const bare = engine.find((r) => r.replicas === workers && r.batchSize === batchSize) ?? engine[0]!;
   log(`  starting redis-server, the Upstash REST server, the edge and ${workers} worker (BATCH_SIZE ${batchSize})`);
