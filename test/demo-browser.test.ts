@@ -154,6 +154,33 @@ describe('demo page in Chromium', () => {
     expect(await text('file-name')).toContain('dropped-beagle.jpg');
   });
 
+  it('sends the API key field as a bearer key to an edge that requires one', async () => {
+    const key = 'demo-browser-key-0123456789';
+    const locked = await startNodeEdge(
+      parseEdgeConfig({ UPSTASH_REDIS_REST_URL: base!.rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', API_KEYS: key }),
+      createLogger('demo-edge-locked', 'silent'),
+    );
+    try {
+      await page.goto(`${locked.url}/`);
+      await page.getByTestId('file-input').setInputFiles(FIXTURES + 'beagle.jpg');
+      await page.getByTestId('error').waitFor({ state: 'visible', timeout: 20_000 }).catch(async (e) => {
+        throw new Error(`${e.message}\nstatus: ${await text('status')}\nerror: ${await text('error-message')}`);
+      });
+      expect(await text('error-code')).toBe('unauthorized');
+
+      await page.getByText('API key (only if this edge requires one)').click();
+      await page.getByTestId('api-key').fill(key);
+      await page.getByTestId('file-input').setInputFiles(FIXTURES + 'beagle.jpg');
+      await page.getByTestId('prediction-label').first().waitFor({ timeout: 20_000 }).catch(async (e) => {
+        throw new Error(`${e.message}\nstatus: ${await text('status')}\nerror: ${await text('error-message')}`);
+      });
+      expect(await page.getByTestId('prediction-label').first().textContent()).toBe('beagle');
+      expect(await page.getByTestId('error').isHidden()).toBe(true);
+    } finally {
+      await locked.close();
+    }
+  });
+
   it('logged no script errors or CSP violations', () => {
     expect(pageErrors).toEqual([]);
   });

@@ -31,6 +31,8 @@ code { font-size: .9em; }
 .drop.over { border-color: #1f5fd1; background: #eaf1ff; }
 .drop label { font-weight: 600; }
 .hint { margin: 0; color: #4a5365; font-size: .9rem; }
+.key { margin-top: .75rem; }
+.key[open] { display: grid; gap: .35rem; justify-items: start; }
 input[type=file]:focus-visible { outline: 3px solid #1f5fd1; outline-offset: 2px; }
 figure { margin: 1rem 0 0; }
 #preview { display: block; max-width: 100%; max-height: 18rem; border-radius: .5rem; }
@@ -58,7 +60,7 @@ const SCRIPT = `
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
-  var input = $('file'), drop = $('drop'), preview = $('preview'), caption = $('file-name');
+  var input = $('file'), drop = $('drop'), preview = $('preview'), caption = $('file-name'), apiKey = $('api-key');
   var region = $('result'), statusLine = $('status'), errorBox = $('error');
   var list = $('predictions'), details = $('details');
   var controller = null, previewUrl = null;
@@ -133,7 +135,9 @@ const SCRIPT = `
     var form = new FormData();
     form.append('image', file, file.name);
     var started = performance.now();
-    fetch('predict', { method: 'POST', body: form, headers: { accept: 'application/json' }, signal: mine.signal })
+    var headers = { accept: 'application/json' };
+    if (apiKey.value.trim()) headers.authorization = 'Bearer ' + apiKey.value.trim();
+    fetch('predict', { method: 'POST', body: form, headers: headers, signal: mine.signal })
       .then(function (response) {
         return response.json().then(
           function (body) { return { response: response, body: body }; },
@@ -161,6 +165,8 @@ const SCRIPT = `
   preview.addEventListener('error', function () { preview.hidden = true; });
   input.addEventListener('change', function () {
     if (input.files && input.files[0]) classify(input.files[0]);
+    // Cleared, so picking the same file again (say, after entering an API key) sends it again.
+    input.value = '';
   });
   ['dragenter', 'dragover'].forEach(function (type) {
     drop.addEventListener(type, function (event) {
@@ -198,6 +204,13 @@ const BODY = `
         accept="image/jpeg,image/png,image/webp,image/gif">
       <p id="file-hint" class="hint">JPEG, PNG, WebP or GIF. You can also drop an image on this box.</p>
     </div>
+
+    <details class="key">
+      <summary>API key (only if this edge requires one)</summary>
+      <label for="api-key">Bearer key</label>
+      <input id="api-key" type="password" autocomplete="off" spellcheck="false" data-testid="api-key" aria-describedby="api-key-hint">
+      <p id="api-key-hint" class="hint">Sent as <code>Authorization: Bearer</code> with each image; kept only in this page.</p>
+    </details>
 
     <figure>
       <img id="preview" data-testid="preview" alt="Preview of the chosen image" hidden>
