@@ -42,6 +42,7 @@ import { SyntheticClassifier } from './model/synthetic.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
 import type { JobOutcome, WorkerMetrics } from './metrics.ts';
 import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
+import { pruneConsumers, PRUNE_EVERY_MS } from './consumers.ts';
 
 /** One read blocks this long at most, so stop() takes effect within about a second. */
 const BLOCK_MS = 1000;
@@ -60,6 +61,8 @@ export interface WorkerOptions {
   onDownloadProgress?: (progress: DownloadProgress) => void;
   /** Prometheus metrics to update (the caller serves them; see metrics.ts). */
   metrics?: WorkerMetrics;
+  /** Idle time after which a consumer with nothing pending and no heartbeat is removed (consumers.ts); tests shorten it. */
+  consumerGoneAfterMs?: number;
 }
 
 export interface BatchReport {
@@ -125,6 +128,13 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const metrics = options.metrics;
   const startedAt = Date.now();
   let heartbeat: Heartbeat | undefined;
+  let pruneTimer: ReturnType<typeof setInterval> | undefined;
+  /** Forget gone workers' consumers (consumers.ts); housekeeping, so a failure only logs. */
+  const prune = () =>
+    void pruneConsumers(writer!, keys, options.consumerGoneAfterMs).then(
+      (removed) => removed.length > 0 && log.info({ removed }, 'removed the consumers of workers that are gone'),
+      (error: unknown) => log.warn({ err: String(error) }, 'could not prune gone consumers'),
+    );
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
   let batchSize = 1; // set once the backend is known
@@ -516,8 +526,12 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         log.warn({ inferenceDelayMs: config.inferenceDelayMs }, 'INFERENCE_DELAY_MS slows every batch down: for tests and benchmarks only');
       }
       markReady();
+      prune();
+      pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
+      pruneTimer.unref();
       await loop(classifier!);
     } finally {
+      clearInterval(pruneTimer);
       metrics?.setBacklogSource(undefined);
       await heartbeat?.stop();
       await Promise.all([reader, writer].map((redis) => redis && closeRedis(redis)));
