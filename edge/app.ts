@@ -6,7 +6,7 @@
  * const app = createApp({ codec: createSharpCodec(limits), broker, config: parseEdgeConfig(process.env) });
  * serve({ fetch: app.fetch, port: 8787 });
  */
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { OpenAPIHono, type z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
@@ -19,11 +19,10 @@ import { healthRoutes } from './health.ts';
 import type { ImageCodec, ResizeMode } from './image/codec.ts';
 import { probeImage, type ImageInfo } from './image/probe.ts';
 import { readImages } from './upload.ts';
-import { documentApi, PredictQuery } from './openapi.ts';
+import { documentApi, PredictionResult, PredictQuery } from './openapi.ts';
 import { accessLog } from './middleware/access-log/index.ts';
 import { apiKey } from './middleware/api-key/index.ts';
 import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';
-import type { Prediction } from '../shared/protocol.ts';
 import type { Logger } from '../shared/log.ts';
 
 export interface AppDeps {
@@ -49,17 +48,8 @@ interface PredictJob {
   signal: AbortSignal;
 }
 
-/** One image's answer (the whole body of a one-image request). */
-interface PredictionBody {
-  success: true;
-  id: string;
-  model: string;
-  predictions: Prediction[];
-  timings: { preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
-  batchSize: number;
-  worker: string;
-}
-
+/** One image's answer (the whole body of a one-image request), as documented in openapi.ts. */
+type PredictionBody = z.infer<typeof PredictionResult>;
 
 export function createApp({ codec, broker, config, logger, rateLimit: limits }: AppDeps) {
   const app = new OpenAPIHono<{ Variables: RequestIdVariables }>();
