@@ -3,6 +3,7 @@
  * batch takes a known time), redis-server, and the Node edge over HTTP. Values are read from the
  * exposition text with regexes and compared with what the test made happen.
  */
+import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
@@ -50,6 +51,27 @@ afterAll(async () => {
   inspector?.disconnect();
   await redisServer?.stop();
 });
+
+/**
+ * A base port with the next `count - 1` free too, below Linux's ephemeral range (32768+): ports
+ * picked with port 0 (freePort) and outgoing connections come from that range, so base+1 and
+ * base+2 of a freePort() could be taken by the time the children bind them.
+ */
+async function freePortRun(count: number): Promise<number> {
+  const bind = (port: number) =>
+    new Promise<ReturnType<typeof createServer> | undefined>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(undefined));
+      server.listen(port, '127.0.0.1', () => resolve(server));
+    });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 12_000);
+    const servers = await Promise.all(Array.from({ length: count }, (_, i) => bind(base + i)));
+    await Promise.all(servers.map((server) => server && new Promise((resolve) => server.close(resolve))));
+    if (servers.every(Boolean)) return base;
+  }
+  throw new Error(`no run of ${count} free ports found`);
+}
 
 async function scrape(url = metricsUrl): Promise<string> {
   const response = await fetch(url);
@@ -132,7 +154,7 @@ describe('worker /metrics', () => {
   });
 
   it('INFERENCE_PROCESSES=2: each child serves its own /metrics on METRICS_PORT+1 and +2', async () => {
-    const base = await freePort();
+    const base = await freePortRun(3);
     const supervisor = spawnTier({
       name: 'metrics-supervisor',
       entry: 'gpu-worker/main.ts',
