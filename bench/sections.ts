@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import type { StressOptions } from '../dev/stress.ts';
 import { startRedisServer } from '../dev/redis-server.ts';
 import { benchPreprocess, type PreprocessResult } from './preprocess.ts';
-import { measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
+import { HOUSEKEEPING_COMMANDS, measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
 import { round, type EngineResult } from './engine.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
@@ -50,12 +50,15 @@ function loadTable(rows: LoadRow[], withTimings: boolean): string[] {
     `|---:|---:|---:|---:|---:|---:|---:|---:|---:|---${withTimings ? '|---' : ''}|`,
     ...rows.map(
       (r) =>
-        `| ${r.concurrency} | ${r.requests} | ${r.errors}${r.errors ? ` (${Object.entries(r.byErrorCode).map(([k, v]) => `${k} x${v}`).join(', ')})` : ''} | ${r.throughput} | ${r.latencyMs.p50} | ${r.latencyMs.p90} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${r.commandsPerRequest} | ${cpuText(r)}` +
+        `| ${r.concurrency} | ${r.requests} | ${r.errors}${r.errors ? ` (${Object.entries(r.byErrorCode).map(([k, v]) => `${k} x${v}`).join(', ')})` : ''} | ${r.throughput} | ${r.latencyMs.p50} | ${r.latencyMs.p90} | ${r.latencyMs.p99} | ${r.latencyMs.max} | ${commandsText(r)} | ${cpuText(r)}` +
         (withTimings ? ` | ${r.timingsMs ? `${r.timingsMs.preprocess} / ${r.timingsMs.queue} / ${r.timingsMs.inference} / ${r.timingsMs.total}` : '-'}` : '') +
         ' |',
     ),
   ];
 }
+
+/** Request-path commands, then housekeeping (heartbeats, reclaim scans, health PINGs) in parentheses. */
+const commandsText = (row: LoadRow) => `${row.commandsPerRequest}${row.housekeepingPerRequest ? ` (+${row.housekeepingPerRequest})` : ''}`;
 
 const breakdownText = (row: LoadRow) =>
   Object.entries(row.commandBreakdown)
@@ -68,7 +71,7 @@ async function runLevels(target: LoadTarget, images: Images, levels: number[], r
     const n = requests(concurrency);
     log(`  ${label}: concurrency ${concurrency}, ${n} requests`);
     const row = await measureLoad(target, images, { concurrency, requests: n, warmup: Math.min(concurrency, 8), progress: process.stdout.isTTY });
-    log(`    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors, ${row.commandsPerRequest} Redis commands/request`);
+    log(`    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors, ${commandsText(row)} Redis commands/request`);
     rows.push(row);
   }
   return rows;
@@ -133,7 +136,7 @@ export async function e2eSection(settings: RunSettings, model: ModelUnderTest, i
     '',
     ...loadTable([directRow], true),
     '',
-    `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests. At concurrency 1: ${breakdownText(rows[0]!)}.`,
+    `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests; in parentheses, the share of housekeeping that runs on a clock whatever the traffic (${[...HOUSEKEEPING_COMMANDS].map((c) => c.toUpperCase()).join(', ')}: worker heartbeats, reclaim scans, the edge's health PING while a request has waited over a second). At concurrency 1: ${breakdownText(rows[0]!)}.`,
     '- The edge split is the edge\'s own `timings` in each answer: preprocess (read, probe, decode, resize), queue wait (enqueue to a worker reading it), inference (the worker\'s batch).',
   ].join('\n');
   return { title: 'End to end (edge + Upstash REST + Redis + worker)', markdown, json: { batchSize, workers, rows, directRow: directRow }, rows, directRow: directRow, batchSize, workers };
@@ -196,14 +199,14 @@ export async function capacitySection(settings: RunSettings, images: Images, log
   const row = rows.ioredis!;
   const restRow = rows.upstash!;
   const line = (name: string, r: LoadRow) =>
-    `| ${name} | ${r.throughput} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors} | ${r.commandsPerRequest} | ${cpuText(r)} |`;
+    `| ${name} | ${r.throughput} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors} | ${commandsText(r)} | ${cpuText(r)} |`;
   const markdown = [
     'The whole pipeline with `MODEL=synthetic:instant` (answers at once, no tf), 1 worker, BATCH_SIZE 32, closed loop at concurrency 64, cycling through the fixture photos: what the path carries when the model costs nothing. Every process shares this machine\'s cores with the others and with the load generator; the CPU column says where each request\'s CPU time goes (from /proc, per successful request; `load` is the load generator).',
     '',
     '| edge reaches Redis over | req/s | p50 ms | p99 ms | errors | Redis commands/request | CPU ms/request by process |',
     '|---|---:|---:|---:|---:|---:|---|',
     line('TCP (ioredis; self-hosted Node edge)', row),
-    line('Upstash REST (local REST server; the Workers path)', restRow),
+    line('Upstash REST (local REST server; Node edge, one shared subscription)', restRow),
     '',
     `Bytes per queued job: ${bytes.payloadBytes.toLocaleString('en-US')} bytes of payload (MEMORY USAGE of the stream with one job: ${bytes.memoryUsage.toLocaleString('en-US')}).`,
   ].join('\n');
@@ -323,9 +326,9 @@ export function computeTargets(inputs: TargetInputs): Target[] {
       met: replicaRatio >= 1.8,
     },
     {
-      what: 'Redis commands per request (end to end, worst level)',
+      what: 'Redis commands per request (end to end, worst level; housekeeping apart)',
       target: '<= 8',
-      measured: `${commands} (concurrency 1: ${e2e.rows[0]!.commandsPerRequest})`,
+      measured: `${commands} (concurrency 1: ${commandsText(e2e.rows[0]!)})`,
       met: commands <= 8,
     },
   ];

@@ -25,7 +25,7 @@ export const METRIC_PREFIX = 'resnet_worker_';
  * answered inference_failed and copied to the dead-letter stream (inference threw on it alone, or
  * it kept killing workers); expired: past its deadline when read, acked unanswered; dropped: not
  * even answerable (no id or reply channel); duplicate: computed, but another worker had answered
- * first (complete.lua's guard); write_failed: its write failed after retries, so it stays pending
+ * first (the completion's XACK returned 0); write_failed: its write failed after retries, so it stays pending
  * and is reclaimed (counted again) later.
  */
 export const JOB_OUTCOMES = ['ok', 'invalid', 'deadlettered', 'expired', 'dropped', 'duplicate', 'write_failed'] as const;

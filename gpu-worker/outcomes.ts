@@ -1,18 +1,21 @@
 /**
  * Write a batch's outcomes in one pipeline:
- * - answered jobs: complete.lua (XACK + XDEL, and for the first ack only: result key with TTL + PUBLISH);
+ * - answered jobs: the completion commands of shared/protocol.ts (result key SET NX with TTL, PUBLISH,
+ *   XACK, XDEL; XACK's reply tells the first answer from a repeat);
  * - jobs given up on: deadletter.lua (the same, plus a copy of the job in the dead-letter stream);
  * - entries nobody waits for (expired, unanswerable): XACK + XDEL, no result.
- * Commands that fail (Redis restarting, say) are retried a few times; all kinds are idempotent,
- * and the scripts' XACK guard means a retry never publishes (or dead-letters) twice.
+ * Commands that fail (Redis restarting, say) are retried a few times; all kinds are idempotent: a
+ * retry never stores a second answer nor dead-letters twice (it may publish again, which edges ignore).
  */
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import { loadLuaScripts } from '../shared/lua/node.ts';
 import type { Logger } from '../shared/log.ts';
-import type { JobResult } from '../shared/protocol.ts';
+import { COMPLETION_ACK_INDEX, completionCommands, type JobResult } from '../shared/protocol.ts';
 
 const WRITE_ATTEMPTS = 5;
+/** Replies per completed job in the pipeline (completionCommands' length). */
+const COMPLETION_WIDTH = 4;
 
 export interface Answer {
   entryId: string;
@@ -41,7 +44,6 @@ export interface OutcomeTarget {
 }
 
 interface JobScriptCommands {
-  completeJob(stream: string, resultKey: string, group: string, entryId: string, resultJson: string, ttlMs: number, reply: string): unknown;
   deadLetterJob(
     stream: string,
     deadLetter: string,
@@ -56,17 +58,16 @@ interface JobScriptCommands {
   ): unknown;
 }
 
-/** Register complete.lua and deadletter.lua on a connection (ioredis uses EVALSHA, falling back to EVAL once). */
+/** Register deadletter.lua on a connection (ioredis uses EVALSHA, falling back to EVAL once). */
 export function defineJobScripts(redis: Redis): void {
   const scripts = loadLuaScripts();
-  redis.defineCommand('completeJob', { numberOfKeys: 2, lua: scripts.complete });
   redis.defineCommand('deadLetterJob', { numberOfKeys: 3, lua: scripts.deadletter });
 }
 
 type Op = { kind: 'drop'; entryId: string } | { kind: 'answer'; answer: Answer };
 
 export interface WriteReport {
-  /** Script calls that answered their job (complete.lua or deadletter.lua returned 1). */
+  /** Writes that answered their job (the completion's XACK, or deadletter.lua, returned 1). */
   answered: number;
   /** Of those, jobs dead-lettered. */
   deadLettered: number;
@@ -106,10 +107,11 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
           'deadAt', String(Date.now()),
         );
       } else {
-        scripts.completeJob(keys.stream, keys.result(id), keys.group, entryId, json, resultTtlMs, reply);
+        for (const [name, ...args] of completionCommands(keys, { entryId, id, reply }, json, resultTtlMs)) pipeline.call(name, ...args);
       }
     }
-    const width = (op: Op) => (op.kind === 'drop' ? 2 : 1);
+    const width = (op: Op) => (op.kind === 'drop' ? 2 : op.answer.deadLetter ? 1 : COMPLETION_WIDTH);
+    const ackAt = (op: Op) => (op.kind === 'answer' && !op.answer.deadLetter ? COMPLETION_ACK_INDEX : 0);
     let replies: [Error | null, unknown][];
     try {
       replies = (await pipeline.exec()) ?? [];
@@ -123,7 +125,7 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
       at += width(op);
       if (own.length < width(op) || own.some(([error]) => error)) failed.push(op);
       else if (op.kind === 'drop') written.set(op.entryId, 'dropped');
-      else if (own[0]?.[1] === 1) {
+      else if (own[ackAt(op)]?.[1] === 1) {
         answered++;
         if (op.answer.deadLetter) deadLettered++;
         written.set(op.answer.entryId, 'answered');

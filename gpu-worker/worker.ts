@@ -1,6 +1,6 @@
 /**
  * The worker loop: read a batch of jobs from the Redis Stream, run one batched inference, answer
- * every job through complete.lua (ack + delete + result key + publish, exactly once per job).
+ * every job with shared/protocol.ts' completion commands (result key, publish, ack, delete; stored once).
  *
  * Two Redis connections: `reader` sits in blocking XREADGROUP calls, `writer` sends results, so a
  * blocked read never delays an answer.
@@ -74,7 +74,7 @@ export interface BatchReport {
   expired: number;
   /** Malformed entries (error result, or dropped when not even answerable). */
   invalid: number;
-  /** complete.lua calls that answered their job (0 when another worker already had). */
+  /** Jobs this batch answered first (not counted: a job another worker had already answered). */
   answered: number;
   /** Writes that failed even after retries: those jobs stay pending for a later reclaim. */
   writeFailures: number;

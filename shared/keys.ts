@@ -24,7 +24,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
     deadLetter: `${prefix}:dead`,
     /** Per-request result key (string, JSON of JobResult), written with a TTL. */
     result: (id: string) => `${prefix}:result:${id}`,
-    /** Per-request pub/sub channel the worker publishes the result on (the Upstash REST wait path). */
+    /** Per-request pub/sub channel the worker publishes the result on (per-request subscriptions: the Workers edge). */
     resultChannel: (id: string) => `${prefix}:done:${id}`,
     /** Prefix of the rate limiter's keys (@upstash/ratelimit). */
     rateLimit: `${prefix}:ratelimit`,
@@ -34,7 +34,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
      * entries past their `expiresAt`, and removes its own when it stops.
      */
     workers: `${prefix}:workers`,
-    /** Per-edge-instance channel, for edges holding a TCP subscriber connection (ioredis path). */
+    /** Per-edge-process channel, for edges holding one long-lived subscription (Node: ioredis, or shared SSE over REST). */
     edgeChannel: (edgeId: string) => `${prefix}:edge:${edgeId}`,
   } as const;
 }

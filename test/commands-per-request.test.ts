@@ -11,7 +11,16 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
-import { parseEdgeConfig } from '../edge/config.ts';
+import { parseEdgeConfig, type EdgeConfig } from '../edge/config.ts';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { Redis as UpstashRedis } from '@upstash/redis';
+import { createApp } from '../edge/app.ts';
+import { createUpstashBroker } from '../edge/broker/upstash.ts';
+import { createSharpCodec } from '../edge/node/sharp-codec.ts';
+import { redisKeys } from '../shared/keys.ts';
+import { loadLuaScripts } from '../shared/lua/node.ts';
+import type { Logger } from '../shared/log.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { startWorker, type WorkerHandle } from '../gpu-worker/worker.ts';
@@ -51,16 +60,16 @@ async function commandCalls(): Promise<Map<string, number>> {
 }
 
 /** Commands per request over REQUESTS sequential requests, by command (the inspector's INFO left out). */
-async function measure(edgeEnv: Record<string, string>, workerEnv: Record<string, string> = {}) {
+async function measure(edgeEnv: Record<string, string>, startEdge: StartEdge = startNodeEdge) {
   const prefix = `cmd${Math.random().toString(36).slice(2, 8)}`;
   const worker: WorkerHandle = startWorker(
-    parseWorkerConfig({ REDIS_URL: redisServer.url, KEY_PREFIX: prefix, MODEL: 'synthetic:instant', CONSUMER_NAME: `${prefix}-w`, ...workerEnv }),
+    parseWorkerConfig({ REDIS_URL: redisServer.url, KEY_PREFIX: prefix, MODEL: 'synthetic:instant', CONSUMER_NAME: `${prefix}-w` }),
     { logger },
   );
-  let edge: NodeEdge | undefined;
+  let edge: Pick<NodeEdge, 'url' | 'close'> | undefined;
   try {
     await worker.ready;
-    edge = await startNodeEdge(parseEdgeConfig({ KEY_PREFIX: prefix, PORT: '0', HOST: '127.0.0.1', ...edgeEnv }), logger);
+    edge = await startEdge(parseEdgeConfig({ KEY_PREFIX: prefix, PORT: '0', HOST: '127.0.0.1', ...edgeEnv }), logger);
     // Warm up: script loading (EVALSHA's first NOSCRIPT, then EVAL) and connections are one-off costs.
     for (let i = 0; i < 3; i++) expect((await predict(edge.url, image)).status).toBe(200);
     const before = await commandCalls();
@@ -85,34 +94,66 @@ async function measure(edgeEnv: Record<string, string>, workerEnv: Record<string
   }
 }
 
+type StartEdge = (config: EdgeConfig, logger: Logger) => Promise<Pick<NodeEdge, 'url' | 'close'>>;
+
+/** The Node app, codec and REST broker, but with the Workers edge's inbox: one subscription per request. */
+const startPerRequestEdge: StartEdge = async (config, logger) => {
+  const redis = new UpstashRedis({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, enableTelemetry: false });
+  const broker = createUpstashBroker({
+    redis,
+    keys: redisKeys(config.KEY_PREFIX),
+    limits: { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S },
+    scripts: loadLuaScripts(),
+  });
+  const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
+  });
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+};
+
 const show = (name: string, { total, perRequest }: { total: number; perRequest: Record<string, number> }) => {
   if (SHOW) console.log(`${name}: ${total.toFixed(2)} commands per request`, perRequest);
 };
 
 /**
- * The floor of this design at concurrency 1: the request's own SUBSCRIBE and UNSUBSCRIBE (REST
- * only: a Worker cannot share one subscription between requests), enqueue.lua (EVALSHA + XLEN +
- * XADD: the bounded queue), one XREADGROUP (the fill read is skipped for a lone job, batcher.ts),
- * complete.lua (EVALSHA + XACK + XDEL + SET + PUBLISH: answered exactly once, result key for the
- * fallback paths). Slack of 0.25: an idle XREADGROUP timeout or a health PING between requests on
- * a slow machine adds 1/REQUESTS.
+ * The floor of this design at concurrency 1, on both Node paths: enqueue.lua (EVALSHA + XLEN + XADD:
+ * the bounded queue), one XREADGROUP (the fill read is skipped for a lone job, batcher.ts), and the
+ * completion (SET NX + PUBLISH + XACK + XDEL, pipelined, no script: protocol.ts completionCommands).
+ * The wait costs nothing per request: the Node edge holds one subscription per process (a shared
+ * SSE stream over REST, shared-inbox.ts; a subscriber connection over TCP). A Workers edge
+ * subscribes per request: + SUBSCRIBE + UNSUBSCRIBE (measured below with a per-request inbox).
+ * Slack of 0.25: an idle XREADGROUP timeout or a health PING between requests on a slow machine
+ * adds 1/REQUESTS.
  */
 const SLACK = 0.25;
+const FLOOR = { evalsha: 1, xlen: 1, xadd: 1, set: 1, publish: 1, xack: 1, xdel: 1 };
 
 describe('Redis commands per request (INFO commandstats, concurrency 1)', () => {
-  it('Upstash REST path: 11 (was 12 before the fill read was skipped for lone jobs)', async () => {
+  it('Upstash REST path with the Node edge: 8 (was 11: shared subscription, completion without a script)', async () => {
     const result = await measure({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN });
     show('upstash rest', result);
-    expect(result.perRequest).toMatchObject({ subscribe: 1, unsubscribe: 1, evalsha: 2, xlen: 1, xadd: 1, xack: 1, xdel: 1, set: 1, publish: 1 });
+    expect(result.perRequest).toMatchObject(FLOOR);
+    expect(result.perRequest.subscribe ?? 0).toBe(0);
     expect(result.perRequest.xreadgroup).toBeLessThanOrEqual(1 + SLACK);
-    expect(result.total).toBeLessThanOrEqual(11 + SLACK);
+    expect(result.total).toBeLessThanOrEqual(8 + SLACK);
   });
 
-  it('direct connection (ioredis): 9 (was 10)', async () => {
+  it('Upstash REST path with a subscription per request (the Workers edge): 10', async () => {
+    const result = await measure({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }, startPerRequestEdge);
+    show('upstash rest, per-request subscription', result);
+    expect(result.perRequest).toMatchObject({ ...FLOOR, subscribe: 1, unsubscribe: 1 });
+    expect(result.total).toBeLessThanOrEqual(10 + SLACK);
+  });
+
+  it('direct connection (ioredis): 8 (was 9)', async () => {
     const result = await measure({ EDGE_BROKER: 'ioredis', REDIS_URL: redisServer.url });
     show('ioredis', result);
-    expect(result.perRequest).toMatchObject({ evalsha: 2, xlen: 1, xadd: 1, xack: 1, xdel: 1, set: 1, publish: 1 });
+    expect(result.perRequest).toMatchObject(FLOOR);
     expect(result.perRequest.xreadgroup).toBeLessThanOrEqual(1 + SLACK);
-    expect(result.total).toBeLessThanOrEqual(9 + SLACK);
+    expect(result.total).toBeLessThanOrEqual(8 + SLACK);
   });
 });

@@ -90,7 +90,7 @@ describe('poison jobs', () => {
       logger,
     );
     await Promise.all(pool.map((w) => w.tier.ready));
-    const published = await countPublishes(redisServer.url, `${prefix}:done:*`);
+    const published = await countPublishes(redisServer.url, prefix);
     const byConsumer = new Map(pool.map((w) => [w.consumer, w]));
 
     // The killer: whoever holds the poison job at a delivery count not yet punished dies; a
@@ -152,11 +152,11 @@ describe('poison jobs', () => {
       });
       expect(dead[0]!.fields.tensor).toHaveLength((TENSOR_BYTES / 4) * 5); // the input is kept for inspection
       expect(dead[0]!.fields.consumer).not.toBe(kills.at(-1)!.consumer);
-      expect(published.counts.get(keys.resultChannel(answer.requestId!))).toHaveLength(1);
+      expect(published.counts.get(answer.requestId!)).toHaveLength(1);
 
       // Everyone else was served, exactly once, by the workers that stayed up.
       expect(tally(replies)).toEqual({ '200': replies.length });
-      for (const reply of replies) expect(published.counts.get(keys.resultChannel(reply.body.id!))).toHaveLength(1);
+      for (const reply of replies) expect(published.counts.get(reply.body.id!)).toHaveLength(1);
       expect(await redis.xlen(keys.stream)).toBe(0);
       expect(await pendingEntries(redis, keys)).toEqual([]);
       const lost = [answer, ...replies].filter((r) => r.status === 0 || r.body.error?.code === 'not_json').length;

@@ -88,8 +88,8 @@ function lostOf(replies: Reply[], deadlineMs: number): Reply[] {
 }
 
 /** Every answered job was published exactly once on its reply channel. */
-function expectPublishedOnce(counts: Map<string, string[]>, prefix: string, ids: string[]) {
-  for (const id of ids) expect(counts.get(redisKeys(prefix).resultChannel(id))?.length ?? 0, id).toBe(1);
+function expectPublishedOnce(counts: Map<string, string[]>, ids: string[]) {
+  for (const id of ids) expect(counts.get(id)?.length ?? 0, id).toBe(1);
 }
 
 describe('faults', () => {
@@ -100,7 +100,7 @@ describe('faults', () => {
     const env = { INFERENCE_DELAY_MS: '300' };
     const [victim, survivor] = [worker(`${prefix}-a`, prefix, env), worker(`${prefix}-b`, prefix, env)];
     const [front] = await Promise.all([edge(prefix, { DEADLINE_MS: String(deadlineMs) }), victim.tier.ready, survivor.tier.ready]);
-    const published = await countPublishes(redisServer.url, `${prefix}:done:*`);
+    const published = await countPublishes(redisServer.url, prefix);
     try {
       const total = 40;
       const pending = Array.from({ length: total }, (_, i) => predict(front.url, images[i % images.length]!));
@@ -129,7 +129,7 @@ describe('faults', () => {
       expect(heldJobs.size).toBe(held.length);
       const byId = new Map(replies.map((r) => [r.body.id!, r]));
       for (const id of heldJobs.values()) expect(byId.get(id)?.body.worker).toBe(survivor.consumer);
-      expectPublishedOnce(published.counts, prefix, ids);
+      expectPublishedOnce(published.counts, ids);
       expect(await redis.xlen(keys.stream)).toBe(0);
       expect(await pendingEntries(redis, keys)).toEqual([]);
       expect(survivor.lines.filter((l) => l.includes('took over a job')).length).toBe(held.length);
@@ -152,7 +152,7 @@ describe('faults', () => {
     const env = { INFERENCE_DELAY_MS: '400' };
     const first = worker(`${prefix}-1`, prefix, env);
     const [front] = await Promise.all([edge(prefix, { DEADLINE_MS: String(deadlineMs) }), first.tier.ready]);
-    const published = await countPublishes(redisServer.url, `${prefix}:done:*`);
+    const published = await countPublishes(redisServer.url, prefix);
     let second: WorkerProcess | undefined;
     try {
       const total = 24;
@@ -190,7 +190,7 @@ describe('faults', () => {
       for (const id of heldJobs.values()) expect(byId.get(id)?.body.worker).toBe(first.consumer);
       const bySecond = replies.filter((r) => r.body.worker === second!.consumer).length;
       expect(bySecond).toBe(waiting);
-      expectPublishedOnce(published.counts, prefix, [...byId.keys()]);
+      expectPublishedOnce(published.counts, [...byId.keys()]);
       expect(await redis.xlen(keys.stream)).toBe(0);
       expect(await pendingEntries(redis, keys)).toEqual([]);
       summary('worker SIGTERM x1 (restart under load)', total, lost.length, {

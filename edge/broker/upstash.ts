@@ -3,13 +3,15 @@
  * one inside Cloudflare Workers. REST has no blocking commands, so instead of polling on a fixed
  * interval (the seed slept 0.25 s per round) each request:
  *
- *  1. opens an SSE subscription to its own result channel and waits for the `subscribe` event,
+ *  1. makes sure an SSE subscription will receive its result (inbox.ts: its own subscription, or
+ *     the edge process's shared one) and waits until it is confirmed,
  *  2. enqueues with enqueue.lua (EVALSHA),
  *  3. receives the result in the worker's PUBLISH, pushed the moment it exists.
  *
- * Cost: 2 Redis commands per request (SUBSCRIBE, EVALSHA). Only if the SSE stream fails does the
- * request fall back to GET polling with exponential backoff (5 ms doubling to 250 ms); one last GET
- * at the deadline covers a result published while the stream was down.
+ * Cost: the enqueue (EVALSHA + XLEN + XADD inside), plus SUBSCRIBE + UNSUBSCRIBE with a per-request
+ * subscription. Only if the SSE stream fails does the request fall back to GET polling with
+ * exponential backoff (5 ms doubling to 250 ms); one last GET at the deadline covers a result
+ * published while the stream was down.
  *
  * Outages fail fast: a failing SUBSCRIBE falls back to polling, a failing EVALSHA is a 503
  * `broker_unavailable` at once. A request still waiting after 1 s checks that the queue is
@@ -21,6 +23,8 @@
  *
  * @example
  * const broker = createUpstashBroker({ redis: new Redis({ url, token }), keys: redisKeys(), limits, scripts });
+ * // Node: one subscription for the whole process
+ * const shared = createUpstashBroker({ redis, keys, limits, scripts, inbox: sharedInbox({ url, token, keys }) });
  * const result = await broker.submit({ id, tensor, deadline: Date.now() + 30_000 });
  */
 import type { Redis } from '@upstash/redis';
@@ -29,6 +33,7 @@ import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { z85Encode } from '../../shared/z85.ts';
+import { perRequestInbox, type ResultInbox } from './inbox.ts';
 import {
   brokerUnavailable,
   deadlineExceeded,
@@ -57,62 +62,32 @@ export interface UpstashBrokerOptions {
   keys: RedisKeys;
   limits: BrokerLimits;
   scripts: Pick<LuaScripts, 'enqueue'>;
+  /** Where results arrive (inbox.ts); default: a subscription per request (the only way on Workers). */
+  inbox?: ResultInbox;
   logger?: Logger;
 }
 
-export function createUpstashBroker({ redis, keys, limits, scripts, logger }: UpstashBrokerOptions): Broker {
+export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perRequestInbox(redis, keys), logger }: UpstashBrokerOptions): Broker {
   const enqueue = redis.createScript<string | null>(scripts.enqueue);
   const health = new Health(redis);
 
   return {
     async submit(request: SubmitRequest, clientSignal?: AbortSignal) {
       const { id, tensor, deadline } = request;
-      const channel = keys.resultChannel(id);
       const waitMs = deadline - Date.now();
       const giveUp = new AbortController(); // fires at the deadline, on a result, or when the client leaves
       const timer = setTimeout(() => giveUp.abort(), waitMs);
       clientSignal?.addEventListener('abort', () => giveUp.abort(), { once: true });
-
-      let settle!: (result: JobResult | null) => void;
-      const pushed = new Promise<JobResult | null>((resolve) => (settle = resolve));
-      let delivered: JobResult | undefined; // the pushed result, even if the stream failed afterwards
-      let streamFailed = false;
-      let isSubscribed = false;
-      let subscribed!: () => void;
-      const ready = new Promise<void>((resolve) => (subscribed = resolve));
-
-      const subscriber = redis.subscribe<unknown>(channel);
-      subscriber.on('subscribe', () => {
-        isSubscribed = true;
-        subscribed();
-      });
-      subscriber.on('message', ({ message }) => {
-        const parsed = JobResult.safeParse(message);
-        if (parsed.success && parsed.data.id === id) {
-          delivered ??= parsed.data;
-          settle(parsed.data);
-        }
-      });
-      subscriber.on('error', (error) => {
-        streamFailed = true;
-        logger?.warn({ id, err: String(error) }, 'result stream failed; polling instead');
-        subscribed();
-        settle(null);
-      });
-      giveUp.signal.addEventListener('abort', () => settle(null), { once: true });
-
+      const mailbox = inbox.open(id);
       try {
-        await Promise.race([ready, sleep(Math.min(SUBSCRIBE_TIMEOUT_MS, waitMs), giveUp.signal)]);
+        const listening = await Promise.race([mailbox.ready, sleep(Math.min(SUBSCRIBE_TIMEOUT_MS, waitMs), giveUp.signal).then(() => false)]);
         if (giveUp.signal.aborted) throw deadlineExceeded(waitMs);
-        if (!isSubscribed && !streamFailed) {
-          // A subscription that did not confirm in time may miss the publish: poll instead.
-          streamFailed = true;
-          settle(null);
-        }
+        // A subscription that did not confirm in time may miss the publish: poll instead.
+        if (!listening) mailbox.fail();
 
         let entryId: string | null;
         try {
-          entryId = await enqueue.exec([keys.stream], [String(limits.queueMax), ...toTextFields(request, channel)]);
+          entryId = await enqueue.exec([keys.stream], [String(limits.queueMax), ...toTextFields(request, mailbox.channel)]);
           health.succeeded();
         } catch (error) {
           health.failed(error);
@@ -129,7 +104,7 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
       } finally {
         clearTimeout(timer);
         giveUp.abort();
-        await subscriber.unsubscribe().catch(() => {});
+        mailbox.close();
       }
 
       /**
@@ -141,8 +116,9 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
         let pollDelay = POLL_FIRST_MS;
         let publishMayBeLost = false;
         while (!giveUp.signal.aborted) {
+          const delivered = mailbox.delivered();
           if (delivered) return delivered;
-          if (streamFailed) {
+          if (mailbox.failed()) {
             await sleep(pollDelay, giveUp.signal);
             if (giveUp.signal.aborted) break;
             pollDelay = Math.min(pollDelay * 2, POLL_MAX_MS);
@@ -154,9 +130,9 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
               health.failed(error);
             }
           } else {
-            const result = await Promise.race([pushed, sleep(nextProbeAt - Date.now(), giveUp.signal).then(() => null)]);
+            const result = await Promise.race([mailbox.pushed, sleep(nextProbeAt - Date.now(), giveUp.signal).then(() => null)]);
             if (result) return result;
-            if (giveUp.signal.aborted || streamFailed) continue;
+            if (giveUp.signal.aborted || mailbox.failed()) continue;
             const reachable = await health.check();
             nextProbeAt = Date.now() + (reachable ? PROBE_EVERY_MS : PROBE_RETRY_MS);
             if (!reachable) publishMayBeLost = true;
@@ -177,7 +153,7 @@ export function createUpstashBroker({ redis, keys, limits, scripts, logger }: Up
     },
     // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
     status: () => readStatus(() => redis.pipeline().hgetall(keys.workers).xlen(keys.stream).exec<[unknown, number]>()),
-    async close() {},
+    close: () => inbox.close(),
   };
 }
 

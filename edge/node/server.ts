@@ -16,6 +16,7 @@ import { errorBody } from '../errors.ts';
 import { createApp } from '../app.ts';
 import type { Broker, BrokerLimits } from '../broker/broker.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
+import { sharedInbox } from '../broker/shared-inbox.ts';
 import type { EdgeConfig } from '../config.ts';
 import { createIoredisBroker } from './ioredis-broker.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
@@ -43,7 +44,9 @@ export async function createNodeBroker(config: EdgeConfig, logger: Logger): Prom
   const limits: BrokerLimits = { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S };
   const scripts = loadLuaScripts();
   if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
-  return createUpstashBroker({ redis: upstashClient(config), keys, limits, scripts, logger });
+  // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
+  const inbox = sharedInbox({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, keys, logger });
+  return createUpstashBroker({ redis: upstashClient(config), keys, limits, scripts, inbox, logger });
 }
 
 export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {

@@ -2,7 +2,7 @@
 -- ack and delete it, exactly once. For a job that keeps failing: delivered more than
 -- MAX_DELIVERIES times (each delivery ended with its worker gone before an answer: a crash, a
 -- kill, out of memory), or whose inference throws when it runs on its own.
--- Like complete.lua, only the call whose XACK removes the entry from the pending list copies it,
+-- Only the call whose XACK removes the entry from the pending list copies it,
 -- writes the result and publishes it; a repeat (a retried write, a second worker) only deletes.
 --
 -- KEYS[1]  the job stream
@@ -33,7 +33,7 @@ if acked == 1 then
     end
   end
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], '*', unpack(record))
-  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4], 'NX') -- first answer wins, as in protocol.ts completionCommands
   redis.call('PUBLISH', ARGV[5], ARGV[3])
 end
 redis.call('XDEL', KEYS[1], ARGV[2])

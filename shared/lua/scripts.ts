@@ -3,6 +3,6 @@
  * documents KEYS and ARGV. How the text is loaded is runtime-specific: `node.ts` reads the files;
  * a Workers bundle imports them as text modules.
  */
-export const LUA_SCRIPT_NAMES = ['enqueue', 'complete', 'deadletter', 'prune-consumers'] as const;
+export const LUA_SCRIPT_NAMES = ['enqueue', 'deadletter', 'prune-consumers'] as const;
 export type LuaScriptName = (typeof LUA_SCRIPT_NAMES)[number];
 export type LuaScripts = Record<LuaScriptName, string>;

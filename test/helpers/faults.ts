@@ -132,14 +132,21 @@ export async function streamEntries(redis: Redis, key: string): Promise<{ entryI
   });
 }
 
-/** Counts every message published on the channels matching `pattern`, by channel. */
-export async function countPublishes(url: string, pattern: string): Promise<{ counts: Map<string, string[]>; close(): Promise<void> }> {
+/** Counts every result published on a deployment's reply channels (`prefix`), by job id. */
+export async function countPublishes(url: string, prefix: string): Promise<{ counts: Map<string, string[]>; close(): Promise<void> }> {
   const subscriber = new Redis(url);
   const counts = new Map<string, string[]>();
-  subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
-    counts.set(channel, [...(counts.get(channel) ?? []), message]);
+  subscriber.on('pmessage', (_pattern: string, _channel: string, message: string) => {
+    let id: string;
+    try {
+      id = JSON.parse(message).id;
+    } catch {
+      return;
+    }
+    counts.set(id, [...(counts.get(id) ?? []), message]);
   });
-  await subscriber.psubscribe(pattern);
+  // Per-request channels (<prefix>:done:<id>) and per-edge ones (<prefix>:edge:<edge id>).
+  await subscriber.psubscribe(`${prefix}:done:*`, `${prefix}:edge:*`);
   return { counts, close: async () => void subscriber.disconnect() };
 }
 
