@@ -30,7 +30,7 @@ export interface PipelineOptions {
   edgeEnv?: Record<string, string | undefined>;
   /**
    * How the edge reaches Redis: 'upstash' (default: REST through the local Upstash REST server, the
-   * Workers path) or 'ioredis' (direct TCP, what a self-hosted Node edge can use).
+   * production protocol; the Node edge holds one shared result subscription) or 'ioredis' (direct TCP, what a self-hosted Node edge can use).
    */
   broker?: 'upstash' | 'ioredis';
   /** Tier log lines (warnings and errors only unless `verbose`). */

@@ -174,7 +174,7 @@ export async function seedSection(settings: RunSettings, model: ModelUnderTest, 
 export interface CapacityResult {
   /** The direct path (Node edge over TCP): what the target is computed on. */
   row: LoadRow;
-  /** The same load through the local Upstash REST server (the Workers path). */
+  /** The same load through the local Upstash REST server (the Node edge over Upstash REST). */
   restRow: LoadRow;
   bytes: BytesPerJob;
 }

@@ -6,10 +6,14 @@
  * Expected: in-flight requests are answered (a 200, or a 503 `broker_unavailable` JSON within a few
  * seconds, not at the 30 s deadline); requests during the outage get 503 at once; no unhandled
  * rejection or crash; service resumes within a few seconds of Redis coming back.
+ *
+ * Then the local Upstash REST server restarted while requests wait: the Node edge's one shared
+ * result stream ends with it; the waiting requests poll their result keys and are all answered, and
+ * the edge subscribes again by itself.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
@@ -135,5 +139,44 @@ describe('Redis outage', () => {
       'resumed ms after restart': resumeMs,
       'unhandled rejections': unhandled.length,
     });
+  });
+
+  it('the REST server restarted while requests wait: the shared result stream ends, every request is answered, then it subscribes again', async () => {
+    const prefix = 'f-rest';
+    const keys = redisKeys(prefix);
+    const port = await freePort();
+    let restServer = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port, logger });
+    const restWorker = spawnWorker(`${prefix}-w`, { REDIS_URL: redisServer.url, KEY_PREFIX: prefix, MODEL: 'synthetic:timer:800', BATCH_SIZE: '4' });
+    const edge = await startNodeEdge(
+      parseEdgeConfig({ PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix, DEADLINE_MS: String(DEADLINE_MS), UPSTASH_REDIS_REST_URL: restServer.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }),
+      logger,
+    );
+    const probe = new Redis(redisServer.url);
+    try {
+      await restWorker.tier.ready;
+      const image = await colourPng(5);
+      expect((await predict(edge.url, image)).status).toBe(200);
+      expect(restServer.stats().listeners).toBe(1); // the edge's one subscription, not one per request
+
+      // 8 in flight: two batches of 4 at 800 ms each; the REST server goes away once all are queued.
+      const inFlight = Array.from({ length: 8 }, () => predict(edge.url, image));
+      await waitFor(async () => (await entriesAdded(probe, keys.stream)) === 9, 10_000, 'all 8 jobs queued');
+      await restServer.close();
+      restServer = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port, logger });
+      const replies = await Promise.all(inFlight);
+      expect(tally(replies)).toEqual({ '200': 8 });
+
+      await waitFor(() => restServer.stats().listeners === 1, 5_000, 'the edge to subscribe again');
+      const after = await Promise.all(Array.from({ length: 4 }, () => predict(edge.url, image)));
+      expect(tally(after)).toEqual({ '200': 4 });
+      expect(restServer.stats().listeners).toBe(1);
+      expect(unhandled).toEqual([]);
+      summary('local Upstash REST server restarted x1 with 8 requests waiting on the shared result stream', 12, 0, { statuses: tally([...replies, ...after]) });
+    } finally {
+      probe.disconnect();
+      await edge.close();
+      await restWorker.tier.stop(2000);
+      await restServer.close();
+    }
   });
 });

@@ -55,7 +55,8 @@ export function sharedInbox({ url, token, keys, logger }: SharedInboxOptions): R
     let lastError = '';
     while (!stop.signal.aborted) {
       try {
-        const response = await fetch(`${url.replace(/\/$/, '')}/subscribe/${encodeURIComponent(channel)}`, {
+        // The path as @upstash/redis builds it (not URL-encoded; channel names are prefix:edge:<uuid>).
+        const response = await fetch(`${url.replace(/\/$/, '')}/subscribe/${channel}`, {
           method: 'POST',
           headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
           signal: stop.signal,
