@@ -5,7 +5,7 @@
  *  - {@link perRequestInbox}: each request subscribes to its own channel (SUBSCRIBE + UNSUBSCRIBE
  *    per request). The only way inside Cloudflare Workers, where a request cannot read a stream
  *    another request opened.
- *  - `sharedInbox` (shared-inbox.ts): one long-lived subscription per edge process, results routed
+ *  - `sharedInbox` (../node/shared-inbox.ts): one long-lived subscription per edge process, results routed
  *    by job id (no Redis command per request). The Node edge's way.
  *
  * Either way a request gets a {@link Mailbox}: the channel its job names as `reply`, a promise

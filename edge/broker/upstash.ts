@@ -24,7 +24,8 @@
  * @example
  * const broker = createUpstashBroker({ redis: new Redis({ url, token }), keys: redisKeys(), limits, scripts });
  * // Node: one subscription for the whole process
- * const shared = createUpstashBroker({ redis, keys, limits, scripts, inbox: sharedInbox({ url, token, keys }) });
+ * const http = createUpstashHttp({ url, token }); // ../node/upstash-http.ts
+ * const shared = createUpstashBroker({ redis: new Redis(http), keys, limits, scripts, inbox: sharedInbox({ http, keys }) });
  * const result = await broker.submit({ id, tensor, deadline: Date.now() + 30_000 });
  */
 import type { Redis } from '@upstash/redis';

@@ -20,17 +20,22 @@ export interface Pixels {
 /** EXIF orientation 1..8; 5..8 swap width and height. */
 export type Orientation = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
 
-/** Maps a displayed pixel (x, y) to its stored index, for an image stored as width x height. */
-function storedIndex(orientation: Orientation, width: number, height: number): (x: number, y: number) => number {
+/**
+ * Where displayed pixel (x, y) is stored, for an image stored as width x height: the pixel index
+ * `origin + x * stepX + y * stepY`. Every EXIF orientation is a flip and/or a transpose, so the
+ * mapping is linear, and the loops below walk the stored pixels with two strides.
+ */
+function storedLayout(orientation: Orientation, width: number, height: number): { origin: number; stepX: number; stepY: number } {
+  const lastRow = (height - 1) * width;
   switch (orientation) {
-    case 2: return (x, y) => y * width + (width - 1 - x);
-    case 3: return (x, y) => (height - 1 - y) * width + (width - 1 - x);
-    case 4: return (x, y) => (height - 1 - y) * width + x;
-    case 5: return (x, y) => x * width + y;
-    case 6: return (x, y) => (height - 1 - x) * width + y;
-    case 7: return (x, y) => (height - 1 - x) * width + (width - 1 - y);
-    case 8: return (x, y) => x * width + (width - 1 - y);
-    default: return (x, y) => y * width + x;
+    case 2: return { origin: width - 1, stepX: -1, stepY: width };
+    case 3: return { origin: lastRow + width - 1, stepX: -1, stepY: -width };
+    case 4: return { origin: lastRow, stepX: 1, stepY: -width };
+    case 5: return { origin: 0, stepX: width, stepY: 1 };
+    case 6: return { origin: lastRow, stepX: -width, stepY: 1 };
+    case 7: return { origin: lastRow + width - 1, stepX: -width, stepY: -1 };
+    case 8: return { origin: width - 1, stepX: width, stepY: -1 };
+    default: return { origin: 0, stepX: 1, stepY: width };
   }
 }
 
@@ -38,45 +43,36 @@ export function displaySize(orientation: Orientation, width: number, height: num
   return orientation >= 5 ? [height, width] : [width, height];
 }
 
-/** Reads displayed pixels as RGB, with alpha composited onto white (as sharp's flatten does). */
-function rgbReader(pixels: Pixels, orientation: Orientation) {
-  const index = storedIndex(orientation, pixels.width, pixels.height);
-  const { data, channels } = pixels;
-  return (x: number, y: number, out: Float32Array | Uint8Array, at: number) => {
-    const i = index(x, y) * channels;
-    if (channels === 3) {
-      out[at] = data[i]!;
-      out[at + 1] = data[i + 1]!;
-      out[at + 2] = data[i + 2]!;
-      return;
-    }
-    const alpha = data[i + 3]!;
-    const white = 255 - alpha;
-    out[at] = (data[i]! * alpha + 255 * white) / 255;
-    out[at + 1] = (data[i + 1]! * alpha + 255 * white) / 255;
-    out[at + 2] = (data[i + 2]! * alpha + 255 * white) / 255;
-  };
-}
+/** One channel value composited onto white with its alpha (as sharp's flatten does). */
+const onWhite = (value: number, alpha: number) => (value * alpha + 255 * (255 - alpha)) / 255;
 
 /**
  * Keras' `load_img(target_size=(224, 224))`: squash the whole image with PIL's nearest-neighbour
  * rule, source = floor((x + 0.5) * scale). libvips' "nearest" box-shrinks first on large
- * reductions, so this is done here for every codec.
+ * reductions, so this is done here for every codec. It runs on the edge's main thread for every
+ * upload, hence the plain index loops (no per-pixel closures).
  */
 function squashNearest(pixels: Pixels, orientation: Orientation): Uint8Array {
   const [width, height] = displaySize(orientation, pixels.width, pixels.height);
-  const read = rgbReader(pixels, orientation);
+  const { origin, stepX, stepY } = storedLayout(orientation, pixels.width, pixels.height);
+  const { data, channels } = pixels;
+  const columns = new Int32Array(IMAGE_SIZE); // stored offset of each output column's source pixel
+  for (let x = 0; x < IMAGE_SIZE; x++) columns[x] = Math.min(width - 1, Math.floor(((x + 0.5) * width) / IMAGE_SIZE)) * stepX;
   const out = new Uint8Array(IMAGE_SIZE * IMAGE_SIZE * 3);
-  const rgb = new Float32Array(3);
-  for (let y = 0; y < IMAGE_SIZE; y++) {
-    const sy = Math.min(height - 1, Math.floor(((y + 0.5) * height) / IMAGE_SIZE));
-    for (let x = 0; x < IMAGE_SIZE; x++) {
-      const sx = Math.min(width - 1, Math.floor(((x + 0.5) * width) / IMAGE_SIZE));
-      read(sx, sy, rgb, 0);
-      const at = (y * IMAGE_SIZE + x) * 3;
-      out[at] = Math.round(rgb[0]!);
-      out[at + 1] = Math.round(rgb[1]!);
-      out[at + 2] = Math.round(rgb[2]!);
+  for (let y = 0, at = 0; y < IMAGE_SIZE; y++) {
+    const row = origin + Math.min(height - 1, Math.floor(((y + 0.5) * height) / IMAGE_SIZE)) * stepY;
+    for (let x = 0; x < IMAGE_SIZE; x++, at += 3) {
+      const i = (row + columns[x]!) * channels;
+      if (channels === 3) {
+        out[at] = data[i]!;
+        out[at + 1] = data[i + 1]!;
+        out[at + 2] = data[i + 2]!;
+      } else {
+        const alpha = data[i + 3]!;
+        out[at] = Math.round(onWhite(data[i]!, alpha));
+        out[at + 1] = Math.round(onWhite(data[i + 1]!, alpha));
+        out[at + 2] = Math.round(onWhite(data[i + 2]!, alpha));
+      }
     }
   }
   return out;
@@ -100,29 +96,55 @@ function areaWeights(start: number, span: number): { from: number; to: number; w
 /**
  * Short side to 224, centre 224x224 kept, by area averaging (antialiased, like a box filter).
  * It differs from sharp's lanczos3 by the filter only; the parity test bounds the difference.
+ * Sums are kept in float32 arrays; the loops read the stored pixels directly (see squashNearest).
  */
 function centerCropArea(pixels: Pixels, orientation: Orientation): Uint8Array {
   const [width, height] = displaySize(orientation, pixels.width, pixels.height);
+  const { origin, stepX, stepY } = storedLayout(orientation, pixels.width, pixels.height);
+  const { data, channels } = pixels;
   const side = Math.min(width, height);
   const columns = areaWeights((width - side) / 2, side);
   const rows = areaWeights((height - side) / 2, side);
-  const read = rgbReader(pixels, orientation);
+  // Every (output column, tap): the stored offset of its source column and its weight, flattened.
+  const tapStart = new Int32Array(IMAGE_SIZE + 1);
+  for (let ox = 0; ox < IMAGE_SIZE; ox++) tapStart[ox + 1] = tapStart[ox]! + columns[ox]!.weights.length;
+  const tapOffset = new Int32Array(tapStart[IMAGE_SIZE]!);
+  const tapWeight = new Float32Array(tapStart[IMAGE_SIZE]!);
+  for (let ox = 0; ox < IMAGE_SIZE; ox++) {
+    const { from, weights } = columns[ox]!;
+    for (let k = 0; k < weights.length; k++) {
+      tapOffset[tapStart[ox]! + k] = Math.min(width - 1, Math.max(0, from + k)) * stepX;
+      tapWeight[tapStart[ox]! + k] = weights[k]!;
+    }
+  }
   const sum = new Float32Array(IMAGE_SIZE * IMAGE_SIZE * 3);
   const row = new Float32Array(IMAGE_SIZE * 3);
-  const rgb = new Float32Array(3);
   // Source rows in order; each is resampled horizontally once, then spread over the output rows it covers.
   const firstRow = Math.max(0, rows[0]!.from);
   const lastRow = Math.min(height, rows[IMAGE_SIZE - 1]!.to);
   let outRow = 0;
   for (let sy = firstRow; sy < lastRow; sy++) {
-    row.fill(0);
+    const rowOrigin = origin + sy * stepY;
     for (let ox = 0; ox < IMAGE_SIZE; ox++) {
-      const { from, weights } = columns[ox]!;
-      for (let k = 0; k < weights.length; k++) {
-        read(Math.min(width - 1, Math.max(0, from + k)), sy, rgb, 0);
-        const w = weights[k]!;
-        for (let c = 0; c < 3; c++) row[ox * 3 + c] = row[ox * 3 + c]! + rgb[c]! * w;
+      // fround after each tap: the float32 sums the row held when this was written with arrays.
+      let r = 0, g = 0, b = 0;
+      for (let t = tapStart[ox]!; t < tapStart[ox + 1]!; t++) {
+        const i = (rowOrigin + tapOffset[t]!) * channels;
+        const w = tapWeight[t]!;
+        if (channels === 3) {
+          r = Math.fround(r + data[i]! * w);
+          g = Math.fround(g + data[i + 1]! * w);
+          b = Math.fround(b + data[i + 2]! * w);
+        } else {
+          const alpha = data[i + 3]!;
+          r = Math.fround(r + Math.fround(onWhite(data[i]!, alpha)) * w);
+          g = Math.fround(g + Math.fround(onWhite(data[i + 1]!, alpha)) * w);
+          b = Math.fround(b + Math.fround(onWhite(data[i + 2]!, alpha)) * w);
+        }
       }
+      row[ox * 3] = r;
+      row[ox * 3 + 1] = g;
+      row[ox * 3 + 2] = b;
     }
     while (outRow < IMAGE_SIZE && rows[outRow]!.to <= sy) outRow++;
     for (let oy = outRow; oy < IMAGE_SIZE && rows[oy]!.from <= sy; oy++) {
@@ -131,7 +153,9 @@ function centerCropArea(pixels: Pixels, orientation: Orientation): Uint8Array {
       for (let i = 0; i < IMAGE_SIZE * 3; i++) sum[base + i] = sum[base + i]! + row[i]! * w;
     }
   }
-  return Uint8Array.from(sum, (v) => Math.min(255, Math.max(0, Math.round(v))));
+  const out = new Uint8Array(sum.length);
+  for (let i = 0; i < sum.length; i++) out[i] = Math.min(255, Math.max(0, Math.round(sum[i]!)));
+  return out;
 }
 
 /** The 224x224 RGB tensor of decoded `pixels`, shown with EXIF `orientation`, in `mode`. */

@@ -16,9 +16,10 @@ import { errorBody } from '../errors.ts';
 import { createApp } from '../app.ts';
 import type { Broker, BrokerLimits } from '../broker/broker.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
-import { sharedInbox } from '../broker/shared-inbox.ts';
 import type { EdgeConfig } from '../config.ts';
 import { createIoredisBroker } from './ioredis-broker.ts';
+import { sharedInbox } from './shared-inbox.ts';
+import { createUpstashHttp, type UpstashHttp } from './upstash-http.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
@@ -31,28 +32,27 @@ export interface NodeEdge {
   close(): Promise<void>;
 }
 
-const upstashClient = (config: EdgeConfig) =>
-  new UpstashRedis({
-    url: config.UPSTASH_REDIS_REST_URL!,
-    token: config.UPSTASH_REDIS_REST_TOKEN!,
-    retry: { retries: 2, backoff: (attempt) => 20 * 2 ** attempt }, // fail over to a 503 fast
-    enableTelemetry: false,
-  });
+/** A pool of connections to Upstash REST (see upstash-http.ts for why not fetch). */
+const upstashHttp = (config: EdgeConfig): UpstashHttp =>
+  createUpstashHttp({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN! });
 
 export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
   const keys = redisKeys(config.KEY_PREFIX);
   const limits: BrokerLimits = { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S };
   const scripts = loadLuaScripts();
   if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
+  const http = upstashHttp(config);
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
-  const inbox = sharedInbox({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, keys, logger });
-  return createUpstashBroker({ redis: upstashClient(config), keys, limits, scripts, inbox, logger });
+  const inbox = sharedInbox({ http, keys, logger });
+  const broker = createUpstashBroker({ redis: new UpstashRedis(http), keys, limits, scripts, inbox, logger });
+  return { ...broker, close: () => broker.close().finally(() => http.close()) };
 }
 
 export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {
   const broker = await createNodeBroker(config, logger);
-  const rateLimit = config.rateLimit && {
-    limiter: createLimiter(upstashClient(config), config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
+  const rateLimitHttp = config.rateLimit ? upstashHttp(config) : undefined;
+  const rateLimit = config.rateLimit && rateLimitHttp && {
+    limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
     clientAddress: (c: Context) => getConnInfo(c).remote.address,
   };
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger, rateLimit });
@@ -76,6 +76,7 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await broker.close();
+      await rateLimitHttp?.close();
     },
   };
 }

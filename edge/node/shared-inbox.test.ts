@@ -12,6 +12,7 @@ import { redisKeys } from '../../shared/keys.ts';
 import { createLogger } from '../../shared/log.ts';
 import type { JobResult } from '../../shared/protocol.ts';
 import { sharedInbox } from './shared-inbox.ts';
+import { createUpstashHttp } from './upstash-http.ts';
 
 const TOKEN = 'shared-inbox-test-token-0123456789';
 const logger = createLogger('shared-inbox-test', 'silent');
@@ -41,7 +42,8 @@ async function waitFor(check: () => boolean, what: string, timeoutMs = 5_000) {
 describe('sharedInbox', () => {
   it('routes each result to the mailbox of its job, over one subscription', async () => {
     const rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
-    const inbox = sharedInbox({ url: rest.url, token: TOKEN, keys: redisKeys('inbox-a'), logger });
+    const http = createUpstashHttp({ url: rest.url, token: TOKEN });
+    const inbox = sharedInbox({ http, keys: redisKeys('inbox-a'), logger });
     try {
       const boxes = ['a', 'b', 'c'].map((id) => inbox.open(id));
       expect(await Promise.all(boxes.map((box) => box.ready))).toEqual([true, true, true]);
@@ -56,6 +58,7 @@ describe('sharedInbox', () => {
       for (const box of boxes) box.close();
     } finally {
       await inbox.close();
+      await http.close();
       await rest.close();
     }
   });
@@ -63,7 +66,8 @@ describe('sharedInbox', () => {
   it('a stream that ends sends waiting and new requests to polling, and is re-opened once the server is back', async () => {
     const port = await freePort();
     let rest: UpstashRestServer = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port, logger });
-    const inbox = sharedInbox({ url: rest.url, token: TOKEN, keys: redisKeys('inbox-b'), logger });
+    const http = createUpstashHttp({ url: rest.url, token: TOKEN });
+    const inbox = sharedInbox({ http, keys: redisKeys('inbox-b'), logger });
     try {
       const waiting = inbox.open('before');
       expect(await waiting.ready).toBe(true);
@@ -84,6 +88,7 @@ describe('sharedInbox', () => {
       for (const box of [waiting, during, after]) box.close();
     } finally {
       await inbox.close();
+      await http.close();
       await rest.close();
     }
   });

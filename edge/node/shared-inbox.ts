@@ -5,8 +5,9 @@
  * subscription costs SUBSCRIBE + UNSUBSCRIBE). Node only: inside Workers a request cannot read a
  * stream that another request opened (see inbox.ts).
  *
- * The stream is read with eventsource-parser rather than @upstash/redis `subscribe()`, which does
- * not report a stream that ends without an error; a long-lived stream must notice its end.
+ * The stream is opened with the edge's undici transport (upstash-http.ts) and split into events
+ * with eventsource-parser, rather than with @upstash/redis `subscribe()`, which does not report a
+ * stream that ends without an error; a long-lived stream must notice its end.
  *
  * When the stream fails or ends, the requests waiting on it fall back to polling their result keys
  * (the broker's fallback path, as for a failed per-request subscription), and the inbox reconnects
@@ -14,28 +15,28 @@
  * than wait for it.
  *
  * @example
- * const inbox = sharedInbox({ url, token, keys: redisKeys(), logger });
+ * const inbox = sharedInbox({ http: createUpstashHttp({ url, token }), keys: redisKeys(), logger });
  * const broker = createUpstashBroker({ redis, keys, limits, scripts, inbox });
  */
 import { randomUUID } from 'node:crypto';
-import { EventSourceParserStream } from 'eventsource-parser/stream';
+import { createParser } from 'eventsource-parser';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/log.ts';
-import { sleep } from './broker.ts';
-import { Mailbox, resultFor, type ResultInbox } from './inbox.ts';
+import { sleep } from '../broker/broker.ts';
+import { Mailbox, resultFor, type ResultInbox } from '../broker/inbox.ts';
+import type { UpstashHttp } from './upstash-http.ts';
 
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 2_000;
 
 export interface SharedInboxOptions {
-  /** Upstash REST base URL and token (the same as the broker's client). */
-  url: string;
-  token: string;
+  /** The transport to the Upstash REST server (the broker's client uses the same). */
+  http: Pick<UpstashHttp, 'eventStream'>;
   keys: RedisKeys;
   logger?: Logger;
 }
 
-export function sharedInbox({ url, token, keys, logger }: SharedInboxOptions): ResultInbox {
+export function sharedInbox({ http, keys, logger }: SharedInboxOptions): ResultInbox {
   const channel = keys.edgeChannel(randomUUID());
   const mailboxes = new Map<string, Mailbox>();
   const stop = new AbortController();
@@ -50,34 +51,31 @@ export function sharedInbox({ url, token, keys, logger }: SharedInboxOptions): R
     waiting.clear();
   };
 
+  let retryMs = RETRY_FIRST_MS;
+  let lastError = '';
+  const onEvent = (data: string) => {
+    const [kind, rest] = splitOnce(data);
+    if (kind === 'subscribe') {
+      if (state !== 'listening' && lastError) logger?.info({ channel }, 'result stream restored');
+      state = 'listening';
+      retryMs = RETRY_FIRST_MS;
+      lastError = '';
+      for (const mailbox of waiting) mailbox.listening();
+      waiting.clear();
+    } else if (kind === 'message') {
+      const [, payload] = splitOnce(rest); // rest = <channel>,<payload>
+      const result = resultFor(undefined, payload);
+      if (result) mailboxes.get(result.id)?.deliver(result);
+    }
+  };
+
   const run = async () => {
-    let retryMs = RETRY_FIRST_MS;
-    let lastError = '';
     while (!stop.signal.aborted) {
       try {
         // The path as @upstash/redis builds it (not URL-encoded; channel names are prefix:edge:<uuid>).
-        const response = await fetch(`${url.replace(/\/$/, '')}/subscribe/${channel}`, {
-          method: 'POST',
-          headers: { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' },
-          signal: stop.signal,
-        });
-        if (!response.ok || !response.body) throw new Error(`subscribe answered HTTP ${response.status}`);
-        const events = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream());
-        for await (const { data } of events as unknown as AsyncIterable<{ data: string }>) {
-          const [kind, rest] = splitOnce(data);
-          if (kind === 'subscribe') {
-            if (state !== 'listening' && lastError) logger?.info({ channel }, 'result stream restored');
-            state = 'listening';
-            retryMs = RETRY_FIRST_MS;
-            lastError = '';
-            for (const mailbox of waiting) mailbox.listening();
-            waiting.clear();
-          } else if (kind === 'message') {
-            const [, payload] = splitOnce(rest); // rest = <channel>,<payload>
-            const result = resultFor(undefined, payload);
-            if (result) mailboxes.get(result.id)?.deliver(result);
-          }
-        }
+        const chunks = await http.eventStream(`/subscribe/${channel}`, stop.signal);
+        const parser = createParser({ onEvent: ({ data }) => onEvent(data) });
+        for await (const text of chunks) parser.feed(text);
         throw new Error('the result stream ended');
       } catch (error) {
         if (stop.signal.aborted) break;
