@@ -47,7 +47,8 @@ export async function readImages(request: Request, limits: UploadLimits): Promis
       throw new ApiError(400, 'too_many_files', `Send at most ${limits.maxImages} "image" files per request (got ${images.length})`);
     }
     if (images.reduce((sum, part) => sum + part.size, 0) > limits.maxBytes) throw tooLarge();
-    return images.map((part) => part.bytes);
+    // A part in one piece (it is, when the whole body is parsed at once) is used where it lies: `bytes` would copy it.
+    return images.map((part) => (part.content.length === 1 ? part.content[0]! : part.bytes));
   }
   if (contentType.startsWith('image/') || contentType.startsWith('application/octet-stream')) return [body];
   if (body.byteLength === 0) {
@@ -75,8 +76,19 @@ function imageParts(body: Uint8Array, contentType: string): MultipartPart[] {
   }
 }
 
-/** Read the body, counting bytes as they stream so an undeclared (chunked) oversize body stops early. */
+/**
+ * Read the body. With a declared Content-Length (already checked against the limit, and the most
+ * the HTTP layer reads) in one call: on @hono/node-server that reads the socket directly, without
+ * the web-stream Request it builds on first use of `.body` (~0.5 ms of the edge's CPU per upload
+ * under load). A chunked body of undeclared size is read as a stream, counting bytes as they
+ * arrive, so an oversize one stops early.
+ */
 async function readBodyLimited(request: Request, limit: number, tooLarge: () => ApiError): Promise<Uint8Array<ArrayBuffer>> {
+  if (request.headers.has('content-length') && !request.headers.has('transfer-encoding')) {
+    const body = new Uint8Array(await request.arrayBuffer());
+    if (body.byteLength > limit) throw tooLarge();
+    return body;
+  }
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];

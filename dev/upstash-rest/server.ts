@@ -122,13 +122,17 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
     await next();
   });
 
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => c.json({ error: `ERR request body is larger than the ${MAX_BODY_BYTES} byte limit` }, 413),
-    }),
-  );
+  // A declared Content-Length is checked here, and the body then read in one piece straight from the
+  // socket (@hono/node-server's fast path; hono's bodyLimit would first turn the request into a
+  // web-stream Request: ~0.3 ms per 188 KB enqueue). Only a chunked body is counted as it streams.
+  const tooLarge = (c: Context) => c.json({ error: `ERR request body is larger than the ${MAX_BODY_BYTES} byte limit` }, 413);
+  const streamingLimit = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
+  app.use('*', async (c, next) => {
+    const declared = c.req.header('content-length');
+    if (declared === undefined || c.req.header('transfer-encoding') !== undefined) return streamingLimit(c, next);
+    if (Number(declared) > MAX_BODY_BYTES) return tooLarge(c);
+    await next();
+  });
 
   const respond = (c: Context, outcome: Outcome) => c.json(outcome.body, outcome.status);
   const wantsBase64 = (c: Context) => c.req.header('upstash-encoding')?.toLowerCase() === 'base64';
