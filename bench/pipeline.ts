@@ -201,8 +201,12 @@ export interface LoadRow {
   commandBreakdown: Record<string, number>;
   /** CPU ms per successful request of each process of the stack (and of this load generator), where measurable. */
   cpuMsPerRequest?: Record<string, number>;
-  /** Median of the edge's own split (its JSON `timings`) where the response has one. */
-  timingsMs?: { preprocess: number; queue: number; inference: number; total: number };
+  /**
+   * Median of the edge's own split (its JSON `timings`) where the response has one; `overhead` is
+   * the median over requests of total - inference: what serving one request added to its batch's
+   * inference, as the edge measured it (queue wait, decode, hops; not the client's own HTTP time).
+   */
+  timingsMs?: { preprocess: number; queue?: number; inference: number; total: number; overhead: number };
 }
 
 
@@ -211,7 +215,7 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
   if (options.warmup) {
     await runStress({ url: target.url, images, concurrency: Math.min(options.concurrency, options.warmup), requests: options.warmup });
   }
-  const timings: { preprocess: number; queue: number; inference: number; total: number }[] = [];
+  const timings: { preprocess: number; queue?: number; inference: number; total: number }[] = [];
   const before = await commandStats(target.redis);
   const cpuBefore = target.cpuMs?.() ?? {};
   const loadBefore = process.cpuUsage();
@@ -222,7 +226,7 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
     requests: options.requests,
     progress: options.progress,
     onSuccess: (body) => {
-      const t = (body as { timings?: { preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number } }).timings;
+      const t = (body as { timings?: { preprocessMs: number; queueMs?: number; inferenceMs: number; totalMs: number } }).timings;
       if (t) timings.push({ preprocess: t.preprocessMs, queue: t.queueMs, inference: t.inferenceMs, total: t.totalMs });
     },
   });
@@ -263,9 +267,10 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
       timings.length > 0
         ? {
             preprocess: median(timings.map((t) => t.preprocess)),
-            queue: median(timings.map((t) => t.queue)),
+            queue: timings[0]!.queue === undefined ? undefined : median(timings.map((t) => t.queue!)),
             inference: round(median(timings.map((t) => t.inference)), 1),
             total: median(timings.map((t) => t.total)),
+            overhead: round(median(timings.map((t) => t.total - t.inference)), 1),
           }
         : undefined,
   };

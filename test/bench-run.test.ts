@@ -67,8 +67,15 @@ describe('npm run bench -- --model tiny --quick', () => {
     const direct = section<{ directRow: LoadRow }>('End to end').directRow;
     expect(direct.concurrency).toBe(1);
     expect(direct.errors).toBe(0);
-    // Only our pipeline reports its own split; the seed's answers have no timings.
-    expect(section<{ rows: LoadRow[] }>('End to end').rows[0]!.timingsMs?.inference).toBeGreaterThan(0);
+    // Both report a server split; only ours measures the queue wait.
+    const [ours, seed] = ['End to end', 'Seed-protocol baseline'].map((prefix) => section<{ rows: LoadRow[] }>(prefix).rows[0]!.timingsMs);
+    for (const split of [ours, seed]) {
+      expect(split?.inference).toBeGreaterThan(0);
+      expect(split?.total).toBeGreaterThanOrEqual(split!.preprocess);
+      expect(split?.overhead).toBeGreaterThan(0);
+    }
+    expect(ours?.queue).toBeGreaterThanOrEqual(0);
+    expect(seed?.queue).toBeUndefined();
   });
 
   it('counts the commands each protocol really sends', () => {
@@ -103,7 +110,7 @@ describe('npm run bench -- --model tiny --quick', () => {
   it('scales out over 1, 2 and 4 workers and computes every target from this run', () => {
     expect(section<{ rows: { workers: number }[] }>('Scale-out').rows.map((r) => r.workers)).toEqual([1, 2, 4]);
     const targets = section<Target[]>('Targets');
-    expect(targets).toHaveLength(8);
+    expect(targets).toHaveLength(10);
     for (const target of targets) {
       expect(target.measured, target.what).not.toMatch(/NaN|undefined|Infinity|not measured/);
       expect(typeof target.met).toBe('boolean');
