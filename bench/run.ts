@@ -6,9 +6,10 @@
  * returns its markdown and its JSON:
  *
  *   1. engineSection: the bare engine (bench/engine.ts), no HTTP and no Redis.
- *   2. preprocessSection: the edge's preprocessing alone (sharp).
- *   3. e2eSection: the full pipeline (bench/pipeline.ts) at concurrency 1, 8, 32, 64.
- *   4. seedSection: the seed tutorial's protocol (bench/seed/) under the same loads.
+ *   2. e2eSection: the full pipeline (bench/pipeline.ts) at concurrency 1, 8, 32, 64, then the bare
+ *      engine again at its batch size (the machine's speed drifts).
+ *   3. seedSection: the seed tutorial's protocol (bench/seed/) under the same loads.
+ *   4. preprocessSection: the edge's preprocessing alone (sharp), right before what it is compared with:
  *   5. capacitySection and scaleOutSection: synthetic models (instant; 50 ms timer, 1/2/4 workers).
  *   6. targetsSection: the issue's ratios, from the rows above.
  *
@@ -226,10 +227,6 @@ async function main(): Promise<void> {
       sections.push(engine);
     }
     let preprocess, e2e, seed, capacity, scaleOut;
-    if (want('preprocess') || want('capacity')) {
-      begin('Edge preprocessing alone');
-      sections.push((preprocess = await preprocessSection(images, settings, log)));
-    }
     if (want('e2e')) {
       begin('End to end');
       sections.push((e2e = await e2eSection(settings, model, images, engine!.results, log)));
@@ -237,6 +234,11 @@ async function main(): Promise<void> {
     if (want('seed')) {
       begin('Seed-protocol baseline');
       sections.push((seed = await seedSection(settings, model, images, engine!.results, log)));
+    }
+    // Right before capacity, which is compared with it: this machine's speed drifts over minutes.
+    if (want('preprocess') || want('capacity')) {
+      begin('Edge preprocessing alone');
+      sections.push((preprocess = await preprocessSection(images, settings, log)));
     }
     if (want('capacity')) {
       begin('Pipeline capacity');

@@ -75,6 +75,8 @@ describe('npm run bench -- --model tiny --quick', () => {
       expect(split?.overhead).toBeGreaterThan(0);
     }
     expect(ours?.queue).toBeGreaterThanOrEqual(0);
+    // The bare engine measured a second time, beside the saturated levels.
+    expect(section<{ bareAfter: { aggregateImgPerSec: number; batchSize: number } }>('End to end').bareAfter).toMatchObject({ batchSize: 4, aggregateImgPerSec: expect.any(Number) });
     expect(seed?.queue).toBeUndefined();
   });
 
