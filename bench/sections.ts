@@ -98,6 +98,8 @@ export interface E2eSectionResult {
   directRow: LoadRow;
   /** The bare engine at the e2e batch size, measured again right after the saturated levels. */
   bareAfter: EngineResult;
+  /** Concurrency 1 with synthetic models, per broker: where the serving overhead goes. */
+  anatomy: AnatomyRow[];
   batchSize: number;
   workers: number;
 }
@@ -142,6 +144,7 @@ export async function e2eSection(settings: RunSettings, model: ModelUnderTest, i
   } finally {
     await direct.stop();
   }
+  const anatomy = await latencyAnatomy(settings, images, Math.round(engine.find((r) => r.replicas === 1 && r.batchSize === 1)?.medianMs ?? 300), log);
   const markdown = [
     `Edge on Node (sharp, Upstash REST broker) -> local Upstash REST server -> redis-server -> ${workers} gpu-worker (BATCH_SIZE ${batchSize}, MAX_BATCH_DELAY_MS 5), each its own process; closed-loop load from this process (autocannon), cycling through the ${images.length} fixture photos; each level after ${'min(concurrency, 8)'} warm-up requests.`,
     '',
@@ -153,19 +156,68 @@ export async function e2eSection(settings: RunSettings, model: ModelUnderTest, i
     '',
     ...loadTable([directRow], true),
     '',
+    anatomy.markdown,
+    '',
     `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests; in parentheses, the share of housekeeping that runs on a clock whatever the traffic (${[...HOUSEKEEPING_COMMANDS].map((c) => c.toUpperCase()).join(', ')}: worker heartbeats, reclaim scans, the edge's health PING while a request has waited over a second). At concurrency 1: ${breakdownText(rows[0]!)}.`,
     '- The server split is the edge\'s own `timings` in each answer: preprocess (read, probe, decode, resize), queue wait (enqueue to a worker reading it), inference (the worker\'s batch), total; overhead is the median over requests of total - inference: what serving a request added to its batch\'s inference (decode included, the client\'s own HTTP time not).',
   ].join('\n');
   return {
     title: 'End to end (edge + Upstash REST + Redis + worker)',
     markdown,
-    json: { batchSize, workers, rows, directRow, bareAfter },
+    json: { batchSize, workers, rows, directRow, bareAfter, anatomy: anatomy.rows },
     rows,
     directRow,
     bareAfter: bareAfter!,
+    anatomy: anatomy.rows,
     batchSize,
     workers,
   };
+}
+
+export interface AnatomyRow {
+  broker: 'upstash' | 'ioredis';
+  model: string;
+  requests: number;
+  /** Medians of the edge's split, ms (overhead: total - inference, per request). */
+  preprocess: number;
+  queue: number;
+  overhead: number;
+  p50: number;
+}
+
+/**
+ * Concurrency 1 with synthetic models, over each broker: the instant model (requests back to back,
+ * the machine never idles) and a timer as long as the bare batch-1 inference (the same rhythm as
+ * ResNet50, no CPU). Same photos, same pipeline: what is left of the overhead is decode and hops,
+ * and what the timer adds is the cost of waking idle processes and cores after each long wait.
+ */
+async function latencyAnatomy(settings: RunSettings, images: Images, inferenceMs: number, log: Log): Promise<{ rows: AnatomyRow[]; markdown: string }> {
+  const rows: AnatomyRow[] = [];
+  const requests = settings.quick || settings.model === 'tiny' ? 16 : 48;
+  for (const broker of ['upstash', 'ioredis'] as const) {
+    for (const model of ['synthetic:instant', `synthetic:timer:${inferenceMs}`]) {
+      log(`  concurrency 1, ${model}, edge over ${broker}: ${requests} requests`);
+      const stack = await startPipeline({ broker, workers: 1, workerEnv: { MODEL: model, BATCH_SIZE: '8' }, log });
+      try {
+        const row = await measureLoad(stack, images, { concurrency: 1, requests, warmup: 8 });
+        const t = row.timingsMs!;
+        rows.push({ broker, model, requests: row.requests, preprocess: t.preprocess, queue: t.queue ?? NaN, overhead: t.overhead, p50: row.latencyMs.p50 });
+      } finally {
+        await stack.stop();
+      }
+    }
+  }
+  const markdown = [
+    `Where the time of one request goes at concurrency 1: the same pipeline and photos with synthetic models (no tf), the instant one (requests back to back) and a ${inferenceMs} ms timer (the bare batch-1 inference's length, no CPU), ${requests} requests each; medians of the edge's split, ms.`,
+    '',
+    '| edge reaches Redis over | model | preprocess | queue wait | overhead (total - inference) | client p50 - model time |',
+    '|---|---|---:|---:|---:|---:|',
+    ...rows.map((r) => {
+      const modelMs = r.model.startsWith('synthetic:timer:') ? inferenceMs : 0;
+      return `| ${r.broker === 'upstash' ? 'Upstash REST (local server)' : 'TCP (ioredis)'} | ${r.model} | ${r.preprocess} | ${r.queue} | ${r.overhead} | ${round(r.p50 - modelMs, 1)} |`;
+    }),
+  ].join('\n');
+  return { rows, markdown };
 }
 
 export interface SeedSectionResult {

@@ -75,6 +75,15 @@ describe('npm run bench -- --model tiny --quick', () => {
       expect(split?.overhead).toBeGreaterThan(0);
     }
     expect(ours?.queue).toBeGreaterThanOrEqual(0);
+    // Concurrency 1 with the synthetic models, over both brokers.
+    const anatomy = section<{ anatomy: { broker: string; model: string; overhead: number }[] }>('End to end').anatomy;
+    expect(anatomy.map((r) => `${r.broker} ${r.model.replace(/\d+$/, 'N')}`)).toEqual([
+      'upstash synthetic:instant',
+      'upstash synthetic:timer:N',
+      'ioredis synthetic:instant',
+      'ioredis synthetic:timer:N',
+    ]);
+    for (const row of anatomy) expect(row.overhead).toBeGreaterThan(0);
     // The bare engine measured a second time, beside the saturated levels.
     expect(section<{ bareAfter: { aggregateImgPerSec: number; batchSize: number } }>('End to end').bareAfter).toMatchObject({ batchSize: 4, aggregateImgPerSec: expect.any(Number) });
     expect(seed?.queue).toBeUndefined();
