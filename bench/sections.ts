@@ -363,6 +363,10 @@ export function computeTargets(inputs: TargetInputs): Target[] {
   const overhead = e2e.rows[0]!.timingsMs?.overhead ?? NaN;
   const seedOverhead = seed?.rows[0]!.timingsMs?.overhead;
   const ratio = (x: number) => `${round(x, 2)}x`;
+  // Every request pays its own decode, so an added latency below the preprocessing time is the
+  // two separately measured medians' noise (a few percent of ~300 ms), not a measurement of it.
+  const plausible = added >= (preprocessMs ?? 0);
+  const noise = plausible ? '' : ': below the preprocessing alone, so this difference of two medians measured minutes apart is noise here (see the per-request rows)';
   return [
     {
       what: `Saturated end-to-end throughput vs bare engine (batch ${e2e.batchSize}, ${e2e.workers} replica)`,
@@ -373,8 +377,8 @@ export function computeTargets(inputs: TargetInputs): Target[] {
     {
       what: 'Added latency at concurrency 1 (e2e p50 - bare batch-1 median)',
       target: '<= 5 ms',
-      measured: `${e2e.rows[0]!.latencyMs.p50} - ${bare1?.medianMs} = ${round(added, 1)} ms${preprocessMs !== undefined ? ` (of which edge preprocessing ${preprocessMs} ms)` : ''}; edge over TCP: ${round(addedDirect, 1)} ms (preprocessing ${e2e.directRow.timingsMs?.preprocess} ms)`,
-      met: added <= 5,
+      measured: `${e2e.rows[0]!.latencyMs.p50} - ${bare1?.medianMs} = ${round(added, 1)} ms${preprocessMs !== undefined ? ` (of which edge preprocessing ${preprocessMs} ms)` : ''}; edge over TCP: ${round(addedDirect, 1)} ms (preprocessing ${e2e.directRow.timingsMs?.preprocess} ms)${noise}`,
+      met: plausible && added <= 5,
     },
     {
       what: 'Serving overhead at concurrency 1, per request (median of the edge\'s total - its batch\'s inference; a second measure of the row above, free of the bare run\'s noise)',
@@ -385,8 +389,8 @@ export function computeTargets(inputs: TargetInputs): Target[] {
     {
       what: 'Added latency vs the seed baseline\'s added latency',
       target: '>= 20x smaller',
-      measured: seed ? `${round(seedAdded, 1)} ms / ${round(added, 1)} ms = ${ratio(seedAdded / Math.max(added, 0.1))}` : 'not measured (no seed baseline yet)',
-      met: seedAdded / Math.max(added, 0.1) >= 20,
+      measured: seed ? `${round(seedAdded, 1)} ms / ${round(added, 1)} ms = ${ratio(seedAdded / Math.max(added, 0.1))}${noise}` : 'not measured (no seed baseline yet)',
+      met: plausible && seedAdded / Math.max(added, 0.1) >= 20,
     },
     {
       what: 'Serving overhead vs the seed baseline\'s (the per-request measure, both sides)',
