@@ -347,16 +347,20 @@ export function computeTargets(inputs: TargetInputs): Target[] {
   const bareSame = engine.find((r) => r.replicas === e2e.workers && r.batchSize === e2e.batchSize);
   const bare1 = engine.find((r) => r.replicas === 1 && r.batchSize === 1);
   const saturated = Math.max(...e2e.rows.map((r) => r.throughput));
-  // The bare rate as the mean of its two measurements: at the start of the run and right after the saturated levels.
-  const bareRate = bareSame ? round((bareSame.aggregateImgPerSec + e2e.bareAfter.aggregateImgPerSec) / 2) : NaN;
+  // The better of the bare engine's two measurements (at the start of the run, right after the
+  // saturated levels): a slow spell of this shared VM during one of them must not flatter the ratio.
+  const bareRate = bareSame ? Math.max(bareSame.aggregateImgPerSec, e2e.bareAfter.aggregateImgPerSec) : NaN;
   const added = e2e.rows[0]!.latencyMs.p50 - (bare1?.medianMs ?? 0);
   const seedAdded = seed ? seed.rows[0]!.latencyMs.p50 - (bare1?.medianMs ?? 0) : NaN;
   const oneWorker = scaleOut.rows.find((r) => r.workers === 1)!.throughput;
   const fourWorkers = scaleOut.rows.find((r) => r.workers === 4)!.throughput;
   const replicaRows = engine.filter((r) => r.replicas === Math.max(2, inputs.cores));
-  const replicaRatio = Math.max(
-    ...replicaRows.map((r) => r.aggregateImgPerSec / (engine.find((one) => one.replicas === 1 && one.batchSize === r.batchSize)?.aggregateImgPerSec ?? Infinity)),
-  );
+  // Per batch size, then the median: one row measured in a slow spell of this VM (a 1-replica row
+  // slowed by a third has been seen) would otherwise decide the ratio alone.
+  const replicaRatios = replicaRows
+    .map((r) => r.aggregateImgPerSec / (engine.find((one) => one.replicas === 1 && one.batchSize === r.batchSize)?.aggregateImgPerSec ?? Infinity))
+    .sort((a, b) => a - b);
+  const replicaRatio = replicaRatios[Math.floor((replicaRatios.length - 1) / 2)] ?? NaN;
   const commands = Math.max(...e2e.rows.map((r) => r.commandsPerRequest));
   const preprocessMs = e2e.rows[0]!.timingsMs?.preprocess;
   const addedDirect = e2e.directRow.latencyMs.p50 - (bare1?.medianMs ?? 0);
@@ -371,7 +375,7 @@ export function computeTargets(inputs: TargetInputs): Target[] {
     {
       what: `Saturated end-to-end throughput vs bare engine (batch ${e2e.batchSize}, ${e2e.workers} replica)`,
       target: '>= 0.95x',
-      measured: `${saturated} / ${bareRate} img/s = ${ratio(saturated / bareRate)} (bare: ${bareSame?.aggregateImgPerSec} at the start of the run, ${e2e.bareAfter.aggregateImgPerSec} right after the saturated levels)`,
+      measured: `${saturated} / ${bareRate} img/s = ${ratio(saturated / bareRate)} (bare, the better of ${bareSame?.aggregateImgPerSec} at the start of the run and ${e2e.bareAfter.aggregateImgPerSec} right after the saturated levels)`,
       met: saturated / bareRate >= 0.95,
     },
     {
@@ -419,9 +423,9 @@ export function computeTargets(inputs: TargetInputs): Target[] {
       met: seed ? capacity.bytes.payloadBytes / seed.bytes.payloadBytes <= 0.25 : false,
     },
     {
-      what: `Inference replicas = cores (${Math.max(2, inputs.cores)}) vs 1 replica (bare engine, best batch size)`,
+      what: `Inference replicas = cores (${Math.max(2, inputs.cores)}) vs 1 replica (bare engine, median over the batch sizes)`,
       target: '>= 1.8x',
-      measured: ratio(replicaRatio),
+      measured: `${ratio(replicaRatio)} (per batch size: ${replicaRatios.map(ratio).join(', ')})`,
       met: replicaRatio >= 1.8,
     },
     {
