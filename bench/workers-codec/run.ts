@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
+import { parse as parseToml } from 'smol-toml';
 import type { ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
 import { createSharpCodec } from '../../edge/node/sharp-codec.ts';
@@ -56,9 +57,11 @@ const MODES: ResizeMode[] = process.env.BENCH_SKIP_CENTER_CROP === '1' ? ['squas
 const ISOLATE_LIMIT_MB = 128;
 /** Kept free under the limit: the isolate's own baseline (bundle, compiled WASM, heap) and GC slack. */
 const HEADROOM_MB = 28;
-const MAX_PIXELS_NOW = 12_000_000;
-/** MAX_BODY_BYTES in the root wrangler.toml: the largest body, held twice at the peak (in JS and copied into WASM). */
-const MAX_BODY_MB = 10_485_760 / (1024 * 1024);
+/** The production Worker's limits, from the root wrangler.toml's [vars]. */
+const WORKER_VARS = (parseToml(readFileSync(new URL('../../wrangler.toml', import.meta.url), 'utf8')) as { vars: Record<string, string> }).vars;
+const MAX_PIXELS_NOW = Number(WORKER_VARS.MAX_PIXELS);
+/** The largest body, held twice at the peak (in JS and copied into WASM). */
+const MAX_BODY_MB = Number(WORKER_VARS.MAX_BODY_BYTES) / (1024 * 1024);
 const MB = 1024 * 1024;
 /** Set when this file runs as the fresh Node process of one sharp measurement (see sharpChild). */
 const childMode = process.argv[2] === '--sharp-child';

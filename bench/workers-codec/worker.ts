@@ -10,29 +10,23 @@
  * Timing is not taken here: inside workerd Date.now()/performance.now() do not advance during
  * pure CPU work (Spectre mitigation).
  */
-import { initPhoton } from '@cf-wasm/photon';
 import { ApiError } from '../../edge/errors.ts';
 import { RESIZE_MODES, type ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
-import { createPhotonCodec } from '../../edge/workers/photon-codec.ts';
+import { createPhotonCodec, createPhotonDecoder } from '../../edge/workers/photon-codec.ts';
 import { checksum } from './checksum.ts';
 
 interface Env {
   BENCH_MAX_PIXELS?: string;
 }
 
-// One codec per isolate, as in edge/workers/index.ts.
-const codec = createPhotonCodec();
+// One codec per isolate, as in edge/workers/index.ts; its decoder runs photon on an instance of
+// its own (not photon's module-wide one), so the WASM memory is read from the decoder.
+const decoder = createPhotonDecoder();
+const codec = createPhotonCodec(decoder);
 
-async function wasmMemoryBytes(): Promise<number | null> {
-  try {
-    const exports = (await initPhoton.ensure()) as { memory?: WebAssembly.Memory };
-    return exports.memory?.buffer.byteLength ?? null;
-  } catch {
-    return null;
-  }
-}
-
+/** The most WASM memory the decoder's instances reached (linear memory never shrinks). */
+const wasmMemoryBytes = () => decoder.stats().peakWasmBytes || null;
 
 async function tensor(request: Request, env: Env, url: URL): Promise<Response> {
   const mode = (url.searchParams.get('mode') ?? 'squash') as ResizeMode;
@@ -45,7 +39,7 @@ async function tensor(request: Request, env: Env, url: URL): Promise<Response> {
     bodyBytes: bytes.byteLength,
     tensorBytes: out.length,
     checksum: checksum(out),
-    wasmMemoryBytes: await wasmMemoryBytes(),
+    wasmMemoryBytes: wasmMemoryBytes(),
   });
 }
 
@@ -58,7 +52,7 @@ export default {
         const body = await request.arrayBuffer();
         return Response.json({ bodyBytes: body.byteLength });
       }
-      if (request.method === 'GET' && url.pathname === '/stats') return Response.json({ wasmMemoryBytes: await wasmMemoryBytes() });
+      if (request.method === 'GET' && url.pathname === '/stats') return Response.json({ wasmMemoryBytes: wasmMemoryBytes() });
       return Response.json({ error: 'not found' }, { status: 404 });
     } catch (error) {
       const status = error instanceof ApiError ? error.status : 500;
