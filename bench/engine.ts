@@ -5,18 +5,19 @@
  *
  * Every replica, the single one included, is a child process (`node --import tsx bench/engine.ts
  * --child <json>`), so each measurement starts from the same clean process and the parent never
- * competes for a core. Per group of N children:
+ * competes for a core. One group of N children per replica count, all loaded at the start:
  *
  *   spawn N -> each loads the model, reports 'ready' (backend, params)
- *   per batch size: 'warm' (warm-up batches of that shape) -> all 'warmed' -> 'go' to all at once
- *   -> each runs `repeats` batches of seeded random uint8 tensors -> 'done' with its timings
+ *   per batch size: 'warm' (warm-up batches of that shape) -> all 'warmed'; then in each round,
+ *   group by group: 'go' to all its children at once -> each runs its share of `repeats` batches
+ *   of seeded random uint8 tensors -> 'done' with its timings
  *
  * Aggregate img/s = all images of all replicas / wall time from 'go' to the last 'done' (parent
- * clock). Children are killed when the group ends, on any error, and when the parent exits; a child
- * also exits by itself when its IPC channel closes (the parent died).
+ * clock, summed over the rounds). Children are killed when the run ends, on any error, and when
+ * the parent exits; a child also exits by itself when its IPC channel closes (the parent died).
  *
  * @example
- * const results = await benchEngine({ model: 'resnet50', backend: 'wasm', batchSizes: [1, 8, 32], replicas: [1, 2], repeats: 5, warmup: 1 });
+ * const results = await benchEngine({ model: 'resnet50', backend: 'wasm', batchSizes: [1, 8, 32], replicas: [1, 2], repeats: 6, warmup: 1, rounds: 3 });
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -43,6 +44,12 @@ export interface EngineBenchOptions {
   repeats: number | ((batchSize: number) => number);
   /** Untimed batches per replica before each batch size's timed ones. */
   warmup: number;
+  /**
+   * The timed batches of each batch size split into this many rounds, in which the replica counts
+   * take turns (default 1: each count's batches in one go). Use 2 or more on a machine whose speed
+   * drifts: the ratio between counts is then measured side by side in time.
+   */
+  rounds?: number;
   /** Seed of the random input tensors (content does not matter for speed). */
   seed?: number;
   /** Most a child may take for one step (load, warm-up, run) before the group is killed. */
@@ -53,7 +60,8 @@ export interface EngineBenchOptions {
 export type EngineProgress =
   | { kind: 'loading'; replicas: number }
   | { kind: 'warming'; replicas: number; batchSize: number }
-  | { kind: 'batch'; replicas: number; batchSize: number; done: number; total: number };
+  /** done/total: this replica count's batches at this batch size so far; roundEnd: the last of this round's turn. */
+  | { kind: 'batch'; replicas: number; batchSize: number; done: number; total: number; round: number; rounds: number; roundEnd: boolean };
 
 /** What a child reports once its model is loaded. */
 export interface EngineInfo {
@@ -70,6 +78,8 @@ export interface EngineResult extends EngineInfo {
   replicas: number;
   /** Timed batches per replica. */
   repeats: number;
+  /** Rounds the batches were split into, taking turns with the other replica counts. */
+  rounds: number;
   /** All timed images, all replicas. */
   images: number;
   /** Median wall time of one classify call (tensor build, predict, top-k read back), over all replicas' batches. */
@@ -81,7 +91,7 @@ export interface EngineResult extends EngineInfo {
   medianMsPerImage: number;
   /** One replica's throughput from the median batch: batchSize / medianMs. */
   imgPerSec: number;
-  /** From the parent's 'go' to the last replica's 'done'. */
+  /** From the parent's 'go' to the last replica's 'done', summed over the rounds. */
   wallMs: number;
   /** images / wallMs: what all replicas together deliver. */
   aggregateImgPerSec: number;
@@ -130,29 +140,57 @@ export async function benchEngine(options: EngineBenchOptions): Promise<EngineRe
   const progress = options.onProgress ?? (() => {});
   const timeoutMs = options.stepTimeoutMs ?? 10 * 60_000;
 
+  const rounds = options.rounds ?? 1;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`rounds: expected a positive integer, got ${rounds}`);
+
+  // Every replica count's group is loaded once and kept for the whole run, so that the counts can
+  // take turns: a slow spell of a shared machine then lands on all of them, not on one row.
+  const groups: { replicas: number; group: ReplicaGroup }[] = [];
   const results: EngineResult[] = [];
-  for (const replicas of options.replicas) {
-    progress({ kind: 'loading', replicas });
-    const group = await ReplicaGroup.start(replicas, childOptions, timeoutMs);
-    try {
-      for (const batchSize of options.batchSizes) {
-        const repeats = repeatsFor(batchSize);
+  try {
+    for (const replicas of options.replicas) {
+      progress({ kind: 'loading', replicas });
+      groups.push({ replicas, group: await ReplicaGroup.start(replicas, childOptions, timeoutMs) });
+    }
+    for (const batchSize of options.batchSizes) {
+      const repeats = repeatsFor(batchSize);
+      const chunks = splitEvenly(repeats, Math.min(rounds, repeats));
+      const measured = groups.map(() => ({ wallMs: 0, done: 0, reports: [] as Extract<FromChild, { type: 'done' }>[] }));
+      for (const { replicas, group } of groups) {
         progress({ kind: 'warming', replicas, batchSize });
         await group.all({ type: 'warm', batchSize, warmup: options.warmup }, 'warmed');
-        const total = repeats * replicas;
-        let done = 0;
-        const started = performance.now();
-        const reports = await group.all({ type: 'go', batchSize, repeats }, 'done', (message) => {
-          if (message.type === 'progress') progress({ kind: 'batch', replicas, batchSize, done: ++done, total });
-        });
-        const wallMs = performance.now() - started;
-        results.push(summarise(group.info, batchSize, replicas, repeats, wallMs, reports));
       }
-    } finally {
-      await group.stop();
+      for (const [round, chunk] of chunks.entries()) {
+        // A-B, then B-A: a drift over the round's length weighs on both orders alike.
+        const order = groups.map((_, i) => i);
+        if (round % 2 === 1) order.reverse();
+        for (const i of order) {
+          const { replicas, group } = groups[i]!;
+          const m = measured[i]!;
+          const turnEnd = m.done + chunk * replicas;
+          const started = performance.now();
+          const reports = await group.all({ type: 'go', batchSize, repeats: chunk }, 'done', (message) => {
+            if (message.type !== 'progress') return;
+            m.done++;
+            progress({ kind: 'batch', replicas, batchSize, done: m.done, total: repeats * replicas, round: round + 1, rounds: chunks.length, roundEnd: m.done === turnEnd });
+          });
+          m.wallMs += performance.now() - started;
+          m.reports.push(...reports);
+        }
+      }
+      for (const [i, { replicas, group }] of groups.entries()) {
+        results.push(summarise(group.info, batchSize, replicas, repeats, chunks.length, measured[i]!.wallMs, measured[i]!.reports));
+      }
     }
+  } finally {
+    await Promise.all(groups.map(({ group }) => group.stop()));
   }
-  return results;
+  return results.sort((a, b) => a.replicas - b.replicas || options.batchSizes.indexOf(a.batchSize) - options.batchSizes.indexOf(b.batchSize));
+}
+
+/** `total` as `parts` whole numbers that differ by at most one, larger first. */
+function splitEvenly(total: number, parts: number): number[] {
+  return Array.from({ length: parts }, (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0));
 }
 
 function summarise(
@@ -160,6 +198,7 @@ function summarise(
   batchSize: number,
   replicas: number,
   repeats: number,
+  rounds: number,
   wallMs: number,
   reports: Extract<FromChild, { type: 'done' }>[],
 ): EngineResult {
@@ -171,6 +210,7 @@ function summarise(
     batchSize,
     replicas,
     repeats,
+    rounds,
     images,
     medianMs: round(medianMs),
     minMs: round(Math.min(...callMs)),

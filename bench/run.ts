@@ -128,14 +128,15 @@ export function engineSettings(settings: RunSettings, cores: number) {
     // About the same number of images per batch size, at least 2 (quick) or 3 batches.
     repeats: (batchSize: number) => Math.max(quick ? 2 : 3, Math.ceil((quick ? 12 : 48) / batchSize)),
     warmup: quick ? 1 : 2,
+    // The replica counts take turns in rounds (this VM's speed drifts by minutes).
+    rounds: quick ? 2 : 3,
   };
 }
 
 export async function engineSection(settings: RunSettings, model: ModelUnderTest, log: (line: string) => void): Promise<Section & { results: EngineResult[] }> {
   const plan = engineSettings(settings, availableParallelism());
   const started = Date.now();
-  const steps = plan.replicas.length * plan.batchSizes.length;
-  let step = 0;
+  const step = (batchSize: number) => `[${plan.batchSizes.indexOf(batchSize) + 1}/${plan.batchSizes.length}] batch ${batchSize}`;
   const results = await benchEngine({
     model: model.spec,
     preprocess: model.preprocess,
@@ -143,12 +144,11 @@ export async function engineSection(settings: RunSettings, model: ModelUnderTest
     ...plan,
     onProgress: (event: EngineProgress) => {
       if (event.kind === 'loading') log(`  ${event.replicas} replica(s): loading the model`);
-      if (event.kind === 'warming') log(`  [${++step}/${steps}] batch ${event.batchSize} x ${event.replicas} replica(s): warming up`);
-      // Every batch on a terminal (in place), about every quarter in a log.
-      const quarter = Math.max(1, Math.ceil((event.kind === 'batch' ? event.total : 1) / 4));
-      if (event.kind === 'batch' && (process.stdout.isTTY || event.done % quarter === 0 || event.done === event.total)) {
-        const line = `  [${step}/${steps}] batch ${event.batchSize} x ${event.replicas} replica(s): ${event.done}/${event.total} batches`;
-        if (process.stdout.isTTY) process.stdout.write(`\r${line}${event.done === event.total ? '\n' : ''}`);
+      if (event.kind === 'warming') log(`  ${step(event.batchSize)} x ${event.replicas} replica(s): warming up`);
+      // Every batch on a terminal (in place), each turn's end in a log.
+      if (event.kind === 'batch' && (process.stdout.isTTY || event.roundEnd)) {
+        const line = `  ${step(event.batchSize)} x ${event.replicas} replica(s), round ${event.round}/${event.rounds}: ${event.done}/${event.total} batches`;
+        if (process.stdout.isTTY) process.stdout.write(`\r${line}${event.roundEnd ? '\n' : ''}`);
         else log(line);
       }
     },
@@ -161,7 +161,7 @@ export async function engineSection(settings: RunSettings, model: ModelUnderTest
     return `| ${r.batchSize} | ${r.replicas} | ${r.repeats} | ${r.medianMs} | ${r.medianMsPerImage} | ${r.imgPerSec} | ${r.aggregateImgPerSec} | ${ratio} |`;
   });
   const markdown = [
-    `${model.name} through \`${results[0]?.backend}\` (${results[0]?.backendDetail}); random uint8 tensors; each replica is its own process; ${plan.warmup} warm-up batch(es) per batch size; whole section ${seconds} s.`,
+    `${model.name} through \`${results[0]?.backend}\` (${results[0]?.backendDetail}); random uint8 tensors; each replica is its own process; ${plan.warmup} warm-up batch(es) per batch size; the replica counts take turns in ${plan.rounds} rounds per batch size (fewer when there are fewer batches), so their ratio is measured side by side in time; whole section ${seconds} s.`,
     '',
     '| batch | replicas | batches/replica | median ms/batch | ms/img | img/s per replica | aggregate img/s | vs 1 replica |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -4,13 +4,14 @@
  * `npm run bench` with ResNet50.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchEngine, type EngineResult } from '../bench/engine.ts';
+import { benchEngine, type EngineProgress, type EngineResult } from '../bench/engine.ts';
 import { selectBackend } from '../gpu-worker/backend.ts';
 import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
 
 describe('bench: bare engine (tiny model)', () => {
   let tiny: TinyModel;
   let results: EngineResult[];
+  const events: EngineProgress[] = [];
 
   beforeAll(async () => {
     await selectBackend('wasm');
@@ -21,9 +22,11 @@ describe('bench: bare engine (tiny model)', () => {
       backend: 'wasm',
       batchSizes: [1, 4],
       replicas: [1, 2],
-      repeats: 2,
+      repeats: 3,
       warmup: 1,
+      rounds: 2,
       stepTimeoutMs: 30_000,
+      onProgress: (event) => events.push(event),
     });
   }, 40_000);
 
@@ -50,10 +53,23 @@ describe('bench: bare engine (tiny model)', () => {
     }
   });
 
+  it('lets the replica counts take turns: round 1 as 1-2, round 2 as 2-1, batches split 2 + 1', () => {
+    const turns = events
+      .filter((e) => e.kind === 'batch' && e.batchSize === 4 && e.roundEnd)
+      .map((e) => e.kind === 'batch' && [e.round, e.replicas, e.done, e.total]);
+    expect(turns).toEqual([
+      [1, 1, 2, 3],
+      [1, 2, 4, 6],
+      [2, 2, 6, 6],
+      [2, 1, 3, 3],
+    ]);
+    for (const r of results) expect(r.rounds).toBe(2);
+  });
+
   it('has the 2-replica aggregate over both replicas', () => {
     const row = results.find((r) => r.replicas === 2 && r.batchSize === 4);
     expect(row).toBeDefined();
-    expect(row!.images).toBe(4 * 2 * 2);
+    expect(row!.images).toBe(4 * 3 * 2);
     expect(row!.aggregateImgPerSec).toBeGreaterThan(0);
   });
 
