@@ -14,7 +14,7 @@ import type { StressOptions } from '../dev/stress.ts';
 import { startRedisServer } from '../dev/redis-server.ts';
 import { benchPreprocess, type PreprocessResult } from './preprocess.ts';
 import { HOUSEKEEPING_COMMANDS, measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
-import { benchEngine, round, type EngineResult } from './engine.ts';
+import { benchEngine, median, round, type EngineResult } from './engine.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
 import { seedBytesPerJob, startSeedStack } from './seed/stack.ts';
@@ -22,6 +22,9 @@ import { BATCH_SIZE as SEED_BATCH_SIZE, CLIENT_SLEEP_MS, SERVER_SLEEP_MS } from 
 
 type Images = StressOptions['images'];
 type Log = (line: string) => void;
+
+/** `--quick`, or the tiny test model (CI's smoke run): fewer requests and repeats everywhere. */
+const shortRun = (settings: RunSettings) => settings.quick || settings.model === 'tiny';
 
 /** Worker settings that run `model` the way the bench's engine section did. */
 function modelEnv(settings: RunSettings, model: ModelUnderTest): Record<string, string | undefined> {
@@ -81,7 +84,7 @@ async function runLevels(target: LoadTarget, images: Images, levels: number[], r
 
 export async function preprocessSection(images: Images, settings: RunSettings, log: Log): Promise<Section & { result: PreprocessResult }> {
   log('  sharp decode + resize, 8 in flight');
-  const result = await benchPreprocess(images, { seconds: settings.quick || settings.model === 'tiny' ? 2 : 6, inFlight: 8 });
+  const result = await benchPreprocess(images, { seconds: shortRun(settings) ? 2 : 6, inFlight: 8 });
   const markdown = [
     `What the Node edge does to an upload before it touches the queue (probe, sharp decode, orientation, squash resize to 224x224 uint8), in one process with 8 images in flight, no HTTP, no Redis: **${result.imgPerSec} img/s** (${result.images} images in ${result.seconds} s, cycling through the fixture photos).`,
     '',
@@ -132,7 +135,7 @@ export async function e2eSection(settings: RunSettings, model: ModelUnderTest, i
     backend: settings.backend,
     batchSizes: [batchSize],
     replicas: [workers],
-    repeats: settings.quick || settings.model === 'tiny' ? 2 : 3,
+    repeats: shortRun(settings) ? 2 : 3,
     warmup: 1,
   });
   log(`    ${bareAfter!.aggregateImgPerSec} img/s (at the start of the run: ${bare.aggregateImgPerSec})`);
@@ -193,7 +196,7 @@ export interface AnatomyRow {
  */
 async function latencyAnatomy(settings: RunSettings, images: Images, inferenceMs: number, log: Log): Promise<{ rows: AnatomyRow[]; markdown: string }> {
   const rows: AnatomyRow[] = [];
-  const requests = settings.quick || settings.model === 'tiny' ? 16 : 48;
+  const requests = shortRun(settings) ? 16 : 48;
   for (const broker of ['upstash', 'ioredis'] as const) {
     for (const model of ['synthetic:instant', `synthetic:timer:${inferenceMs}`]) {
       log(`  concurrency 1, ${model}, edge over ${broker}: ${requests} requests`);
@@ -259,7 +262,7 @@ export interface CapacityResult {
 }
 
 export async function capacitySection(settings: RunSettings, images: Images, log: Log): Promise<Section & CapacityResult> {
-  const quick = settings.quick || settings.model === 'tiny';
+  const quick = shortRun(settings);
   log('  bytes per queued job: an edge without workers, one upload');
   const bytes = await pipelineBytesPerJob(images[0]!, log);
   log(`    ${bytes.payloadBytes} bytes of payload, MEMORY USAGE ${bytes.memoryUsage}`);
@@ -293,7 +296,7 @@ export async function capacitySection(settings: RunSettings, images: Images, log
 }
 
 export async function scaleOutSection(settings: RunSettings, images: Images, log: Log): Promise<Section & { rows: (LoadRow & { workers: number })[] }> {
-  const quick = settings.quick || settings.model === 'tiny';
+  const quick = shortRun(settings);
   const delayMs = 50;
   // The smallest photo: 4 workers want 80 req/s, and the edge's decode of big photos shares the
   // same two cores; this section measures the workers and the queue, not the decode.
@@ -360,7 +363,7 @@ export function computeTargets(inputs: TargetInputs): Target[] {
   const replicaRatios = replicaRows.map(
     (r) => r.aggregateImgPerSec / (engine.find((one) => one.replicas === 1 && one.batchSize === r.batchSize)?.aggregateImgPerSec ?? Infinity),
   );
-  const replicaRatio = [...replicaRatios].sort((a, b) => a - b)[Math.floor((replicaRatios.length - 1) / 2)] ?? NaN;
+  const replicaRatio = median(replicaRatios);
   const commands = Math.max(...e2e.rows.map((r) => r.commandsPerRequest));
   const preprocessMs = e2e.rows[0]!.timingsMs?.preprocess;
   const addedDirect = e2e.directRow.latencyMs.p50 - (bare1?.medianMs ?? 0);

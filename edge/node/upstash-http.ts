@@ -99,6 +99,6 @@ async function* decoded(bytes: AsyncIterable<Uint8Array>): AsyncIterable<string>
 
 /** The command's name only: its arguments may hold user data (a tensor, a result). */
 function commandName(body: unknown): string {
-  const first = Array.isArray(body) ? body[0] : undefined;
-  return Array.isArray(first) ? `pipeline of ${body instanceof Array ? body.length : 0}` : String(first ?? '?');
+  if (!Array.isArray(body)) return '?';
+  return Array.isArray(body[0]) ? `pipeline of ${body.length}` : String(body[0] ?? '?');
 }
