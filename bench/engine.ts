@@ -1,6 +1,6 @@
 /**
  * The bare engine: a model through one tfjs backend, no HTTP, no Redis. For each batch size, the
- * median time of one `Classifier.classifyWithStats` call and the throughput of N replicas (N child
+ * median time of one `TfjsClassifier.classifyWithStats` call and the throughput of N replicas (N child
  * processes, one model each, as INFERENCE_PROCESSES runs them) working at the same time.
  *
  * Every replica, the single one included, is a child process (`node --import tsx bench/engine.ts
@@ -369,9 +369,9 @@ async function runChild(options: ChildOptions): Promise<void> {
   process.on('disconnect', () => process.exit(1));
   try {
     const { parseWorkerConfig } = await import('../gpu-worker/config.ts');
-    const { selectBackend } = await import('../gpu-worker/backend.ts');
-    const { loadModel } = await import('../gpu-worker/model/load.ts');
-    const { Classifier } = await import('../gpu-worker/classifier.ts');
+    const { selectBackend } = await import('../gpu-worker/engine/tfjs/backend.ts');
+    const { loadModel } = await import('../gpu-worker/engine/tfjs/load.ts');
+    const { TfjsClassifier } = await import('../gpu-worker/engine/tfjs/classifier.ts');
 
     const config = parseWorkerConfig({
       MODEL: options.model,
@@ -381,7 +381,7 @@ async function runChild(options: ChildOptions): Promise<void> {
     });
     const backend = await selectBackend(config.backend);
     const loaded = await loadModel(config);
-    const classifier = new Classifier(loaded);
+    const classifier = new TfjsClassifier(loaded);
     const random = mulberry32(options.seed);
     const tensorsFor = (batchSize: number) =>
       Array.from({ length: batchSize }, () => {

@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BACKEND_CHOICES, type BackendChoice } from '../gpu-worker/config.ts';
-import { selectBackend, type SelectedBackend } from '../gpu-worker/backend.ts';
+import { selectBackend, type SelectedBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { benchEngine, countParamsInManifest, type EngineProgress, type EngineResult } from './engine.ts';
@@ -167,7 +167,7 @@ export async function engineSection(settings: RunSettings, model: ModelUnderTest
     '|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
-    '- **median ms/batch**: one `Classifier.classifyWithStats` call (tensor build, predict, top-5 read back), median over every replica\'s timed batches.',
+    '- **median ms/batch**: one `TfjsClassifier.classifyWithStats` call (tensor build, predict, top-5 read back), median over every replica\'s timed batches.',
     '- **img/s per replica**: batch / median ms. **aggregate img/s**: all replicas\' images / wall time from the common start to the last replica done.',
     '- **vs 1 replica**: aggregate img/s over the 1-replica aggregate at the same batch size (ideal: the replica count).',
   ].join('\n');

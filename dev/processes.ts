@@ -33,7 +33,7 @@ export const REPO_ROOT = new URL('..', import.meta.url).pathname;
 
 const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
-/** `{"level":30,"msg":"worker ready","backend":"wasm"}` -> `worker ready backend=wasm`. */
+/** `{"level":30,"msg":"worker ready","engine":"onnx"}` -> `worker ready engine=onnx`. */
 export function formatLogLine(line: string): { text: string; msg?: string } {
   let record: Record<string, unknown>;
   try {

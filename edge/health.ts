@@ -56,7 +56,15 @@ export function listModels(workers: WorkerHeartbeat[], maxAgeMs: number, now = D
     const model = models.get(beat.model) ?? { name: beat.model, input: MODEL_INPUT, labels: beat.labels, workers: [] };
     models.set(beat.model, model);
     // Host and pid stay in Redis for operators; the id already names the worker in every result.
-    model.workers.push({ id: beat.id, backend: beat.backend, batchSize: beat.batchSize, startedAt: beat.startedAt, lastSeenMsAgo: Math.max(0, now - beat.lastSeen) });
+    model.workers.push({
+      id: beat.id,
+      engine: beat.engine,
+      provider: beat.provider ?? beat.backend,
+      ...(beat.threads !== undefined && { threads: beat.threads }),
+      batchSize: beat.batchSize,
+      startedAt: beat.startedAt,
+      lastSeenMsAgo: Math.max(0, now - beat.lastSeen),
+    });
   }
   return [...models.values()];
 }

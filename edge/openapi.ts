@@ -101,7 +101,15 @@ export const Models = z
         input: z.object({ width: z.literal(IMAGE_SIZE), height: z.literal(IMAGE_SIZE), channels: z.literal(CHANNELS), dtype: z.literal('uint8') }),
         labels: z.number().int().nonnegative().openapi({ description: 'number of classes' }),
         workers: z.array(
-          z.object({ id: z.string(), backend: z.string(), batchSize: z.number().int().positive(), startedAt: z.number(), lastSeenMsAgo: z.number() }),
+          z.object({
+            id: z.string(),
+            engine: z.string().openapi({ description: 'what computes: onnx (ONNX Runtime), tfjs (TensorFlow.js), or synthetic (benchmarks)' }),
+            provider: z.string().openapi({ description: "ONNX Runtime's execution provider (tensorrt, cuda, cpu) or the tfjs backend (tensorflow, wasm, cpu)" }),
+            threads: z.number().int().nonnegative().optional().openapi({ description: 'CPU threads one inference uses' }),
+            batchSize: z.number().int().positive(),
+            startedAt: z.number(),
+            lastSeenMsAgo: z.number(),
+          }),
         ),
       }),
     ),

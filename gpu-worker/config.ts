@@ -10,9 +10,16 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { intVar, optionalIntVar, parseEnv, urlVar } from '../shared/config.ts';
 import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
+import type { EngineInfo } from './engine/image-classifier.ts';
 import { BUILTIN_MODEL } from './model/builtin.ts';
 import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
 
+export const ENGINE_CHOICES = ['auto', 'onnx', 'tfjs'] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
+/** ONNX Runtime's execution providers (engine/onnx/index.ts). */
+export const PROVIDER_CHOICES = ['auto', 'tensorrt', 'cuda', 'cpu'] as const;
+export type ProviderChoice = (typeof PROVIDER_CHOICES)[number];
+/** tfjs backends (engine/tfjs/backend.ts). */
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
@@ -38,26 +45,24 @@ export const WorkerEnv = z
   .object({
     REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
     KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
-    // Unset: 32 on a native (GPU) backend, 4 on wasm/cpu (see defaultBatchSize).
+    // Unset: per engine (see defaultBatchSize).
     BATCH_SIZE: optionalIntVar(1, 1024),
-    // Like Triton's max_queue_delay: how long a partial batch waits for more jobs after its first one.
-    MAX_BATCH_DELAY_MS: intVar(5, 0, 10_000),
+    // Like Triton's max_queue_delay: how long a partial batch waits for more jobs after its first
+    // one. Unset: per engine (see defaultBatchDelayMs).
+    MAX_BATCH_DELAY_MS: optionalIntVar(0, 10_000),
     MODEL: z.string().default('resnet50'),
     LABELS: z.string().optional(),
     PREPROCESS: z.enum(PREPROCESS_MODES, { error: `expected one of ${PREPROCESS_MODES.join(', ')}` }).optional(),
     MODEL_NAME: z.string().optional(),
     MODEL_CACHE_DIR: z.string().default(DEFAULT_MODEL_CACHE_DIR),
+    ENGINE: z.enum(ENGINE_CHOICES, { error: `expected one of ${ENGINE_CHOICES.join(', ')}` }).default('auto'),
+    EXECUTION_PROVIDER: z.enum(PROVIDER_CHOICES, { error: `expected one of ${PROVIDER_CHOICES.join(', ')}` }).default('auto'),
     BACKEND: z.enum(BACKEND_CHOICES, { error: `expected one of ${BACKEND_CHOICES.join(', ')}` }).default('auto'),
-    // The wasm backend runs on one thread in Node, so a CPU box wants one process per core ('auto').
-    INFERENCE_PROCESSES: z
-      .string()
-      .default('1')
-      .transform((value, ctx) => {
-        if (value === 'auto') return availableParallelism();
-        if (/^\d+$/.test(value) && Number(value) >= 1 && Number(value) <= 64) return Number(value);
-        ctx.addIssue({ code: 'custom', message: 'expected an integer from 1 to 64, or auto (one per core)' });
-        return z.NEVER;
-      }),
+    // ONNX Runtime uses all cores from one process; the tfjs wasm backend one thread per process,
+    // so a CPU box on wasm wants one process per core ('auto').
+    INFERENCE_PROCESSES: countOrAuto('1', 64, 'auto (one per core)'),
+    // ONNX Runtime's intra-op threads per process. auto: the cores shared out over INFERENCE_PROCESSES.
+    INFERENCE_THREADS: countOrAuto('auto', 256, 'auto (cores / INFERENCE_PROCESSES)'),
     CONSUMER_NAME: z.string().regex(/^[\w.:@-]+$/, { error: 'letters, digits, _ . : @ - only' }).optional(),
     RESULT_TTL_MS: intVar(60_000, 1_000, 7 * 24 * 3_600_000),
     // A job delivered this long ago and still unanswered is taken over (XAUTOCLAIM) by another
@@ -77,6 +82,9 @@ export const WorkerEnv = z
     LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   })
   .transform((env, ctx) => {
+    const engine = resolveEngine(env, ctx);
+    if (!engine) return z.NEVER;
+    const processes = env.INFERENCE_PROCESSES ?? availableParallelism();
     const model = modelSource(env.MODEL);
     if (!model) {
       ctx.addIssue({
@@ -96,11 +104,11 @@ export const WorkerEnv = z
       });
       return z.NEVER;
     }
-    if (env.METRICS_PORT > 0 && env.INFERENCE_PROCESSES > 1 && env.METRICS_PORT + env.INFERENCE_PROCESSES > 65535) {
+    if (env.METRICS_PORT > 0 && processes > 1 && env.METRICS_PORT + processes > 65535) {
       ctx.addIssue({
         code: 'custom',
         path: ['METRICS_PORT'],
-        message: `with INFERENCE_PROCESSES=${env.INFERENCE_PROCESSES} the children listen on METRICS_PORT+1..+${env.INFERENCE_PROCESSES}: pick a port below ${65536 - env.INFERENCE_PROCESSES}`,
+        message: `with INFERENCE_PROCESSES=${processes} the children listen on METRICS_PORT+1..+${processes}: pick a port below ${65536 - processes}`,
       });
       return z.NEVER;
     }
@@ -114,8 +122,11 @@ export const WorkerEnv = z
       preprocess: (env.PREPROCESS ?? BUILTIN_MODEL.preprocess) as PreprocessMode,
       modelName: env.MODEL_NAME ?? defaultModelName(model),
       modelCacheDir: resolve(env.MODEL_CACHE_DIR),
+      engine,
+      executionProvider: env.EXECUTION_PROVIDER as ProviderChoice,
       backend: env.BACKEND as BackendChoice,
-      inferenceProcesses: env.INFERENCE_PROCESSES,
+      inferenceProcesses: processes,
+      inferenceThreads: env.INFERENCE_THREADS ?? Math.max(1, Math.floor(availableParallelism() / processes)),
       consumerName: env.CONSUMER_NAME ?? `${hostname()}-${process.pid}`,
       resultTtlMs: env.RESULT_TTL_MS,
       claimIdleMs: env.CLAIM_IDLE_MS,
@@ -132,13 +143,53 @@ export const WorkerEnv = z
 export type WorkerConfig = z.infer<typeof WorkerEnv>;
 
 /**
- * The batch size when BATCH_SIZE is unset. A GPU computes a batch of 32 in about the time of one
- * image, so big batches pay. The wasm and cpu backends take N times as long for N images: batching
- * buys nothing there, and a worker that grabs 32 jobs keeps them from idle workers for seconds.
- * A synthetic model ('synthetic') stands in for a GPU in benchmarks: a batch costs its delay
- * whatever its size, so 32 as well.
+ * The batch size when BATCH_SIZE is unset (measured: docs/engines.md). A GPU computes a batch of 32
+ * in about the time of one image, so big batches pay; libtensorflow (tfjs-node) is treated alike.
+ * On the CPU a batch of N takes about N times one image: ONNX Runtime gains a little from 8 (its
+ * threads stay busier), the tfjs wasm and cpu backends nothing, and a worker that grabs many jobs
+ * keeps them from idle workers for seconds. A synthetic model stands in for a GPU in benchmarks:
+ * a batch costs its delay whatever its size, so 32 as well.
  */
-export const defaultBatchSize = (backend: string): number => (backend === 'tensorflow' || backend === 'synthetic' ? 32 : 4);
+export function defaultBatchSize(engine: Pick<EngineInfo, 'name' | 'provider' | 'gpu'>): number {
+  if (engine.gpu || engine.name === 'synthetic' || engine.provider === 'tensorflow') return 32;
+  return engine.name === 'onnx' ? 8 : 4;
+}
+
+/** MAX_BATCH_DELAY_MS when unset: the same for every engine (measured: docs/engines.md). */
+export const defaultBatchDelayMs = (_engine: Pick<EngineInfo, 'name' | 'gpu'>): number => 5;
+
+/** `auto` (undefined here) or an integer 1..max. */
+function countOrAuto(fallback: string, max: number, auto: string) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      if (value === 'auto') return undefined;
+      if (/^\d+$/.test(value) && Number(value) >= 1 && Number(value) <= max) return Number(value);
+      ctx.addIssue({ code: 'custom', message: `expected an integer from 1 to ${max}, or ${auto}` });
+      return z.NEVER;
+    });
+}
+
+/**
+ * ENGINE, with what EXECUTION_PROVIDER and BACKEND imply: naming an ONNX Runtime provider picks
+ * ONNX Runtime, naming a tfjs backend picks tfjs (so settings written before ENGINE existed, such
+ * as BACKEND=tensorflow, keep their meaning). Contradictions are refused.
+ */
+function resolveEngine(env: { ENGINE: EngineChoice; EXECUTION_PROVIDER: ProviderChoice; BACKEND: BackendChoice }, ctx: z.RefinementCtx): EngineChoice | undefined {
+  const provider = env.EXECUTION_PROVIDER !== 'auto';
+  const backend = env.BACKEND !== 'auto';
+  const refuse = (path: string, message: string) => {
+    ctx.addIssue({ code: 'custom', path: [path], message });
+    return undefined;
+  };
+  if (provider && backend) return refuse('EXECUTION_PROVIDER', `EXECUTION_PROVIDER=${env.EXECUTION_PROVIDER} is ONNX Runtime's, BACKEND=${env.BACKEND} is tfjs': set one of them`);
+  if (provider && env.ENGINE === 'tfjs') return refuse('EXECUTION_PROVIDER', `an ONNX Runtime provider, but ENGINE=tfjs (tfjs takes BACKEND)`);
+  if (backend && env.ENGINE === 'onnx') return refuse('BACKEND', `a tfjs backend, but ENGINE=onnx (ONNX Runtime takes EXECUTION_PROVIDER)`);
+  if (provider) return 'onnx';
+  if (backend) return 'tfjs';
+  return env.ENGINE;
+}
 
 export const parseWorkerConfig = (env: Record<string, string | undefined>): WorkerConfig => parseEnv(WorkerEnv, env);
 

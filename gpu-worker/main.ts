@@ -1,25 +1,25 @@
 /**
  * `npm run worker`: one inference worker process (or a supervisor of several).
  *
- * Reads its settings from the environment (see config.ts), picks the tfjs backend
- * (tfjs-node-gpu > tfjs-node > wasm > cpu), loads and warms up the model (the builtin ResNet50 is
- * downloaded on first start into MODEL_CACHE_DIR), then serves jobs until SIGTERM/SIGINT, which
- * finish the batch in hand first.
+ * Reads its settings from the environment (see config.ts), picks the engine (engine/index.ts:
+ * ONNX Runtime or TensorFlow.js, GPU before CPU), loads and warms up the model (the builtin
+ * ResNet50 is downloaded on first start into MODEL_CACHE_DIR, and converted to ONNX once), then
+ * serves jobs until SIGTERM/SIGINT, which finish the batch in hand first.
  *
  * Readiness: one JSON log line on stdout with "msg":"worker ready" per worker process.
  * Metrics: Prometheus text on http://METRICS_HOST:METRICS_PORT/metrics (metrics.ts; 0: off).
- * Exit codes: 0 stopped, 1 failed, 2 bad configuration (the message names the variable).
+ * Exit codes: 0 stopped, 1 failed, 2 bad configuration (the message names the variable) or an
+ * engine that was asked for and cannot start here.
  *
- * INFERENCE_PROCESSES: the wasm backend computes on a single thread in Node, so a CPU deployment
- * runs one process per core (INFERENCE_PROCESSES=auto); this process then only supervises the
- * children (supervisor.ts). On a GPU (tfjs-node-gpu) keep 1: the GPU is the shared resource and
- * one process with larger batches uses it best.
+ * INFERENCE_PROCESSES: ONNX Runtime computes on every core from one process, so keep 1. The tfjs
+ * wasm backend computes on a single thread in Node, so a CPU deployment on it runs one process per
+ * core (INFERENCE_PROCESSES=auto); this process then only supervises the children (supervisor.ts).
+ * On a GPU keep 1: the GPU is the shared resource and one process with larger batches uses it best.
  */
 import { CONFIG_EXIT_CODE, configOrExit } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
-import { BackendError } from './backend.ts';
 import { parseWorkerConfig, type WorkerConfig } from './config.ts';
-import { fetchBuiltinModel, progressPrinter } from './model/fetch.ts';
+import { progressPrinter } from './model/fetch.ts';
 import { SUPERVISED_ENV, superviseProcesses, type ChildReadyMessage } from './supervisor.ts';
 
 const config: WorkerConfig = configOrExit(() => parseWorkerConfig(process.env));
@@ -28,16 +28,26 @@ const log = createLogger('gpu-worker', config.logLevel);
 installProcessHandlers(log);
 
 if (config.inferenceProcesses > 1) {
-  // Download once here rather than in N children at the same time.
-  if (config.model.kind === 'builtin') await fetchBuiltinModel({ cacheDir: config.modelCacheDir, onProgress: progressPrinter() });
+  // Download and convert once here rather than in N children at the same time.
+  const { prepareModel, EngineError } = await import('./engine/index.ts');
+  try {
+    await prepareModel(config, { log, onDownloadProgress: progressPrinter() });
+  } catch (error) {
+    log.fatal({ err: error }, 'could not prepare the model');
+    process.exit(error instanceof EngineError ? CONFIG_EXIT_CODE : 1);
+  }
   process.exit(await superviseProcesses(config, log));
 } else {
   await runWorker(config, log);
 }
 
 async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
-  // Loaded here, not at the top: a supervisor never needs tfjs.
-  const [{ startWorker }, { WorkerMetrics, serveMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
+  // Loaded here, not at the top: a supervisor serves no jobs.
+  const [{ startWorker }, { WorkerMetrics, serveMetrics }, { EngineError }] = await Promise.all([
+    import('./worker.ts'),
+    import('./metrics.ts'),
+    import('./engine/index.ts'),
+  ]);
   // Served from the start: process metrics are useful during a long model download too.
   const metrics = config.metricsPort > 0 ? new WorkerMetrics({ defaultMetrics: true, log }) : undefined;
   const metricsServer = metrics && (await serveMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log }));
@@ -67,7 +77,7 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
     process.exit(0);
   } catch (error) {
     log.fatal({ err: error }, 'worker failed');
-    process.exit(error instanceof BackendError ? CONFIG_EXIT_CODE : 1);
+    process.exit(error instanceof EngineError ? CONFIG_EXIT_CODE : 1);
   }
 }
 

@@ -47,7 +47,7 @@ export class WorkerMetrics {
   readonly queueWait: Histogram;
   readonly inference: Histogram;
   readonly heartbeatFailures: Counter;
-  private readonly info: Gauge<'backend' | 'model' | 'batch_size' | 'consumer'>;
+  private readonly info: Gauge<'engine' | 'provider' | 'threads' | 'model' | 'batch_size' | 'consumer'>;
   private backlogSource?: () => Promise<Backlog>;
 
   constructor(options: { defaultMetrics?: boolean; log?: Logger } = {}) {
@@ -87,7 +87,7 @@ export class WorkerMetrics {
     this.info = new Gauge({
       name: `${METRIC_PREFIX}info`,
       help: 'What this worker runs (always 1)',
-      labelNames: ['backend', 'model', 'batch_size', 'consumer'],
+      labelNames: ['engine', 'provider', 'threads', 'model', 'batch_size', 'consumer'],
       registers,
     });
     // Read on scrape, not on a timer: no Redis commands while nobody looks.
@@ -115,9 +115,10 @@ export class WorkerMetrics {
   }
 
   /** Set once the worker is ready. */
-  setInfo(labels: { backend: string; model: string; batchSize: number; consumer: string }): void {
+  setInfo(labels: { engine: string; provider: string; threads: number; model: string; batchSize: number; consumer: string }): void {
     this.info.reset();
-    this.info.set({ backend: labels.backend, model: labels.model, batch_size: String(labels.batchSize), consumer: labels.consumer }, 1);
+    const { engine, provider, model, consumer } = labels;
+    this.info.set({ engine, provider, threads: String(labels.threads), model, batch_size: String(labels.batchSize), consumer }, 1);
   }
 
   /** Where the backlog gauges read from (the worker's Redis connection). */

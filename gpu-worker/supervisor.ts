@@ -1,7 +1,7 @@
 /**
  * INFERENCE_PROCESSES > 1: run that many copies of this worker as child processes of one
- * supervisor. The wasm backend computes on a single thread in Node, so a CPU-only box serves
- * about N times more with N processes on N cores; with a GPU (tfjs-node-gpu) keep one process.
+ * supervisor. The tfjs wasm backend computes on a single thread in Node, so a CPU-only box on it
+ * serves about N times more with N processes on N cores; ONNX Runtime and GPUs want one process.
  *
  * Each child is `main.ts` again (forked with the same execArgv, so tsx keeps working) with
  * INFERENCE_PROCESSES=1 and CONSUMER_NAME=<name>-<slot>. A child that crashes is restarted after
@@ -44,6 +44,8 @@ export function superviseProcesses(config: WorkerConfig, log: Logger): Promise<n
       env: {
         ...process.env,
         INFERENCE_PROCESSES: '1',
+        // The cores shared out over the children (a child alone would take them all).
+        INFERENCE_THREADS: String(config.inferenceThreads),
         CONSUMER_NAME: consumer,
         // One /metrics port per child (each its own process and registry); the supervisor serves none.
         METRICS_PORT: config.metricsPort > 0 ? String(config.metricsPort + slot + 1) : '0',

@@ -19,9 +19,9 @@
  * /v1/models read them) and removes it on stop; with `options.metrics` it counts jobs, batches and
  * timings for Prometheus (metrics.ts).
  *
- * The model is anything with the ImageClassifier surface: the tfjs Classifier (its backend and
- * model are imported and loaded only then), or with MODEL=synthetic:* a SyntheticClassifier that
- * loads nothing and computes nothing (benchmarks of the queue alone).
+ * The model is anything with the ImageClassifier surface: the engine engine/index.ts picks (ONNX
+ * Runtime or TensorFlow.js, imported and loaded only then), or with MODEL=synthetic:* a
+ * SyntheticClassifier that loads nothing and computes nothing (benchmarks of the queue alone).
  *
  * @example
  * const worker = startWorker(parseWorkerConfig(process.env), { logger });
@@ -34,11 +34,10 @@ import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
 import { claimOne, readBatch } from './batcher.ts';
-import { defaultBatchSize, type WorkerConfig } from './config.ts';
-import type { ClassifyRun, ImageClassifier } from './image-classifier.ts';
+import { defaultBatchDelayMs, defaultBatchSize, type WorkerConfig } from './config.ts';
+import type { ClassifyRun, ImageClassifier } from './engine/image-classifier.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
-import { SyntheticClassifier } from './model/synthetic.ts';
 import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
 import type { JobOutcome, WorkerMetrics } from './metrics.ts';
 import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
@@ -53,7 +52,7 @@ const MAX_BACKOFF_MS = 2000;
 
 export interface WorkerOptions {
   logger?: Logger;
-  /** A loaded classifier to use (the caller keeps ownership): skips backend choice and model loading. */
+  /** A loaded classifier to use (the caller keeps ownership): skips engine choice and model loading. */
   classifier?: ImageClassifier;
   /** Called after each batch has been answered. */
   onBatch?: (report: BatchReport) => void;
@@ -137,7 +136,8 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     );
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
-  let batchSize = 1; // set once the backend is known
+  let batchSize = 1; // set once the engine is known
+  let maxBatchDelayMs = 0;
   let wakeSleep: (() => void) | undefined;
   let reader: Redis | undefined;
   let writer: Redis | undefined;
@@ -157,27 +157,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
 
   async function start(): Promise<ImageClassifier | undefined> {
     let classifier = options.classifier;
-    if (!classifier && config.model.kind === 'synthetic') {
-      classifier = new SyntheticClassifier({ name: config.modelName, delayMs: config.model.delayMs });
-      log.warn({ model: classifier.name, delayMs: config.model.delayMs }, 'synthetic model: fake predictions, no tfjs backend or weights loaded; for benchmarks only');
-    } else if (!classifier) {
-      // Imported here: a worker with a synthetic model never loads tfjs backends or layers.
-      const [{ selectBackend }, { loadModel }, { Classifier }] = await Promise.all([
-        import('./backend.ts'),
-        import('./model/load.ts'),
-        import('./classifier.ts'),
-      ]);
-      const backend = await selectBackend(config.backend);
-      for (const skipped of backend.skipped) log.debug(skipped, 'tfjs backend skipped');
-      log.info({ backend: backend.name, package: backend.package, detail: backend.detail }, 'tfjs backend selected');
-      const loaded = await loadModel(config, { onProgress: options.onDownloadProgress });
-      log.info(
-        { model: loaded.name, source: loaded.source, params: loaded.paramCount, classes: loaded.labels.length, loadMs: loaded.loadMs },
-        'model loaded',
-      );
-      classifier = new Classifier(loaded);
-      const warmUpMs = await classifier.warmUp();
-      log.info({ warmUpMs: Math.round(warmUpMs) }, 'model warmed up');
+    if (!classifier) {
+      // Imported here: a worker with a synthetic model loads no engine.
+      const { loadClassifier } = await import('./engine/index.ts');
+      classifier = await loadClassifier(config, { log, onDownloadProgress: options.onDownloadProgress });
+      if (classifier.engine.name !== 'synthetic') {
+        const warmUpMs = await classifier.warmUp();
+        log.info({ warmUpMs: Math.round(warmUpMs) }, 'model warmed up');
+      }
     }
     if (stopping) return classifier;
 
@@ -237,7 +224,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       group: keys.group,
       consumer,
       batchSize,
-      maxDelayMs: config.maxBatchDelayMs,
+      maxDelayMs: maxBatchDelayMs,
       blockMs: BLOCK_MS,
     };
     const claimEveryMs = Math.max(250, Math.floor(config.claimIdleMs / 2));
@@ -485,8 +472,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     try {
       classifier = await start();
       if (stopping) return;
-      batchSize = config.batchSize ?? defaultBatchSize(classifier!.backend);
-      metrics?.setInfo({ backend: classifier!.backend, model: classifier!.name, batchSize, consumer });
+      const engine = classifier!.engine;
+      batchSize = config.batchSize ?? defaultBatchSize(engine);
+      maxBatchDelayMs = config.maxBatchDelayMs ?? defaultBatchDelayMs(engine);
+      metrics?.setInfo({ engine: engine.name, provider: engine.provider, threads: engine.threads, model: classifier!.name, batchSize, consumer });
       metrics?.setBacklogSource(() => readBacklog(writer!));
       // Beat before saying ready (the log line and markReady), so an edge's /readyz already sees this worker.
       heartbeat = startHeartbeat({
@@ -496,7 +485,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         log,
         info: {
           id: consumer,
-          backend: classifier!.backend,
+          engine: engine.name,
+          provider: engine.provider,
+          threads: engine.threads,
+          backend: engine.provider,
           model: classifier!.name,
           labels: classifier!.labels.length,
           batchSize,
@@ -511,11 +503,13 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         {
           consumer,
           model: classifier!.name,
-          ...(classifier!.backend === 'synthetic' && { synthetic: true }),
+          ...(engine.name === 'synthetic' && { synthetic: true }),
           stream: keys.stream,
-          backend: classifier!.backend,
+          engine: engine.name,
+          provider: engine.provider,
+          threads: engine.threads,
           batchSize,
-          maxBatchDelayMs: config.maxBatchDelayMs,
+          maxBatchDelayMs,
           claimIdleMs: config.claimIdleMs,
           maxDeliveries: config.maxDeliveries,
           heartbeatMs: config.heartbeatMs,

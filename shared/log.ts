@@ -3,17 +3,19 @@
  *
  * @example
  * const log = createLogger('gpu-worker');
- * log.info({ backend: 'wasm' }, 'backend selected');
+ * log.info({ engine: 'onnx' }, 'engine selected');
  */
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
-export function createLogger(name: string, level: string = globalThis.process?.env?.LOG_LEVEL ?? 'info'): Logger {
-  return pino({
+/** `destination`: where the lines go (default stdout). */
+export function createLogger(name: string, level: string = globalThis.process?.env?.LOG_LEVEL ?? 'info', destination?: DestinationStream): Logger {
+  const options = {
     name,
     level,
     // Defence in depth: these fields must never reach a log line.
     redact: { paths: ['token', 'authorization', '*.authorization', 'headers.authorization', 'tensor', '*.tensor'], censor: '[redacted]' },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

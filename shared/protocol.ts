@@ -131,7 +131,16 @@ export type JobResult = z.infer<typeof JobResult>;
 export const WorkerHeartbeat = z.object({
   /** Consumer name: the `worker` field of the results it writes. */
   id: z.string().min(1),
-  /** tfjs backend ('tensorflow', 'wasm', 'cpu') or 'synthetic'. */
+  /** What computes: 'onnx', 'tfjs' or 'synthetic' (workers from before ENGINE existed wrote none: tfjs). */
+  engine: z.string().default('tfjs'),
+  /** ONNX Runtime's execution provider ('tensorrt', 'cuda', 'cpu'), tfjs' backend, or 'none'. */
+  provider: z.string().optional(),
+  /** CPU threads one inference uses (0: none). */
+  threads: z.number().int().nonnegative().optional(),
+  /**
+   * The provider under its old name: edges from before `engine` existed require it, so workers
+   * keep writing it during upgrades. Readers use `provider ?? backend`.
+   */
   backend: z.string(),
   model: z.string(),
   /** Classes the model tells apart (1000 for ImageNet). */

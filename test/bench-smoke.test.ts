@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchEngine, type EngineProgress, type EngineResult } from '../bench/engine.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
+import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
 
 describe('bench: bare engine (tiny model)', () => {

@@ -9,10 +9,10 @@ import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { createPhotonCodec } from '../edge/workers/photon-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { RESIZE_MODES } from '../edge/image/codec.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
-import { Classifier } from '../gpu-worker/classifier.ts';
+import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
+import { TfjsClassifier } from '../gpu-worker/engine/tfjs/classifier.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
-import { loadModel } from '../gpu-worker/model/load.ts';
+import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
 import * as images from './helpers/images.ts';
 
 /**
@@ -72,10 +72,10 @@ describe('WASM codec vs sharp codec', () => {
 });
 
 describe('same top-1 on both paths (Keras ResNet50)', () => {
-  let classifier: Classifier;
+  let classifier: TfjsClassifier;
   beforeAll(async () => {
     await selectBackend('wasm');
-    classifier = new Classifier(await loadModel(parseWorkerConfig({ MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR })));
+    classifier = new TfjsClassifier(await loadModel(parseWorkerConfig({ MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR })));
   }, 180_000);
   afterAll(() => classifier?.dispose());
 

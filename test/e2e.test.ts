@@ -11,9 +11,9 @@ import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
-import { Classifier } from '../gpu-worker/classifier.ts';
+import { TfjsClassifier } from '../gpu-worker/engine/tfjs/classifier.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
-import { loadModel } from '../gpu-worker/model/load.ts';
+import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import type { Prediction } from '../shared/protocol.ts';
@@ -44,14 +44,16 @@ beforeAll(async () => {
   base = await startBackbone({ token: TOKEN, seed: 7 });
   ({ redisServer, redis, rest, tiny } = base);
 
-  const workerEnv = { REDIS_URL: redisServer.url, MODEL: tiny.dir, PREPROCESS: 'caffe', BATCH_SIZE: '4', LOG_LEVEL: 'info' };
+  // The tiny model answers in well under a millisecond: a little delay per batch lets the
+  // concurrent requests queue up behind it, so batches form as they would with a real model.
+  const workerEnv = { REDIS_URL: redisServer.url, MODEL: tiny.dir, PREPROCESS: 'caffe', BATCH_SIZE: '4', INFERENCE_DELAY_MS: '40', LOG_LEVEL: 'info' };
   workers = [1, 2].map((i) =>
     spawnTier({ name: `worker-${i}`, entry: 'gpu-worker/main.ts', env: { ...workerEnv, CONSUMER_NAME: `e2e-worker-${i}` }, readyMessage: 'worker ready', print: null }),
   );
   edge = await startNodeEdge(edgeEnv(), logger);
 
   // What the model says for each photo, computed here without queue or HTTP.
-  const classifier = new Classifier(await loadModel(parseWorkerConfig({ MODEL: tiny.dir, PREPROCESS: 'caffe' })));
+  const classifier = new TfjsClassifier(await loadModel(parseWorkerConfig({ MODEL: tiny.dir, PREPROCESS: 'caffe' })));
   const codec = createSharpCodec({ maxPixels: 40e6 });
   for (const file of FILES) {
     const bytes = await readFile(FIXTURES + file);

@@ -17,7 +17,7 @@ import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
+import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { colourPng, entriesAdded, pendingEntries, predict, sleep, spawnWorker, summary, tally, waitFor, type Reply, type WorkerProcess } from './helpers/faults.ts';

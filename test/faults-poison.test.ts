@@ -18,9 +18,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
-import { Classifier, type ClassifyRun } from '../gpu-worker/classifier.ts';
+import { TfjsClassifier, type ClassifyRun } from '../gpu-worker/engine/tfjs/classifier.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
-import { loadModel } from '../gpu-worker/model/load.ts';
+import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
 import { startWorker, type BatchReport } from '../gpu-worker/worker.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
@@ -187,7 +187,7 @@ describe('poison jobs', () => {
     });
     const marker = new Uint8Array(TENSOR_BYTES).fill(7);
     const isMarker = (tensor: Uint8Array) => tensor[0] === 7 && tensor[1] === 7 && tensor[TENSOR_BYTES - 1] === 7;
-    class Throwing extends Classifier {
+    class Throwing extends TfjsClassifier {
       override classifyWithStats(tensors: Uint8Array[], topK?: number): Promise<ClassifyRun> {
         if (tensors.some(isMarker)) return Promise.reject(new Error('simulated crash in inference (poison input)'));
         return super.classifyWithStats(tensors, topK);

@@ -90,7 +90,7 @@ describe('health and readiness', () => {
   it('a stale heartbeat (a worker that died) does not make the edge ready, and says when it was last seen', async () => {
     const now = Date.now();
     const dead: WorkerHeartbeat = {
-      id: 'dead-worker', backend: 'wasm', model: 'm', labels: 1000, batchSize: 4, pid: 1, host: 'gone',
+      id: 'dead-worker', engine: 'tfjs', provider: 'wasm', threads: 1, backend: 'wasm', model: 'm', labels: 1000, batchSize: 4, pid: 1, host: 'gone',
       startedAt: now - 120_000, lastSeen: now - 42_000, expiresAt: now - 30_000,
     };
     await inspector.hset(keys.workers, dead.id, JSON.stringify(dead));
@@ -110,7 +110,7 @@ describe('health and readiness', () => {
     const beats = await heartbeats();
     expect(Object.keys(beats)).toEqual(['health-w1']);
     const beat = beats['health-w1']!;
-    expect(beat).toMatchObject({ id: 'health-w1', backend: 'synthetic', model: 'synthetic:instant', labels: 1000, batchSize: 3, host: hostname() });
+    expect(beat).toMatchObject({ id: 'health-w1', engine: 'synthetic', provider: 'none', threads: 0, backend: 'none', model: 'synthetic:instant', labels: 1000, batchSize: 3, host: hostname() });
     expect(beat.pid).toBe(worker.tier.child.pid);
     expect(beat.startedAt).toBeLessThanOrEqual(beat.lastSeen);
     expect(Date.now() - beat.lastSeen).toBeLessThan(1000);
@@ -135,7 +135,7 @@ describe('health and readiness', () => {
             name: 'synthetic:instant',
             input: { width: 224, height: 224, channels: 3, dtype: 'uint8' },
             labels: 1000,
-            workers: [{ id: 'health-w1', backend: 'synthetic', batchSize: 3, startedAt: beat.startedAt, lastSeenMsAgo: expect.any(Number) }],
+            workers: [{ id: 'health-w1', engine: 'synthetic', provider: 'none', threads: 0, batchSize: 3, startedAt: beat.startedAt, lastSeenMsAgo: expect.any(Number) }],
           },
         ],
       });

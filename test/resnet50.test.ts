@@ -12,12 +12,12 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../gpu-worker/backend.ts';
-import { Classifier } from '../gpu-worker/classifier.ts';
+import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
+import { TfjsClassifier } from '../gpu-worker/engine/tfjs/classifier.ts';
 import { DEFAULT_MODEL_CACHE_DIR, parseWorkerConfig } from '../gpu-worker/config.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import { COMPLETE_MARKER, fetchBuiltinModel, type DownloadProgress } from '../gpu-worker/model/fetch.ts';
-import { loadModel } from '../gpu-worker/model/load.ts';
+import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
 import type { Prediction } from '../shared/protocol.ts';
 
 const FIXTURES = new URL('../../shared/fixtures/images/', import.meta.url).pathname;
@@ -29,7 +29,7 @@ const NO_NETWORK = { registry: 'http://127.0.0.1:9/', offline: true };
 const wireTensor = (file: string) =>
   sharp(join(FIXTURES, file)).resize(224, 224, { fit: 'fill', kernel: 'nearest' }).removeAlpha().raw().toBuffer();
 
-let classifier: Classifier;
+let classifier: TfjsClassifier;
 let tensorsBeforeLoad: number;
 
 beforeAll(async () => {
@@ -45,7 +45,7 @@ beforeAll(async () => {
   const started = Date.now();
   const loaded = await loadModel(parseWorkerConfig({ MODEL_CACHE_DIR: cacheDir }));
   console.info(`resnet50: loaded in ${Date.now() - started} ms (${first.downloaded ? `downloaded in ${first.ms} ms` : 'from cache'})`);
-  classifier = new Classifier(loaded);
+  classifier = new TfjsClassifier(loaded);
   await classifier.warmUp();
 }, 600_000);
 
@@ -94,7 +94,7 @@ describe('builtin ResNet50', () => {
   });
 
   it('frees every tensor of the model on dispose', async () => {
-    const other = new Classifier(await loadModel(parseWorkerConfig({ MODEL_CACHE_DIR: cacheDir })));
+    const other = new TfjsClassifier(await loadModel(parseWorkerConfig({ MODEL_CACHE_DIR: cacheDir })));
     const withTwo = tf.memory().numTensors;
     other.dispose();
     expect(withTwo - tf.memory().numTensors).toBe(tf.memory().numTensors - tensorsBeforeLoad);

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
-import { selectBackend } from '../gpu-worker/backend.ts';
+import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { startWorker, type WorkerHandle } from '../gpu-worker/worker.ts';
 import { createLogger } from '../shared/log.ts';

@@ -90,7 +90,7 @@ function value(text: string, sample: string): number | undefined {
 describe('worker /metrics', () => {
   it('shows the backlog while jobs wait, then job outcomes, batch sizes, queue wait and inference times, and the info labels', async () => {
     const before = await scrape();
-    expect(value(before, 'resnet_worker_info{backend="synthetic",model="synthetic:timer:400",batch_size="2",consumer="metrics-w1"}')).toBe(1);
+    expect(value(before, 'resnet_worker_info{engine="synthetic",provider="none",threads="0",model="synthetic:timer:400",batch_size="2",consumer="metrics-w1"}')).toBe(1);
     expect(value(before, 'resnet_worker_queue_length')).toBe(0);
     expect(value(before, 'resnet_worker_batch_size_count')).toBe(0);
     expect(before).toMatch(/^process_cpu_user_seconds_total \d/m); // prom-client's default process metrics

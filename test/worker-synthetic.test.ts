@@ -1,12 +1,12 @@
 /**
  * The synthetic models (MODEL=synthetic:instant, synthetic:timer:<ms>) against a real redis-server:
- * a `npm run worker` process that loads no tfjs backend, and in-process workers whose timer model
+ * a `npm run worker` process that loads no engine, and in-process workers whose timer model
  * holds each batch for its delay. Jobs are enqueued exactly as the edge does (enqueue.lua).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { defaultBatchSize, parseWorkerConfig } from '../gpu-worker/config.ts';
-import { SyntheticClassifier } from '../gpu-worker/model/synthetic.ts';
+import { SyntheticClassifier } from '../gpu-worker/engine/synthetic.ts';
 import { startWorker, type BatchReport } from '../gpu-worker/worker.ts';
 import { ConfigError } from '../shared/config.ts';
 import { createLogger } from '../shared/log.ts';
@@ -32,7 +32,7 @@ describe('config', () => {
   it('parses synthetic:instant and synthetic:timer:<ms> without PREPROCESS; batches 32 unless BATCH_SIZE is set', () => {
     expect(parseWorkerConfig({ MODEL: 'synthetic:instant' })).toMatchObject({ model: { kind: 'synthetic', delayMs: 0 }, modelName: 'synthetic:instant' });
     expect(parseWorkerConfig({ MODEL: 'synthetic:timer:50' })).toMatchObject({ model: { kind: 'synthetic', delayMs: 50 }, modelName: 'synthetic:timer:50' });
-    expect(defaultBatchSize('synthetic')).toBe(32);
+    expect(defaultBatchSize(new SyntheticClassifier({ delayMs: 0 }).engine)).toBe(32);
   });
 
   it.each(['synthetic:', 'synthetic:timer', 'synthetic:timer:-1', 'synthetic:timer:1.5', 'synthetic:timer:600001', 'synthetic:gpu'])(
@@ -61,7 +61,7 @@ describe('SyntheticClassifier', () => {
 });
 
 describe('worker with a synthetic model', () => {
-  it('npm run worker with synthetic:instant: no tfjs backend, ready log says synthetic, a job in, a result out', async () => {
+  it('npm run worker with synthetic:instant: no engine loaded, ready log says synthetic, a job in, a result out', async () => {
     const prefix = nextPrefix();
     const worker = spawnWorker(`${prefix}-w`, { REDIS_URL: redis.url, KEY_PREFIX: prefix, MODEL: 'synthetic:instant' });
     const queue = await JobQueue.open(redis.url, prefix);
@@ -70,9 +70,9 @@ describe('worker with a synthetic model', () => {
       const ready = worker.lines.find((line) => line.includes('] worker ready'));
       expect(ready).toContain('model=synthetic:instant');
       expect(ready).toContain('synthetic=true');
-      expect(ready).toContain('backend=synthetic');
+      expect(ready).toContain('engine=synthetic');
       expect(ready).toContain('batchSize=32');
-      expect(worker.lines.some((line) => /tfjs backend selected|model loaded|model warmed up/.test(line))).toBe(false);
+      expect(worker.lines.some((line) => /engine selected|model loaded|model warmed up|converting/.test(line))).toBe(false);
 
       const image = randomImage(3);
       const id = await queue.enqueue(image, { enc: 'b64' });

@@ -13,11 +13,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
-import { selectBackend, BackendError, type SelectedBackend } from '../gpu-worker/backend.ts';
-import { Classifier } from '../gpu-worker/classifier.ts';
+import { selectBackend, BackendError, type SelectedBackend } from '../gpu-worker/engine/tfjs/backend.ts';
+import { TfjsClassifier } from '../gpu-worker/engine/tfjs/classifier.ts';
 import { parseWorkerConfig, defaultBatchSize } from '../gpu-worker/config.ts';
-import { loadModel, ModelLoadError, parseLabels } from '../gpu-worker/model/load.ts';
-import { preprocess, type PreprocessMode } from '../gpu-worker/model/preprocess.ts';
+import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
+import { preprocess } from '../gpu-worker/engine/tfjs/preprocess.ts';
+import { ModelLoadError, parseLabels } from '../gpu-worker/model/files.ts';
+import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { startWorker, type BatchReport, type WorkerHandle } from '../gpu-worker/worker.ts';
 import { ConfigError } from '../shared/config.ts';
 import { createLogger } from '../shared/log.ts';
@@ -63,7 +65,7 @@ function configFor(prefix: string, env: Record<string, string> = {}) {
 }
 
 /** Start a worker that records its batch reports; resolves once it is ready. */
-async function runWorker(prefix: string, env: Record<string, string> = {}, classifier?: Classifier) {
+async function runWorker(prefix: string, env: Record<string, string> = {}, classifier?: TfjsClassifier) {
   const batches: BatchReport[] = [];
   const worker = startWorker(configFor(prefix, env), { logger, classifier, onBatch: (report) => batches.push(report) });
   await worker.ready;
@@ -135,10 +137,13 @@ describe('backend choice', () => {
 });
 
 describe('config', () => {
-  it('batches 32 on a native (GPU) backend and 4 on wasm/cpu unless BATCH_SIZE is set', () => {
-    expect(defaultBatchSize('tensorflow')).toBe(32);
-    expect(defaultBatchSize('wasm')).toBe(4);
-    expect(defaultBatchSize('cpu')).toBe(4);
+  it('batches 32 on a GPU or libtensorflow, 8 on ONNX Runtime on the CPU, 4 on wasm/cpu unless BATCH_SIZE is set', () => {
+    expect(defaultBatchSize({ name: 'onnx', provider: 'cuda', gpu: true })).toBe(32);
+    expect(defaultBatchSize({ name: 'onnx', provider: 'cpu', gpu: false })).toBe(8);
+    expect(defaultBatchSize({ name: 'tfjs', provider: 'tensorflow', gpu: true })).toBe(32);
+    expect(defaultBatchSize({ name: 'tfjs', provider: 'tensorflow', gpu: false })).toBe(32);
+    expect(defaultBatchSize({ name: 'tfjs', provider: 'wasm', gpu: false })).toBe(4);
+    expect(defaultBatchSize({ name: 'tfjs', provider: 'cpu', gpu: false })).toBe(4);
     expect(parseWorkerConfig({ BATCH_SIZE: '16' }).batchSize).toBe(16);
   });
 
@@ -148,18 +153,29 @@ describe('config', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       keyPrefix: 'rn',
       batchSize: undefined,
-      maxBatchDelayMs: 5,
+      maxBatchDelayMs: undefined,
       model: { kind: 'builtin' },
       preprocess: 'caffe',
       modelName: 'keras-resnet50-imagenet',
+      engine: 'auto',
+      executionProvider: 'auto',
       backend: 'auto',
       inferenceProcesses: 1,
+      inferenceThreads: availableParallelism(),
       resultTtlMs: 60_000,
       claimIdleMs: 60_000,
     });
     expect(config.consumerName).toMatch(new RegExp(`-${process.pid}$`));
     expect(config.modelCacheDir).toMatch(/\.cache\/resnet-edge\/models$/);
-    expect(parseWorkerConfig({ INFERENCE_PROCESSES: 'auto' }).inferenceProcesses).toBe(availableParallelism());
+    expect(parseWorkerConfig({ INFERENCE_PROCESSES: 'auto' })).toMatchObject({ inferenceProcesses: availableParallelism(), inferenceThreads: 1 });
+    expect(parseWorkerConfig({ INFERENCE_PROCESSES: '2', INFERENCE_THREADS: '3' })).toMatchObject({ inferenceProcesses: 2, inferenceThreads: 3 });
+  });
+
+  it('takes the engine from EXECUTION_PROVIDER or BACKEND when one of them is named', () => {
+    expect(parseWorkerConfig({ EXECUTION_PROVIDER: 'cpu' })).toMatchObject({ engine: 'onnx', executionProvider: 'cpu', backend: 'auto' });
+    expect(parseWorkerConfig({ BACKEND: 'tensorflow' })).toMatchObject({ engine: 'tfjs', executionProvider: 'auto', backend: 'tensorflow' });
+    expect(parseWorkerConfig({ ENGINE: 'onnx', EXECUTION_PROVIDER: 'cuda' }).engine).toBe('onnx');
+    expect(parseWorkerConfig({ ENGINE: 'tfjs' }).engine).toBe('tfjs');
   });
 
   it.each([
@@ -167,6 +183,12 @@ describe('config', () => {
     [{ BATCH_SIZE: '0' }, /BATCH_SIZE/],
     [{ REDIS_URL: 'http://localhost:6379' }, /REDIS_URL: expected a URL starting with redis:\/\/ or rediss:\/\//],
     [{ BACKEND: 'gpu' }, /BACKEND: expected one of auto, tensorflow, wasm, cpu/],
+    [{ ENGINE: 'torch' }, /ENGINE: expected one of auto, onnx, tfjs/],
+    [{ EXECUTION_PROVIDER: 'rocm' }, /EXECUTION_PROVIDER: expected one of auto, tensorrt, cuda, cpu/],
+    [{ INFERENCE_THREADS: '0' }, /INFERENCE_THREADS: expected an integer from 1 to 256, or auto/],
+    [{ ENGINE: 'onnx', BACKEND: 'wasm' }, /BACKEND: a tfjs backend, but ENGINE=onnx/],
+    [{ ENGINE: 'tfjs', EXECUTION_PROVIDER: 'cuda' }, /EXECUTION_PROVIDER: an ONNX Runtime provider, but ENGINE=tfjs/],
+    [{ EXECUTION_PROVIDER: 'cuda', BACKEND: 'wasm' }, /EXECUTION_PROVIDER=cuda is ONNX Runtime's, BACKEND=wasm is tfjs'/],
     [{ PREPROCESS: 'imagenet' }, /PREPROCESS: expected one of caffe, tf, torch, none/],
     [{ INFERENCE_PROCESSES: 'many' }, /INFERENCE_PROCESSES: expected an integer from 1 to 64, or auto/],
     [{ MODEL: '/models/mine' }, /PREPROCESS: required for a custom MODEL/],
@@ -218,7 +240,7 @@ describe('model loading', () => {
     const { port } = server.address() as { port: number };
     try {
       const loaded = await loadModel(configFor('unused', { MODEL: `http://127.0.0.1:${port}/models/tiny/model.json` }));
-      const classifier = new Classifier(loaded);
+      const classifier = new TfjsClassifier(loaded);
       const image = randomImage(7);
       expectSamePredictions((await classifier.classify([image]))[0]!, expectedPredictions(tiny.model, tiny.labels, image));
       expect(loaded.name).toBe('tiny');
@@ -259,7 +281,7 @@ describe('model loading', () => {
   it('applies softmax when the model outputs logits', async () => {
     const logits = await createTinyModel({ softmax: false, seed: 3 });
     const loaded = await loadModel(configFor('x', { MODEL: logits.dir }));
-    const classifier = new Classifier(loaded);
+    const classifier = new TfjsClassifier(loaded);
     try {
       expect(loaded.outputsProbabilities).toBe(false);
       const image = randomImage(11);
@@ -407,7 +429,7 @@ describe('worker loop', () => {
   it('answers inference_failed when the model throws, without leaking tensors', async () => {
     const prefix = nextPrefix();
     const queue = await JobQueue.open(redis.url, prefix);
-    const broken = new Classifier(await loadModel(configFor(prefix)));
+    const broken = new TfjsClassifier(await loadModel(configFor(prefix)));
     broken.dispose(); // its weights are gone: predict throws
     const { worker, batches } = await runWorker(prefix, {}, broken);
     const tensorsBefore = tf.memory().numTensors;

@@ -10,9 +10,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Redis } from 'ioredis';
 import { sleep } from '../../edge/broker/broker.ts';
-import { selectBackend } from '../../gpu-worker/backend.ts';
+import { selectBackend } from '../../gpu-worker/engine/tfjs/backend.ts';
 import { parseWorkerConfig } from '../../gpu-worker/config.ts';
-import { loadModel, type LoadedModel } from '../../gpu-worker/model/load.ts';
+import { loadModel, type LoadedModel } from '../../gpu-worker/engine/tfjs/load.ts';
 import { DEFAULT_TOP_K, type Prediction } from '../../shared/protocol.ts';
 import { TENSOR_BYTES } from '../../shared/tensor.ts';
 import { BATCH_SIZE, FLOAT32_SHAPE, IMAGE_QUEUE, parseSeedJob, SERVER_SLEEP_MS } from './protocol.ts';

@@ -1,32 +1,27 @@
 /**
- * `npm run worker:prefetch`: put the builtin ResNet50 into MODEL_CACHE_DIR now, so a worker's
- * first start touches no network (Docker image builds, systemd installs, offline machines).
+ * `npm run worker:prefetch`: put the model into MODEL_CACHE_DIR now, so a worker's first start
+ * touches no network and converts nothing (Docker image builds, systemd installs, offline
+ * machines): the builtin ResNet50 downloaded, and its ONNX graph converted unless ENGINE=tfjs.
  *
  * Reads the worker's own environment (same parsing as `npm run worker`), so the cache lands
  * exactly where the worker will look. Prints progress on stderr and one summary line on stdout.
- * Exit codes: 0 cached (or nothing to fetch: MODEL is not the builtin), 1 failed, 2 bad configuration.
+ * Exit codes: 0 ready, 1 failed, 2 bad configuration (or ENGINE=onnx with a model ONNX cannot take).
  *
  * @example MODEL_CACHE_DIR=/var/cache/resnet-edge/models npx tsx gpu-worker/model/prefetch.ts
  */
-import { configOrExit } from '../../shared/config.ts';
+import { CONFIG_EXIT_CODE, configOrExit } from '../../shared/config.ts';
+import { createLogger } from '../../shared/log.ts';
 import { parseWorkerConfig } from '../config.ts';
-import { builtinSpec } from './builtin.ts';
-import { fetchBuiltinModel, progressPrinter } from './fetch.ts';
+import { EngineError, prepareModel } from '../engine/index.ts';
+import { progressPrinter } from './fetch.ts';
 
 const config = configOrExit(() => parseWorkerConfig(process.env));
-
-if (config.model.kind !== 'builtin') {
-  console.log(`MODEL is ${config.model.kind}, not the builtin ${builtinSpec()}: nothing to prefetch`);
-  process.exit(0);
-}
+// Progress and warnings on stderr: stdout keeps the one summary line.
+const log = createLogger('gpu-worker:prefetch', config.logLevel, process.stderr);
 
 try {
-  const fetched = await fetchBuiltinModel({ cacheDir: config.modelCacheDir, onProgress: progressPrinter(process.stderr) });
-  const how = fetched.downloaded
-    ? `fetched ${((fetched.bytes ?? 0) / 1e6).toFixed(1)} MB in ${((fetched.ms ?? 0) / 1000).toFixed(1)} s`
-    : 'already cached';
-  console.log(`${builtinSpec()}: ${how}, in ${fetched.dir}`);
+  console.log(await prepareModel(config, { log, onDownloadProgress: progressPrinter(process.stderr) }));
 } catch (error) {
   console.error(`prefetch failed: ${(error as Error).message}`);
-  process.exit(1);
+  process.exit(error instanceof EngineError ? CONFIG_EXIT_CODE : 1);
 }

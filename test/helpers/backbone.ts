@@ -12,7 +12,7 @@
 import { Redis } from 'ioredis';
 import { startRedisServer, type RedisServerHandle } from '../../dev/redis-server.ts';
 import { startUpstashRestServer } from '../../dev/upstash-rest/server.ts';
-import { selectBackend } from '../../gpu-worker/backend.ts';
+import { selectBackend } from '../../gpu-worker/engine/tfjs/backend.ts';
 import type { Logger } from '../../shared/log.ts';
 import { createTinyModel, type TinyModel } from './tiny-model.ts';
 

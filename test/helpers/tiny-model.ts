@@ -56,6 +56,29 @@ export async function createTinyModel(options: TinyModelOptions = {}): Promise<T
   model.setWeights(weights);
   weights.forEach((w) => w.dispose());
 
+  const labels = Array.from({ length: classes }, (_, i) => `class_${i}`);
+  const dir = await saveModel(model, { labels: labelsFormat === 'none' ? undefined : labels, labelsFormat, shards });
+
+  return {
+    dir,
+    labels,
+    model,
+    async cleanup() {
+      model.dispose();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Write `model` to a new temporary directory the way the tfjs converter does: model.json and the
+ * weights in `shards` binary files, with labels.json next to it (an array, or keyed "0".."N-1").
+ */
+export async function saveModel(
+  model: tfl.LayersModel,
+  options: { labels?: string[]; labelsFormat?: 'array' | 'object' | 'none'; shards?: number } = {},
+): Promise<string> {
+  const { labels, labelsFormat = 'array', shards = 2 } = options;
   const dir = await mkdtemp(join(tmpdir(), 'tiny-model-'));
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
@@ -78,20 +101,9 @@ export async function createTinyModel(options: TinyModelOptions = {}): Promise<T
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),
   );
-
-  const labels = Array.from({ length: classes }, (_, i) => `class_${i}`);
-  if (labelsFormat === 'array') await writeFile(join(dir, 'labels.json'), JSON.stringify(labels));
-  if (labelsFormat === 'object') await writeFile(join(dir, 'labels.json'), JSON.stringify(Object.fromEntries(labels.map((l, i) => [String(i), l]))));
-
-  return {
-    dir,
-    labels,
-    model,
-    async cleanup() {
-      model.dispose();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  if (labels && labelsFormat === 'array') await writeFile(join(dir, 'labels.json'), JSON.stringify(labels));
+  if (labels && labelsFormat === 'object') await writeFile(join(dir, 'labels.json'), JSON.stringify(Object.fromEntries(labels.map((l, i) => [String(i), l]))));
+  return dir;
 }
 
 /**

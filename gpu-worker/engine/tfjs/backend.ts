@@ -10,8 +10,9 @@
  * packages register a backend named 'tensorflow' in tfjs' process-global engine, and we check it
  * really became the active backend.
  */
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import type { BackendChoice } from './config.ts';
+import type { BackendChoice } from '../../config.ts';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -21,6 +22,10 @@ export interface SelectedBackend {
   package: string;
   /** Human-readable: what it runs on. */
   detail: string;
+  /** Threads one inference computes on (libtensorflow: its default pool, one per core). */
+  threads: number;
+  /** libtensorflow found a usable GPU. */
+  gpu: boolean;
   /** Packages tried before it and why each was not used. */
   skipped: { package: string; reason: string }[];
 }
@@ -31,6 +36,14 @@ const CPU_PACKAGE = '@tensorflow/tfjs-backend-cpu';
 
 export class BackendError extends Error {
   override name = 'BackendError';
+
+  constructor(
+    message: string,
+    /** Each package tried, and why it could not be used. */
+    readonly skipped: SelectedBackend['skipped'],
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -43,9 +56,7 @@ export async function selectBackend(
 ): Promise<SelectedBackend> {
   const skipped: SelectedBackend['skipped'] = [];
   const fail = (wanted: string) =>
-    new BackendError(
-      `BACKEND=${choice}: ${wanted} could not be used: ${skipped.map((s) => `${s.package}: ${s.reason}`).join('; ')}`,
-    );
+    new BackendError(`BACKEND=${choice}: ${wanted} could not be used: ${skipped.map((s) => `${s.package}: ${s.reason}`).join('; ')}`, skipped);
 
   if (choice === 'auto' || choice === 'tensorflow') {
     for (const pkg of options.nativePackages ?? NATIVE_PACKAGES) {
@@ -71,7 +82,7 @@ export async function selectBackend(
     await import(CPU_PACKAGE);
     if (!(await tf.setBackend('cpu'))) throw new Error('tf.setBackend("cpu") failed');
     await tf.ready();
-    return { name: 'cpu', package: CPU_PACKAGE, detail: 'plain JavaScript (about 20x slower than wasm)', skipped };
+    return { name: 'cpu', package: CPU_PACKAGE, detail: 'plain JavaScript (about 20x slower than wasm)', threads: 1, gpu: false, skipped };
   } catch (error) {
     skipped.push({ package: CPU_PACKAGE, reason: describeImportError(error, CPU_PACKAGE) });
     throw fail('no backend');
@@ -90,7 +101,7 @@ async function useNative(pkg: string): Promise<Omit<SelectedBackend, 'skipped'>>
   // tfjs-node-gpu falls back to the CPU silently when CUDA is unusable; its backend knows.
   const onGpu = (tf.backend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice;
   const device = onGpu === undefined ? '' : onGpu ? ', on the GPU' : ', on the CPU (no usable GPU)';
-  return { name: 'tensorflow', package: pkg, detail: `libtensorflow via ${pkg}${device}` };
+  return { name: 'tensorflow', package: pkg, detail: `libtensorflow via ${pkg}${device}`, threads: availableParallelism(), gpu: onGpu === true };
 }
 
 /**
@@ -114,6 +125,8 @@ async function useWasm(): Promise<Omit<SelectedBackend, 'skipped'>> {
       name: 'wasm',
       package: WASM_PACKAGE,
       detail: `WebAssembly${simd ? ' with SIMD' : ''}, ${threads} thread${threads === 1 ? '' : 's'} (run one process per core)`,
+      threads,
+      gpu: false,
     };
   } finally {
     for (const event of events) {

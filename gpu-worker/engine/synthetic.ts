@@ -2,7 +2,7 @@
  * A model that does no inference, for benchmarks of everything around it (edge, queue, batching,
  * answers) without the model's cost or its noise: `MODEL=synthetic:instant` answers at once,
  * `MODEL=synthetic:timer:<ms>` waits <ms> per batch on a timer (no CPU used, like a GPU busy
- * elsewhere), whatever the batch size. No tfjs backend or weights are loaded.
+ * elsewhere), whatever the batch size. No engine or weights are loaded.
  *
  * Predictions are fake but deterministic: the same tensor always gets the same top-k over
  * SYNTHETIC_CLASSES labels `class_0`.., derived from 64 of its bytes (cheap, and different images
@@ -15,7 +15,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { MAX_TOP_K, type Prediction } from '../../shared/protocol.ts';
 import { TENSOR_BYTES } from '../../shared/tensor.ts';
-import type { ClassifyRun, ImageClassifier } from '../image-classifier.ts';
+import type { ClassifyRun, EngineInfo, ImageClassifier } from './image-classifier.ts';
 
 export const SYNTHETIC_CLASSES = 1000;
 /** Bytes of the tensor that pick its predictions, spread evenly over the image. */
@@ -32,17 +32,19 @@ export interface SyntheticOptions {
 export class SyntheticClassifier implements ImageClassifier {
   readonly name: string;
   readonly labels: readonly string[] = Array.from({ length: SYNTHETIC_CLASSES }, (_, i) => `class_${i}`);
-  readonly backend = 'synthetic';
+  readonly engine: EngineInfo;
   readonly delayMs: number;
 
   constructor(options: SyntheticOptions) {
     this.delayMs = options.delayMs;
     this.name = options.name ?? (options.delayMs > 0 ? `synthetic:timer:${options.delayMs}` : 'synthetic:instant');
+    const detail = options.delayMs > 0 ? `fake answers after ${options.delayMs} ms per batch` : 'fake answers at once';
+    this.engine = { name: 'synthetic', provider: 'none', threads: 0, gpu: false, detail };
   }
 
   async classifyWithStats(tensors: Uint8Array[], topK: number = MAX_TOP_K): Promise<ClassifyRun> {
     if (tensors.length === 0) return { predictions: [], inferenceMs: 0, tensorsBefore: 0, tensorsAfter: 0 };
-    // Same contract as the tfjs classifier, so a bad input fails here too (the worker's retry-alone path).
+    // Same contract as the real engines, so a bad input fails here too (the worker's retry-alone path).
     tensors.forEach((bytes, i) => {
       if (bytes.length !== TENSOR_BYTES) throw new RangeError(`image ${i}: expected ${TENSOR_BYTES} bytes, got ${bytes.length}`);
     });

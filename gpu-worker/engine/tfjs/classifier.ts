@@ -1,19 +1,20 @@
 /**
- * Batched image classification: N wire tensors in, one `predict` call, top-k labels out.
+ * The tfjs engine's classifier: N wire tensors in, one `predict` call, top-k labels out.
  *
  * @example
- * const classifier = new Classifier(await loadModel(config));
+ * const classifier = new TfjsClassifier(await loadModel(config), await selectBackend('auto'));
  * await classifier.warmUp();
  * const [predictions] = await classifier.classify([tensorBytes], 5); // [{ label, probability }]
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { MAX_TOP_K, type Prediction } from '../shared/protocol.ts';
-import { CHANNELS, IMAGE_SIZE, TENSOR_BYTES } from '../shared/tensor.ts';
-import type { ClassifyRun, ImageClassifier } from './image-classifier.ts';
-import type { LoadedModel } from './model/load.ts';
-import { preprocess } from './model/preprocess.ts';
+import { MAX_TOP_K, type Prediction } from '../../../shared/protocol.ts';
+import { CHANNELS, IMAGE_SIZE, TENSOR_BYTES } from '../../../shared/tensor.ts';
+import type { ClassifyRun, EngineInfo, ImageClassifier } from '../image-classifier.ts';
+import type { SelectedBackend } from './backend.ts';
+import type { LoadedModel } from './load.ts';
+import { preprocess } from './preprocess.ts';
 
-export type { ClassifyRun } from './image-classifier.ts';
+export type { ClassifyRun } from '../image-classifier.ts';
 
 /**
  * tfjs has one engine per process, shared by every model in it. Runs are serialised through this
@@ -27,18 +28,26 @@ function exclusive<T>(run: () => Promise<T>): Promise<T> {
   return result;
 }
 
-export class Classifier implements ImageClassifier {
+export class TfjsClassifier implements ImageClassifier {
   readonly name: string;
   readonly labels: readonly string[];
+  readonly engine: EngineInfo;
 
-  constructor(readonly loaded: LoadedModel) {
+  /** `backend`: what selectBackend chose; without it, the process's current tfjs backend is named. */
+  constructor(
+    readonly loaded: LoadedModel,
+    backend?: SelectedBackend,
+  ) {
     this.name = loaded.name;
     this.labels = loaded.labels;
-  }
-
-  /** The tfjs backend in use (one per process). */
-  get backend(): string {
-    return tf.getBackend();
+    const name = backend?.name ?? tf.getBackend();
+    this.engine = {
+      name: 'tfjs',
+      provider: name,
+      threads: backend?.threads ?? 1,
+      gpu: backend?.gpu ?? false,
+      detail: backend ? `${backend.package}: ${backend.detail}` : `tfjs backend ${name}`,
+    };
   }
 
   /** Top `topK` (at most MAX_TOP_K and the class count) predictions for each image. */
