@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
@@ -89,6 +89,8 @@ try {
           CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined,
           // One /metrics port per worker: 9464, 9474, ... (10 apart: INFERENCE_PROCESSES children take base+1..).
           METRICS_PORT: String(Number(process.env.METRICS_PORT ?? 9464) + 10 * (i - 1)),
+          // The cores shared out over the workers (ONNX Runtime would give each of them all).
+          INFERENCE_THREADS: process.env.INFERENCE_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / env.WORKERS))),
         },
         readyMessage: 'worker ready',
       }),

@@ -19,6 +19,7 @@
 import { CONFIG_EXIT_CODE, configOrExit } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { parseWorkerConfig, type WorkerConfig } from './config.ts';
+import { EngineError } from './engine/image-classifier.ts';
 import { progressPrinter } from './model/fetch.ts';
 import { SUPERVISED_ENV, superviseProcesses, type ChildReadyMessage } from './supervisor.ts';
 
@@ -29,12 +30,12 @@ installProcessHandlers(log);
 
 if (config.inferenceProcesses > 1) {
   // Download and convert once here rather than in N children at the same time.
-  const { prepareModel, EngineError } = await import('./engine/index.ts');
+  const { prepareModel } = await import('./engine/index.ts');
   try {
     await prepareModel(config, { log, onDownloadProgress: progressPrinter() });
   } catch (error) {
     log.fatal({ err: error }, 'could not prepare the model');
-    process.exit(error instanceof EngineError ? CONFIG_EXIT_CODE : 1);
+    exitOnStartError(error);
   }
   process.exit(await superviseProcesses(config, log));
 } else {
@@ -43,11 +44,7 @@ if (config.inferenceProcesses > 1) {
 
 async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
   // Loaded here, not at the top: a supervisor serves no jobs.
-  const [{ startWorker }, { WorkerMetrics, serveMetrics }, { EngineError }] = await Promise.all([
-    import('./worker.ts'),
-    import('./metrics.ts'),
-    import('./engine/index.ts'),
-  ]);
+  const [{ startWorker }, { WorkerMetrics, serveMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
   // Served from the start: process metrics are useful during a long model download too.
   const metrics = config.metricsPort > 0 ? new WorkerMetrics({ defaultMetrics: true, log }) : undefined;
   const metricsServer = metrics && (await serveMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log }));
@@ -77,8 +74,15 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
     process.exit(0);
   } catch (error) {
     log.fatal({ err: error }, 'worker failed');
-    process.exit(error instanceof EngineError ? CONFIG_EXIT_CODE : 1);
+    exitOnStartError(error);
   }
+}
+
+/** An engine that was asked for and cannot start is a configuration problem: said plainly on stderr, exit 2. */
+function exitOnStartError(error: unknown): never {
+  if (!(error instanceof EngineError)) process.exit(1);
+  console.error(error.message);
+  process.exit(CONFIG_EXIT_CODE);
 }
 
 /**

@@ -46,14 +46,14 @@ beforeAll(async () => {
 
   // The tiny model answers in well under a millisecond: a little delay per batch lets the
   // concurrent requests queue up behind it, so batches form as they would with a real model.
-  const workerEnv = { REDIS_URL: redisServer.url, MODEL: tiny.dir, PREPROCESS: 'caffe', BATCH_SIZE: '4', INFERENCE_DELAY_MS: '40', LOG_LEVEL: 'info' };
+  const workerEnv = { REDIS_URL: redisServer.url, ...tiny.env, PREPROCESS: 'caffe', BATCH_SIZE: '4', INFERENCE_DELAY_MS: '40', LOG_LEVEL: 'info' };
   workers = [1, 2].map((i) =>
     spawnTier({ name: `worker-${i}`, entry: 'gpu-worker/main.ts', env: { ...workerEnv, CONSUMER_NAME: `e2e-worker-${i}` }, readyMessage: 'worker ready', print: null }),
   );
   edge = await startNodeEdge(edgeEnv(), logger);
 
   // What the model says for each photo, computed here without queue or HTTP.
-  const classifier = new TfjsClassifier(await loadModel(parseWorkerConfig({ MODEL: tiny.dir, PREPROCESS: 'caffe' })));
+  const classifier = new TfjsClassifier(await loadModel(parseWorkerConfig({ ...tiny.env, PREPROCESS: 'caffe' })));
   const codec = createSharpCodec({ maxPixels: 40e6 });
   for (const file of FILES) {
     const bytes = await readFile(FIXTURES + file);

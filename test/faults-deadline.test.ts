@@ -52,7 +52,7 @@ beforeAll(async () => {
   worker = spawnWorker(`${PREFIX}-w`, {
     REDIS_URL: redisServer.url,
     KEY_PREFIX: PREFIX,
-    MODEL: tiny.dir,
+    ...tiny.env,
     BATCH_SIZE: '1',
     INFERENCE_DELAY_MS: '1700',
     RESULT_TTL_MS: String(RESULT_TTL_MS),

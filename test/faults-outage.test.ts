@@ -58,7 +58,7 @@ describe('Redis outage', () => {
     worker = spawnWorker(`${PREFIX}-w`, {
       REDIS_URL: redisServer.url,
       KEY_PREFIX: PREFIX,
-      MODEL: tiny.dir,
+      ...tiny.env,
       BATCH_SIZE: '4',
       INFERENCE_DELAY_MS: '800',
       CLAIM_IDLE_MS: '1000',

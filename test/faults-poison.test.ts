@@ -75,7 +75,7 @@ describe('poison jobs', () => {
       const started = spawnWorker(`${prefix}-${++serial}`, {
         REDIS_URL: redisServer.url,
         KEY_PREFIX: prefix,
-        MODEL: tiny.dir,
+        ...tiny.env,
         BATCH_SIZE: '4',
         INFERENCE_DELAY_MS: '400',
         CLAIM_IDLE_MS: '1000',
@@ -178,7 +178,7 @@ describe('poison jobs', () => {
     const config = parseWorkerConfig({
       REDIS_URL: redisServer.url,
       KEY_PREFIX: prefix,
-      MODEL: tiny.dir,
+      ...tiny.env,
       PREPROCESS: 'caffe',
       BACKEND: 'wasm',
       BATCH_SIZE: '8',

@@ -62,7 +62,7 @@ function worker(consumer: string, prefix: string, env: Record<string, string> = 
   const started = spawnWorker(consumer, {
     REDIS_URL: redisServer.url,
     KEY_PREFIX: prefix,
-    MODEL: tiny.dir,
+    ...tiny.env,
     BATCH_SIZE: '4',
     CLAIM_IDLE_MS: '1000',
     ...env,

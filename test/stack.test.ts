@@ -3,6 +3,7 @@
  * gives Keras' answer, and 50 concurrent requests are each answered once and correctly.
  */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
@@ -49,6 +50,13 @@ async function classify(file: string) {
 describe('npm start (WORKERS=2, Keras ResNet50)', () => {
   it('prints the curl line to try', () => {
     expect(output.join('\n')).toContain(`curl -F image=@../shared/fixtures/images/beagle.jpg ${url}/predict`);
+  });
+
+  it('serves with ONNX Runtime on the CPU by default here, the cores shared out over the two workers, and says so', () => {
+    const ready = output.filter((line) => line.includes('] worker ready'));
+    expect(ready).toHaveLength(2);
+    const threads = Math.max(1, Math.floor(availableParallelism() / 2));
+    for (const line of ready) expect(line).toContain(`engine=onnx provider=cpu threads=${threads}`);
   });
 
   it("classifies the seed's beagle like Keras: beagle 0.9901 +- 0.01", async () => {

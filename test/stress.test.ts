@@ -24,7 +24,7 @@ beforeAll(async () => {
   redisServer = await startRedisServer();
   await selectBackend('wasm');
   tiny = await createTinyModel();
-  worker = startWorker(parseWorkerConfig({ REDIS_URL: redisServer.url, MODEL: tiny.dir, PREPROCESS: 'caffe' }), { logger });
+  worker = startWorker(parseWorkerConfig({ REDIS_URL: redisServer.url, ...tiny.env, PREPROCESS: 'caffe' }), { logger });
   await worker.ready;
 });
 afterAll(async () => {

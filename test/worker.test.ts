@@ -10,7 +10,6 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { selectBackend, BackendError, type SelectedBackend } from '../gpu-worker/engine/tfjs/backend.ts';
@@ -23,10 +22,10 @@ import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { startWorker, type BatchReport, type WorkerHandle } from '../gpu-worker/worker.ts';
 import { ConfigError } from '../shared/config.ts';
 import { createLogger } from '../shared/log.ts';
-import { MAX_TOP_K, type JobResult, type Prediction } from '../shared/protocol.ts';
+import type { JobResult } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import { JobQueue } from './helpers/job-queue.ts';
-import { createTinyModel, randomImage, type TinyModel } from './helpers/tiny-model.ts';
+import { createTinyModel, expectedPredictions, expectSamePredictions, randomImage, type TinyModel } from './helpers/tiny-model.ts';
 
 const logger = createLogger('gpu-worker-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -53,7 +52,7 @@ function configFor(prefix: string, env: Record<string, string> = {}) {
   return parseWorkerConfig({
     REDIS_URL: redis.url,
     KEY_PREFIX: prefix,
-    MODEL: tiny.dir,
+    ...tiny.env,
     PREPROCESS: 'caffe',
     BACKEND: 'wasm',
     BATCH_SIZE: '8',
@@ -70,29 +69,6 @@ async function runWorker(prefix: string, env: Record<string, string> = {}, class
   const worker = startWorker(configFor(prefix, env), { logger, classifier, onBatch: (report) => batches.push(report) });
   await worker.ready;
   return { worker, batches };
-}
-
-/** What the worker must answer, computed here independently: caffe preprocessing in plain JS. */
-function expectedPredictions(model: tfl.LayersModel, labels: string[], image: Uint8Array, softmax = true): Prediction[] {
-  const x = new Float32Array(image.length);
-  for (let i = 0; i < image.length; i += 3) {
-    x[i] = image[i + 2]! - 103.939;
-    x[i + 1] = image[i + 1]! - 116.779;
-    x[i + 2] = image[i]! - 123.68;
-  }
-  const probabilities = tf.tidy(() => {
-    let y = model.predict(tf.tensor4d(x, [1, 224, 224, 3])) as tf.Tensor;
-    if (!softmax) y = tf.softmax(y);
-    return y.dataSync();
-  });
-  return Array.from(probabilities, (probability, i) => ({ label: labels[i]!, probability }))
-    .sort((a, b) => b.probability - a.probability)
-    .slice(0, MAX_TOP_K);
-}
-
-function expectSamePredictions(actual: Prediction[], expected: Prediction[]) {
-  expect(actual.map((p) => p.label)).toEqual(expected.map((p) => p.label));
-  actual.forEach((p, i) => expect(p.probability).toBeCloseTo(expected[i]!.probability, 5));
 }
 
 function okResult(result: JobResult | undefined) {
@@ -267,7 +243,7 @@ describe('model loading', () => {
         /could not read labels from .*labels\.json.*set LABELS/,
       );
       await writeFile(join(dir, 'three.json'), JSON.stringify(['a', 'b', 'c']));
-      await expect(loadModel(configFor('x', { MODEL: tiny.dir, LABELS: join(dir, 'three.json') }))).rejects.toThrow(
+      await expect(loadModel(configFor('x', { ...tiny.env, LABELS: join(dir, 'three.json') }))).rejects.toThrow(
         /outputs 10 classes but there are 3 labels/,
       );
       await expect(loadModel(configFor('x', { MODEL: wrongInput.dir }))).rejects.toThrow(ModelLoadError);
@@ -548,7 +524,7 @@ describe('npm run worker', () => {
         ...process.env,
         REDIS_URL: redis.url,
         KEY_PREFIX: prefix,
-        MODEL: tiny.dir,
+        ...tiny.env,
         PREPROCESS: 'caffe',
         BACKEND: 'wasm',
         INFERENCE_PROCESSES: '2',

@@ -70,3 +70,8 @@ export class EngineUnavailableError extends Error {
   /** One line per thing tried (a provider, a package) and why it failed. */
   readonly details: string[];
 }
+
+/** The engine the configuration asks for cannot run on this host: the worker exits 2 with this message. */
+export class EngineError extends Error {
+  override name = 'EngineError';
+}

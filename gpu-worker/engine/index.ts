@@ -21,15 +21,10 @@ import type { Logger } from '../../shared/log.ts';
 import type { WorkerConfig } from '../config.ts';
 import type { DownloadProgress } from '../model/fetch.ts';
 import { readModelFiles, type ModelFiles } from '../model/files.ts';
-import { EngineUnavailableError, type EngineName, type ImageClassifier } from './image-classifier.ts';
+import { EngineError, EngineUnavailableError, type EngineName, type ImageClassifier } from './image-classifier.ts';
 import { SyntheticClassifier } from './synthetic.ts';
 
-export { EngineUnavailableError, ENGINE_NAMES, type EngineInfo, type EngineName, type ImageClassifier } from './image-classifier.ts';
-
-/** The configured engine cannot run on this host: the worker exits 2 with this message. */
-export class EngineError extends Error {
-  override name = 'EngineError';
-}
+export { EngineError, EngineUnavailableError, ENGINE_NAMES, type EngineInfo, type EngineName, type ImageClassifier } from './image-classifier.ts';
 
 export interface LoadClassifierOptions {
   log: Logger;
@@ -67,7 +62,7 @@ export async function loadClassifier(config: EngineSettings, { log, onDownloadPr
       log.info({ step: step.what, reason: error.reason, ...(error.details.length > 0 && { details: error.details }) }, 'engine skipped');
     }
   }
-  throw new EngineError(`${forcedBy(config)}: nothing could start here: ${skipped.map((s) => `${s.step}: ${s.message}`).join('; ')}`);
+  throw new EngineError(`${forcedBy(config)}: nothing could start here: ${describeSkipped(skipped)}`);
 }
 
 /**
@@ -123,6 +118,13 @@ function engineSteps(config: EngineSettings, log: Logger): Step[] {
   if (onnx && providers.includes('cpu')) steps.push(onnxStep('onnx (cpu)', ['cpu']));
   if (tfjs) steps.push(tfjsStep(`tfjs (${config.backend === 'auto' ? 'tfjs-node, wasm, cpu' : config.backend})`, false));
   return steps;
+}
+
+/** Steps that failed alike (both ONNX steps, on a model that cannot be converted) are named together. */
+function describeSkipped(skipped: { step: string; message: string }[]): string {
+  const byMessage = new Map<string, string[]>();
+  for (const { step, message } of skipped) byMessage.set(message, [...(byMessage.get(message) ?? []), step]);
+  return [...byMessage].map(([message, steps]) => `${steps.join(', ')}: ${message}`).join('; ');
 }
 
 function forcedBy(config: EngineSettings): string {

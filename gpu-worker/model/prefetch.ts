@@ -12,7 +12,8 @@
 import { CONFIG_EXIT_CODE, configOrExit } from '../../shared/config.ts';
 import { createLogger } from '../../shared/log.ts';
 import { parseWorkerConfig } from '../config.ts';
-import { EngineError, prepareModel } from '../engine/index.ts';
+import { EngineError } from '../engine/image-classifier.ts';
+import { prepareModel } from '../engine/index.ts';
 import { progressPrinter } from './fetch.ts';
 
 const config = configOrExit(() => parseWorkerConfig(process.env));

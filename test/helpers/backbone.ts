@@ -6,7 +6,7 @@
  *
  * @example
  * const base = await startBackbone({ token: 'test-token-0123456789', seed: 7 });
- * spawnWorker('w1', { REDIS_URL: base.redisServer.url, MODEL: base.tiny.dir, PREPROCESS: 'caffe' });
+ * spawnWorker('w1', { REDIS_URL: base.redisServer.url, ...base.tiny.env });
  * await base.stop();
  */
 import { Redis } from 'ioredis';

@@ -22,13 +22,13 @@ export interface WorkerProcess {
   kill(signal: NodeJS.Signals): void;
 }
 
-/** Start `gpu-worker/main.ts` as a child process (wasm, caffe preprocessing, info logs unless `env` says otherwise). */
+/** Start `gpu-worker/main.ts` as a child process (its default engine, caffe preprocessing, info logs unless `env` says otherwise). */
 export function spawnWorker(consumer: string, env: Record<string, string>): WorkerProcess {
   const lines: string[] = [];
   const tier = spawnTier({
     name: consumer,
     entry: 'gpu-worker/main.ts',
-    env: { BACKEND: 'wasm', PREPROCESS: 'caffe', LOG_LEVEL: 'info', ...env, CONSUMER_NAME: consumer },
+    env: { PREPROCESS: 'caffe', LOG_LEVEL: 'info', ...env, CONSUMER_NAME: consumer },
     readyMessage: 'worker ready',
     print: (line) => {
       lines.push(line);

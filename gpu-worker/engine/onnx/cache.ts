@@ -86,7 +86,8 @@ export async function cachedOnnxModel(
   if (hit.ok) return { bytes: hit.bytes, entry: hit.entry, path, converted: false };
   if (hit.reason !== 'not cached') {
     log.warn({ path, reason: hit.reason }, 'cached ONNX model unusable; converting again');
-    await Promise.all([rm(path, { force: true }), rm(entryPath, { force: true })]);
+    // Best effort: the new files replace them anyway, if they can be written at all.
+    await Promise.all([path, entryPath].map((file) => rm(file, { force: true }).catch(() => {})));
   }
 
   const converted = await convert();

@@ -47,18 +47,28 @@ interface Scope {
   nodes: Map<number, Value>;
 }
 
-export function convertLayersModel(loaded: LoadedModel, options: { metadata?: Record<string, string> } = {}): ConvertedModel {
+export interface ConvertOptions {
+  /**
+   * 'wire' (the worker's): uint8 RGB, PREPROCESS inside the graph. 'float32': the model's own
+   * input, already preprocessed (the seed protocol's tensors, bench/seed/).
+   */
+  input?: 'wire' | 'float32';
+  metadata?: Record<string, string>;
+}
+
+export function convertLayersModel(loaded: LoadedModel, options: ConvertOptions = {}): ConvertedModel {
   const started = performance.now();
   const g = new OnnxGraph();
   const ctx = new LayerContext(g);
-  const input = g.input(INPUT_NAME, 'uint8', ['batch', IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
+  const wire = (options.input ?? 'wire') === 'wire';
+  const input = g.input(INPUT_NAME, wire ? 'uint8' : 'float', ['batch', IMAGE_SIZE, IMAGE_SIZE, CHANNELS]);
   const output = g.unique(OUTPUT_NAME);
   const model = loaded.model;
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
     throw new ConversionError(`the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs (one of each is supported)`);
   }
 
-  const image: Value = { name: preprocessNodes(g, input, loaded.preprocess), layout: 'keras', shape: [null, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] };
+  const image: Value = { name: wire ? preprocessNodes(g, input, loaded.preprocess) : input, layout: 'keras', shape: [null, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] };
   const scope: Scope = { prefix: '', bound: new Map([[model.inputs[0]!.id, image]]), nodes: new Map() };
   let y = valueOf(ctx, model.outputs[0]!, scope);
   if (y.shape.length !== 2) throw new ConversionError(`the model's output has shape ${JSON.stringify(y.shape)}; expected [null, classes]`);
@@ -71,7 +81,7 @@ export function convertLayersModel(loaded: LoadedModel, options: { metadata?: Re
     producer: 'resnet-edge',
     producerVersion: String(CONVERTER_VERSION),
     graphName: loaded.name,
-    docString: `${loaded.name} from ${loaded.source}: tfjs layers model converted by gpu-worker/engine/onnx/convert.ts (input uint8 RGB NHWC, PREPROCESS=${loaded.preprocess} inside)`,
+    docString: `${loaded.name} from ${loaded.source}: tfjs layers model converted by gpu-worker/engine/onnx/convert.ts (${wire ? `input uint8 RGB NHWC, PREPROCESS=${loaded.preprocess} inside` : 'input float32 NHWC, preprocessed'})`,
     metadata: { preprocess: loaded.preprocess, ...options.metadata },
   });
   return { bytes, nodes: g.nodeCount, classes, convertMs: performance.now() - started };
