@@ -1,53 +1,84 @@
 /**
- * The bare engine: a model through one tfjs backend, no HTTP, no Redis. For each batch size, the
- * median time of one `TfjsClassifier.classifyWithStats` call and the throughput of N replicas (N child
- * processes, one model each, as INFERENCE_PROCESSES runs them) working at the same time.
+ * The bare engine: a model through the worker's own engines (gpu-worker/engine: ONNX Runtime,
+ * TensorFlow.js), no HTTP, no Redis. For each engine setup (an engine, its provider or backend, and
+ * a replica count) and batch size: the median time of one `classifyWithStats` call, the throughput
+ * of its N replicas (N child processes, one model each, as INFERENCE_PROCESSES runs them) working
+ * at the same time, and the CPU time they spend per image.
  *
  * Every replica, the single one included, is a child process (`node --import tsx bench/engine.ts
- * --child <json>`), so each measurement starts from the same clean process and the parent never
- * competes for a core. One group of N children per replica count, all loaded at the start:
+ * --child <json>`) that loads its engine exactly as a worker does (loadClassifier, so ONNX Runtime
+ * reads the converted graph from MODEL_CACHE_DIR), so each measurement starts from the same clean
+ * process and the parent never competes for a core. One group of children per setup, all loaded
+ * at the start:
  *
- *   spawn N -> each loads the model, reports 'ready' (backend, params)
+ *   spawn N -> each loads the engine and model, reports 'ready' (engine, provider, threads)
  *   per batch size: 'warm' (warm-up batches of that shape) -> all 'warmed'; then in each round,
  *   group by group: 'go' to all its children at once -> each runs its share of `repeats` batches
- *   of seeded random uint8 tensors -> 'done' with its timings
+ *   of seeded random uint8 tensors -> 'done' with its timings and CPU time
  *
  * Aggregate img/s = all images of all replicas / wall time from 'go' to the last 'done' (parent
  * clock, summed over the rounds). Children are killed when the run ends, on any error, and when
  * the parent exits; a child also exits by itself when its IPC channel closes (the parent died).
  *
  * @example
- * const results = await benchEngine({ model: 'resnet50', backend: 'wasm', batchSizes: [1, 8, 32], replicas: [1, 2], repeats: 6, warmup: 1, rounds: 3 });
+ * const results = await benchEngine({
+ *   model: 'resnet50',
+ *   setups: [{ engine: 'onnx', provider: 'cpu', replicas: 1 }, { engine: 'tfjs', provider: 'wasm', replicas: 2 }],
+ *   batchSizes: [1, 8, 32], repeats: 6, warmup: 1, rounds: 3,
+ * });
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
 import { mulberry32 } from '../dev/random.ts';
-import type { BackendChoice } from '../gpu-worker/config.ts';
+import type { EngineInfo } from '../gpu-worker/engine/image-classifier.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 
 const ENGINE_FILE = fileURLToPath(import.meta.url);
 const REPO_ROOT = resolve(ENGINE_FILE, '../..');
 
+/** One engine configuration to measure. */
+export interface EngineSetup {
+  engine: 'onnx' | 'tfjs';
+  /** ONNX Runtime's EXECUTION_PROVIDER or tfjs' BACKEND ('auto': the worker's own order). */
+  provider: string;
+  /** Processes running it at once (INFERENCE_PROCESSES); each ONNX Runtime one gets cores / replicas threads. */
+  replicas: number;
+}
+
+/** 'onnx', 'tfjs x2': how tables and progress lines name a setup. */
+export const setupLabel = (setup: Pick<EngineSetup, 'engine' | 'replicas'>) => `${setup.engine}${setup.replicas > 1 ? ` x${setup.replicas}` : ''}`;
+
+/** The worker settings that run `setup` (the bench's workers get the same). */
+export function setupEnv(setup: EngineSetup): Record<string, string | undefined> {
+  const provider = setup.provider === 'auto' ? undefined : setup.provider;
+  return {
+    ENGINE: setup.engine,
+    EXECUTION_PROVIDER: setup.engine === 'onnx' ? provider : undefined,
+    BACKEND: setup.engine === 'tfjs' ? provider : undefined,
+    INFERENCE_PROCESSES: String(setup.replicas),
+    INFERENCE_THREADS: String(Math.max(1, Math.floor(availableParallelism() / setup.replicas))),
+  };
+}
+
 export interface EngineBenchOptions {
   /** 'resnet50' (the builtin model) or a directory holding model.json (+ labels.json). */
   model: 'resnet50' | (string & {});
   /** Required for a directory model (see PREPROCESS in gpu-worker/config.ts). */
   preprocess?: PreprocessMode;
-  backend: BackendChoice;
+  setups: EngineSetup[];
   batchSizes: number[];
-  /** Replica counts to measure, e.g. [1, cores]. */
-  replicas: number[];
   /** Timed batches per replica and batch size: one number, or per batch size (fewer for big batches). */
   repeats: number | ((batchSize: number) => number);
   /** Untimed batches per replica before each batch size's timed ones. */
   warmup: number;
   /**
-   * The timed batches of each batch size split into this many rounds, in which the replica counts
-   * take turns (default 1: each count's batches in one go). Use 2 or more on a machine whose speed
-   * drifts: the ratio between counts is then measured side by side in time.
+   * The timed batches of each batch size split into this many rounds, in which the setups take
+   * turns (default 1: each setup's batches in one go). Use 2 or more on a machine whose speed
+   * drifts: the ratio between setups is then measured side by side in time.
    */
   rounds?: number;
   /** Seed of the random input tensors (content does not matter for speed). */
@@ -58,22 +89,22 @@ export interface EngineBenchOptions {
 }
 
 export type EngineProgress =
-  | { kind: 'loading'; replicas: number }
-  | { kind: 'warming'; replicas: number; batchSize: number }
-  /** done/total: this replica count's batches at this batch size so far; roundEnd: the last of this round's turn. */
-  | { kind: 'batch'; replicas: number; batchSize: number; done: number; total: number; round: number; rounds: number; roundEnd: boolean };
+  | { kind: 'loading'; setup: string; replicas: number }
+  | { kind: 'warming'; setup: string; replicas: number; batchSize: number }
+  /** done/total: this setup's batches at this batch size so far; roundEnd: the last of this round's turn. */
+  | { kind: 'batch'; setup: string; replicas: number; batchSize: number; done: number; total: number; round: number; rounds: number; roundEnd: boolean };
 
-/** What a child reports once its model is loaded. */
-export interface EngineInfo {
-  backend: string;
-  backendPackage: string;
-  backendDetail: string;
+/** What a child reports once its engine and model are loaded. */
+export interface ReplicaInfo {
+  engine: EngineInfo;
   model: string;
-  paramCount: number;
+  /** From the start of the child's loading to a warm engine. */
   loadMs: number;
 }
 
-export interface EngineResult extends EngineInfo {
+export interface EngineResult extends ReplicaInfo {
+  /** setupLabel() of the setup measured. */
+  setup: string;
   batchSize: number;
   replicas: number;
   /** Timed batches per replica. */
@@ -95,6 +126,8 @@ export interface EngineResult extends EngineInfo {
   wallMs: number;
   /** images / wallMs: what all replicas together deliver. */
   aggregateImgPerSec: number;
+  /** CPU time (user + system, all threads) the replicas spent per image while timed. */
+  cpuMsPerImage: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,61 +136,60 @@ export interface EngineResult extends EngineInfo {
 interface ChildOptions {
   model: string;
   preprocess?: PreprocessMode;
-  backend: BackendChoice;
+  /** setupEnv() of the setup: ENGINE, EXECUTION_PROVIDER or BACKEND, INFERENCE_THREADS. */
+  env: Record<string, string | undefined>;
   seed: number;
 }
 
 type ToChild = { type: 'warm'; batchSize: number; warmup: number } | { type: 'go'; batchSize: number; repeats: number } | { type: 'exit' };
 
 type FromChild =
-  | ({ type: 'ready' } & EngineInfo)
+  | ({ type: 'ready' } & ReplicaInfo)
   | { type: 'warmed' }
   | { type: 'progress'; done: number }
-  | { type: 'done'; callMs: number[]; inferenceMs: number[] }
+  | { type: 'done'; callMs: number[]; inferenceMs: number[]; cpuMs: number }
   | { type: 'error'; message: string };
 
 // ---------------------------------------------------------------------------------------------
 // Parent
 
 export async function benchEngine(options: EngineBenchOptions): Promise<EngineResult[]> {
-  for (const [name, list] of [['batchSizes', options.batchSizes], ['replicas', options.replicas]] as const) {
+  for (const [name, list] of [['batchSizes', options.batchSizes], ['replicas', options.setups.map((s) => s.replicas)]] as const) {
     if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new RangeError(`${name}: expected positive integers, got ${JSON.stringify(list)}`);
   }
   if (options.model !== 'resnet50' && !options.preprocess) throw new Error(`preprocess is required for a model directory (${options.model})`);
-  if (options.model === 'resnet50') await ensureBuiltinModel();
 
   const repeatsFor = (batchSize: number) => {
     const n = typeof options.repeats === 'function' ? options.repeats(batchSize) : options.repeats;
     if (!Number.isInteger(n) || n < 1) throw new RangeError(`repeats for batch ${batchSize}: expected a positive integer, got ${n}`);
     return n;
   };
-  const childOptions: ChildOptions = {
-    model: options.model === 'resnet50' ? 'resnet50' : resolve(options.model),
-    preprocess: options.preprocess,
-    backend: options.backend,
-    seed: options.seed ?? 1,
-  };
+  const model = options.model === 'resnet50' ? 'resnet50' : resolve(options.model);
+  // Downloaded and converted once, here, so the children do not race to fill the cache.
+  await prepareModel(model, options.preprocess, options.setups.some((s) => s.engine === 'onnx'));
   const progress = options.onProgress ?? (() => {});
   const timeoutMs = options.stepTimeoutMs ?? 10 * 60_000;
 
   const rounds = options.rounds ?? 1;
   if (!Number.isInteger(rounds) || rounds < 1) throw new RangeError(`rounds: expected a positive integer, got ${rounds}`);
 
-  // Every replica count's group is loaded once and kept for the whole run, so that the counts can
-  // take turns: a slow spell of a shared machine then lands on all of them, not on one row.
-  const groups: { replicas: number; group: ReplicaGroup }[] = [];
+  // Every setup's group is loaded once and kept for the whole run, so that the setups can take
+  // turns: a slow spell of a shared machine then lands on all of them, not on one row.
+  const groups: { setup: string; replicas: number; group: ReplicaGroup }[] = [];
   const results: EngineResult[] = [];
   try {
-    for (const replicas of options.replicas) {
-      progress({ kind: 'loading', replicas });
-      groups.push({ replicas, group: await ReplicaGroup.start(replicas, childOptions, timeoutMs) });
+    for (const setup of options.setups) {
+      const label = setupLabel(setup);
+      progress({ kind: 'loading', setup: label, replicas: setup.replicas });
+      const childOptions: ChildOptions = { model, preprocess: options.preprocess, env: setupEnv(setup), seed: options.seed ?? 1 };
+      groups.push({ setup: label, replicas: setup.replicas, group: await ReplicaGroup.start(setup.replicas, childOptions, timeoutMs) });
     }
     for (const batchSize of options.batchSizes) {
       const repeats = repeatsFor(batchSize);
       const chunks = splitEvenly(repeats, Math.min(rounds, repeats));
       const measured = groups.map(() => ({ wallMs: 0, done: 0, reports: [] as Extract<FromChild, { type: 'done' }>[] }));
-      for (const { replicas, group } of groups) {
-        progress({ kind: 'warming', replicas, batchSize });
+      for (const { setup, replicas, group } of groups) {
+        progress({ kind: 'warming', setup, replicas, batchSize });
         await group.all({ type: 'warm', batchSize, warmup: options.warmup }, 'warmed');
       }
       for (const [round, chunk] of chunks.entries()) {
@@ -165,27 +197,28 @@ export async function benchEngine(options: EngineBenchOptions): Promise<EngineRe
         const order = groups.map((_, i) => i);
         if (round % 2 === 1) order.reverse();
         for (const i of order) {
-          const { replicas, group } = groups[i]!;
+          const { setup, replicas, group } = groups[i]!;
           const m = measured[i]!;
           const turnEnd = m.done + chunk * replicas;
           const started = performance.now();
           const reports = await group.all({ type: 'go', batchSize, repeats: chunk }, 'done', (message) => {
             if (message.type !== 'progress') return;
             m.done++;
-            progress({ kind: 'batch', replicas, batchSize, done: m.done, total: repeats * replicas, round: round + 1, rounds: chunks.length, roundEnd: m.done === turnEnd });
+            progress({ kind: 'batch', setup, replicas, batchSize, done: m.done, total: repeats * replicas, round: round + 1, rounds: chunks.length, roundEnd: m.done === turnEnd });
           });
           m.wallMs += performance.now() - started;
           m.reports.push(...reports);
         }
       }
-      for (const [i, { replicas, group }] of groups.entries()) {
-        results.push(summarise(group.info, batchSize, replicas, repeats, chunks.length, measured[i]!.wallMs, measured[i]!.reports));
+      for (const [i, { setup, replicas, group }] of groups.entries()) {
+        results.push(summarise(group.info, setup, batchSize, replicas, repeats, chunks.length, measured[i]!.wallMs, measured[i]!.reports));
       }
     }
   } finally {
     await Promise.all(groups.map(({ group }) => group.stop()));
   }
-  return results.sort((a, b) => a.replicas - b.replicas || options.batchSizes.indexOf(a.batchSize) - options.batchSizes.indexOf(b.batchSize));
+  const order = groups.map((g) => g.setup);
+  return results.sort((a, b) => order.indexOf(a.setup) - order.indexOf(b.setup) || options.batchSizes.indexOf(a.batchSize) - options.batchSizes.indexOf(b.batchSize));
 }
 
 /** `total` as `parts` whole numbers that differ by at most one, larger first. */
@@ -194,7 +227,8 @@ function splitEvenly(total: number, parts: number): number[] {
 }
 
 function summarise(
-  info: EngineInfo,
+  info: ReplicaInfo,
+  setup: string,
   batchSize: number,
   replicas: number,
   repeats: number,
@@ -207,6 +241,7 @@ function summarise(
   const images = batchSize * repeats * replicas;
   return {
     ...info,
+    setup,
     batchSize,
     replicas,
     repeats,
@@ -220,6 +255,7 @@ function summarise(
     imgPerSec: round((batchSize * 1000) / medianMs),
     wallMs: round(wallMs),
     aggregateImgPerSec: round((images * 1000) / wallMs),
+    cpuMsPerImage: round(reports.reduce((sum, r) => sum + r.cpuMs, 0) / images),
   };
 }
 
@@ -232,12 +268,16 @@ export function median(values: number[]): number {
 
 export const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 
-/** Download the builtin model once, here, so N children do not race to fill the cache. */
-async function ensureBuiltinModel(): Promise<void> {
-  const { parseWorkerConfig } = await import('../gpu-worker/config.ts');
-  const { fetchBuiltinModel, progressPrinter } = await import('../gpu-worker/model/fetch.ts');
-  const config = parseWorkerConfig({ MODEL: 'resnet50', MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR });
-  await fetchBuiltinModel({ cacheDir: config.modelCacheDir, onProgress: progressPrinter() });
+/** The model downloaded (the builtin one) and converted to ONNX (when an ONNX setup runs), as npm run worker:prefetch does. */
+async function prepareModel(model: string, preprocess: PreprocessMode | undefined, onnx: boolean): Promise<void> {
+  const [{ parseWorkerConfig }, engine, { progressPrinter }, { createLogger }] = await Promise.all([
+    import('../gpu-worker/config.ts'),
+    import('../gpu-worker/engine/index.ts'),
+    import('../gpu-worker/model/fetch.ts'),
+    import('../shared/log.ts'),
+  ]);
+  const config = parseWorkerConfig({ MODEL: model, PREPROCESS: preprocess, MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR, ENGINE: onnx ? 'onnx' : 'tfjs' });
+  await engine.prepareModel(config, { log: createLogger('bench', 'warn'), onDownloadProgress: progressPrinter() });
 }
 
 /**
@@ -268,7 +308,7 @@ class ReplicaGroup {
     private readonly children: ChildProcess[],
     private readonly stderr: string[][],
     private readonly timeoutMs: number,
-    public info: EngineInfo,
+    public info: ReplicaInfo,
   ) {}
 
   static async start(count: number, options: ChildOptions, timeoutMs: number): Promise<ReplicaGroup> {
@@ -290,14 +330,15 @@ class ReplicaGroup {
       children.push(child);
       stderr.push(tail);
     }
-    const group = new ReplicaGroup(children, stderr, timeoutMs, undefined as unknown as EngineInfo);
+    const group = new ReplicaGroup(children, stderr, timeoutMs, undefined as unknown as ReplicaInfo);
     try {
       const ready = await group.collect('ready');
       const first = ready[0]!;
       const { type: _type, ...info } = first;
       group.info = info;
-      const odd = ready.find((r) => r.backend !== first.backend);
-      if (odd) throw new Error(`replicas chose different backends: ${first.backend} and ${odd.backend}`);
+      const describe = (r: ReplicaInfo) => `${r.engine.name}/${r.engine.provider}`;
+      const odd = ready.find((r) => describe(r) !== describe(first));
+      if (odd) throw new Error(`replicas chose different engines: ${describe(first)} and ${describe(odd)}`);
       return group;
     } catch (error) {
       await group.stop();
@@ -368,20 +409,16 @@ async function runChild(options: ChildOptions): Promise<void> {
   // The parent is gone (crash, Ctrl-C): nobody wants the numbers.
   process.on('disconnect', () => process.exit(1));
   try {
-    const { parseWorkerConfig } = await import('../gpu-worker/config.ts');
-    const { selectBackend } = await import('../gpu-worker/engine/tfjs/backend.ts');
-    const { loadModel } = await import('../gpu-worker/engine/tfjs/load.ts');
-    const { TfjsClassifier } = await import('../gpu-worker/engine/tfjs/classifier.ts');
-
-    const config = parseWorkerConfig({
-      MODEL: options.model,
-      PREPROCESS: options.preprocess,
-      BACKEND: options.backend,
-      MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR,
-    });
-    const backend = await selectBackend(config.backend);
-    const loaded = await loadModel(config);
-    const classifier = new TfjsClassifier(loaded);
+    const started = performance.now();
+    const [{ parseWorkerConfig }, { loadClassifier }, { createLogger }] = await Promise.all([
+      import('../gpu-worker/config.ts'),
+      import('../gpu-worker/engine/index.ts'),
+      import('../shared/log.ts'),
+    ]);
+    const config = parseWorkerConfig({ MODEL: options.model, PREPROCESS: options.preprocess, MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR, ...options.env });
+    // Warnings on stderr (the parent shows its tail if this child fails).
+    const classifier = await loadClassifier(config, { log: createLogger('bench-replica', 'warn', process.stderr) });
+    await classifier.warmUp();
     const random = mulberry32(options.seed);
     const tensorsFor = (batchSize: number) =>
       Array.from({ length: batchSize }, () => {
@@ -407,27 +444,21 @@ async function runChild(options: ChildOptions): Promise<void> {
         if (tensors.length !== message.batchSize) tensors = tensorsFor(message.batchSize);
         const callMs: number[] = [];
         const inferenceMs: number[] = [];
+        const cpuBefore = process.cpuUsage();
         for (let i = 0; i < message.repeats; i++) {
-          const started = performance.now();
+          const begun = performance.now();
           const run = await classifier.classifyWithStats(tensors, 5);
-          callMs.push(performance.now() - started);
+          callMs.push(performance.now() - begun);
           inferenceMs.push(run.inferenceMs);
           send({ type: 'progress', done: i + 1 });
         }
-        send({ type: 'done', callMs, inferenceMs });
+        const cpu = process.cpuUsage(cpuBefore);
+        send({ type: 'done', callMs, inferenceMs, cpuMs: (cpu.user + cpu.system) / 1000 });
       };
       step().catch((error: unknown) => send({ type: 'error', message: String((error as Error)?.stack ?? error) }));
     });
 
-    send({
-      type: 'ready',
-      backend: backend.name,
-      backendPackage: backend.package,
-      backendDetail: backend.detail,
-      model: loaded.name,
-      paramCount: loaded.paramCount,
-      loadMs: loaded.loadMs,
-    });
+    send({ type: 'ready', engine: classifier.engine, model: classifier.name, loadMs: Math.round(performance.now() - started) });
   } catch (error) {
     // Exit only once the report is out: the parent shows it instead of a bare exit code.
     process.send!({ type: 'error', message: String((error as Error)?.stack ?? error) } satisfies FromChild, () => process.exit(1));

@@ -15,7 +15,7 @@
  * await stack.stop();
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
@@ -62,12 +62,26 @@ export function processCpuMs(pid: number | undefined): number | undefined {
   }
 }
 
-/** CPU ms per named process group, e.g. { edge, rest, workers, redis }. */
+/** `pid` and every process below it (a supervised worker's inference processes), from /proc. */
+export function processTree(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  let children: number[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      children = children.concat(readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+    }
+  } catch {
+    // gone, or not Linux
+  }
+  return [pid, ...children.flatMap(processTree)];
+}
+
+/** CPU ms per named process group, e.g. { edge, rest, workers, redis }; each process with its children. */
 export function cpuSampler(groups: Record<string, (number | undefined)[]>): () => Record<string, number> {
   return () => {
     const sample: Record<string, number> = {};
     for (const [name, pids] of Object.entries(groups)) {
-      const times = pids.map(processCpuMs).filter((t): t is number => t !== undefined);
+      const times = pids.flatMap(processTree).map(processCpuMs).filter((t): t is number => t !== undefined);
       if (times.length) sample[name] = times.reduce((a, b) => a + b, 0);
     }
     return sample;

@@ -1,37 +1,42 @@
 /**
- * `npm run bench [-- --quick] [--model tiny|resnet50] [--backend auto|wasm|tensorflow|cpu]`
+ * `npm run bench [-- --quick] [--model tiny|resnet50] [--engine auto|onnx|tfjs] [--provider auto|tensorrt|cuda|cpu] [--backend auto|wasm|tensorflow|cpu]`
  *
- * One run, one report: bench/results/bench.{md,json}. The first line (printed and written) names
- * the machine, Node, the backend actually selected and the model. Sections, each one function that
- * returns its markdown and its JSON:
+ * One run, one report: bench/results/bench.{md,json}. The first line names the machine (its GPU
+ * too, from nvidia-smi), Node, the engines asked for and the model; the report's first line names
+ * the engines as they loaded (provider, threads). Sections, each one function that returns its
+ * markdown and its JSON:
  *
- *   1. engineSection: the bare engine (bench/engine.ts), no HTTP and no Redis.
- *   2. e2eSection: the full pipeline (bench/pipeline.ts) at concurrency 1, 8, 32, 64, then the bare
- *      engine again at its batch size (the machine's speed drifts).
- *   3. seedSection: the seed tutorial's protocol (bench/seed/) under the same loads.
- *   4. preprocessSection: the edge's preprocessing alone (sharp), right before what it is compared with:
- *   5. capacitySection and scaleOutSection: synthetic models (instant; 50 ms timer, 1/2/4 workers).
- *   6. targetsSection: the issue's ratios, from the rows above.
+ *   1. engineSection: the bare engines (bench/engine.ts), no HTTP and no Redis: ONNX Runtime in one
+ *      process on every core, TensorFlow.js with one replica and one per core, taking turns.
+ *   2. conversionSection: the ONNX conversion on a cold cache, and the new session's first inference.
+ *   3. e2eSection: the full pipeline (bench/pipeline.ts) on the fastest engine at concurrency 1, 8,
+ *      32, 64, then the bare engine again (the machine's speed drifts), and the same stack
+ *      saturated on the other engine.
+ *   4. seedSection: the seed tutorial's protocol (bench/seed/) on the same engine, under the same loads.
+ *   5. preprocessSection: the edge's preprocessing alone (sharp), right before what it is compared with:
+ *   6. capacitySection and scaleOutSection: synthetic models (instant; 50 ms timer, 1/2/4 workers).
+ *   7. targetsSection: the issues' ratios, from the rows above.
  *
- * `--quick` runs fewer batches and requests (the numbers are noisier); `--model tiny` uses the
- * tiny test model (test/helpers/tiny-model.ts) so the whole run takes about a minute, for CI.
- * `--only engine,e2e,...` runs some sections (no targets table then). `--out DIR` writes the
- * results elsewhere than bench/results (the CI smoke run does).
- * `--backend tensorflow` runs the engine and the workers on @tensorflow/tfjs-node(-gpu); the
- * header then names the GPU (nvidia-smi) if there is one.
+ * `--engine` picks the engines (auto: both), `--provider` ONNX Runtime's execution provider and
+ * `--backend` the tfjs backend (auto: the worker's own order; a named one must load, as in the
+ * worker). On a GPU host: `--engine onnx --provider cuda` (or tensorrt), `--engine tfjs --backend
+ * tensorflow`. `--quick` runs fewer batches and requests (the numbers are noisier); `--model tiny`
+ * uses the tiny test model (test/helpers/tiny-model.ts) so the whole run takes a couple of
+ * minutes, for CI. `--only engine,e2e,...` runs some sections (no targets table then). `--out DIR`
+ * writes the results elsewhere than bench/results (the CI smoke run does).
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BACKEND_CHOICES, type BackendChoice } from '../gpu-worker/config.ts';
-import { selectBackend, type SelectedBackend } from '../gpu-worker/engine/tfjs/backend.ts';
+import { loadImages } from '../dev/stress.ts';
+import { BACKEND_CHOICES, ENGINE_CHOICES, PROVIDER_CHOICES, type BackendChoice, type EngineChoice, type ProviderChoice } from '../gpu-worker/config.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
-import { benchEngine, countParamsInManifest, type EngineProgress, type EngineResult } from './engine.ts';
-import { execFileSync } from 'node:child_process';
-import { loadImages } from '../dev/stress.ts';
+import { benchConversion, type ConversionResult } from './conversion.ts';
+import { benchEngine, countParamsInManifest, setupLabel, type EngineProgress, type EngineResult, type EngineSetup } from './engine.ts';
 import {
   capacitySection,
   computeTargets,
@@ -42,9 +47,8 @@ import {
   targetsSection,
 } from './sections.ts';
 
-export const SECTION_NAMES = ['engine', 'preprocess', 'e2e', 'seed', 'capacity', 'scaleout'] as const;
+export const SECTION_NAMES = ['engine', 'conversion', 'preprocess', 'e2e', 'seed', 'capacity', 'scaleout'] as const;
 export type SectionName = (typeof SECTION_NAMES)[number];
-
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = join(HERE, 'results');
@@ -58,6 +62,8 @@ export interface RunSettings {
   /** Where bench.md and bench.json go. */
   out: string;
   model: 'tiny' | 'resnet50';
+  engine: EngineChoice;
+  provider: ProviderChoice;
   backend: BackendChoice;
 }
 
@@ -77,7 +83,7 @@ export interface Section {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Header: machine, runtime, backend, model
+// Header: machine, runtime, engines, model
 
 export function machineLine(): string {
   let cpu = 'unknown CPU';
@@ -106,7 +112,9 @@ async function prepareModel(which: RunSettings['model']): Promise<ModelUnderTest
   if (which === 'resnet50') {
     return { spec: 'resnet50', name: BUILTIN_MODEL.name, paramCount: BUILTIN_MODEL.paramCount, cleanup: async () => {} };
   }
-  const { createTinyModel } = await import('../test/helpers/tiny-model.ts');
+  // The tiny model is made with tfjs in this process: any backend will do.
+  const [{ createTinyModel }, { ensureTfjsBackend }] = await Promise.all([import('../test/helpers/tiny-model.ts'), import('../gpu-worker/engine/onnx/convert.ts')]);
+  await ensureTfjsBackend();
   const tiny = await createTinyModel();
   return {
     spec: tiny.dir,
@@ -117,18 +125,33 @@ async function prepareModel(which: RunSettings['model']): Promise<ModelUnderTest
   };
 }
 
+/** The engine setups a run measures: ONNX Runtime in one process, tfjs with one replica and one per core. */
+export function engineSetups(settings: Pick<RunSettings, 'engine' | 'provider' | 'backend'>, cores: number): EngineSetup[] {
+  const setups: EngineSetup[] = [];
+  if (settings.engine !== 'tfjs') setups.push({ engine: 'onnx', provider: settings.provider, replicas: 1 });
+  if (settings.engine !== 'onnx') for (const replicas of new Set([1, Math.max(2, cores)])) setups.push({ engine: 'tfjs', provider: settings.backend, replicas });
+  return setups;
+}
+
+/** 'onnx (cpu, 2 threads: onnxruntime-node 1.30.0, ...)' for each engine that ran. */
+export function enginesText(results: EngineResult[]): string {
+  const seen = new Map<string, string>();
+  for (const r of results) seen.set(r.engine.name, `${r.engine.name} (${r.engine.provider}, ${r.engine.threads} thread${r.engine.threads === 1 ? '' : 's'} per replica: ${r.engine.detail.replace(/; session in \d+ ms$/, '')})`);
+  return [...seen.values()].join(', ');
+}
+
 // ---------------------------------------------------------------------------------------------
-// Section 1: the bare engine
+// Section 1: the bare engines
 
 export function engineSettings(settings: RunSettings, cores: number) {
   const quick = settings.quick;
   return {
+    setups: engineSetups(settings, cores),
     batchSizes: settings.model === 'tiny' ? [1, 4, 16] : [1, 8, 32],
-    replicas: [...new Set([1, Math.max(2, cores)])],
     // About the same number of images per batch size, at least 2 (quick) or 3 batches.
     repeats: (batchSize: number) => Math.max(quick ? 2 : 3, Math.ceil((quick ? 12 : 48) / batchSize)),
     warmup: quick ? 1 : 2,
-    // The replica counts take turns in rounds (this VM's speed drifts by minutes).
+    // The setups take turns in rounds (this VM's speed drifts by minutes).
     rounds: quick ? 2 : 3,
   };
 }
@@ -140,38 +163,69 @@ export async function engineSection(settings: RunSettings, model: ModelUnderTest
   const results = await benchEngine({
     model: model.spec,
     preprocess: model.preprocess,
-    backend: settings.backend,
     ...plan,
     onProgress: (event: EngineProgress) => {
-      if (event.kind === 'loading') log(`  ${event.replicas} replica(s): loading the model`);
-      if (event.kind === 'warming') log(`  ${step(event.batchSize)} x ${event.replicas} replica(s): warming up`);
+      if (event.kind === 'loading') log(`  ${event.setup}: loading the engine and model`);
+      if (event.kind === 'warming') log(`  ${step(event.batchSize)} ${event.setup}: warming up`);
       // Every batch on a terminal (in place), each turn's end in a log.
       if (event.kind === 'batch' && (process.stdout.isTTY || event.roundEnd)) {
-        const line = `  ${step(event.batchSize)} x ${event.replicas} replica(s), round ${event.round}/${event.rounds}: ${event.done}/${event.total} batches`;
+        const line = `  ${step(event.batchSize)} ${event.setup}, round ${event.round}/${event.rounds}: ${event.done}/${event.total} batches`;
         if (process.stdout.isTTY) process.stdout.write(`\r${line}${event.roundEnd ? '\n' : ''}`);
         else log(line);
       }
     },
   });
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
-  const base = new Map(results.filter((r) => r.replicas === 1).map((r) => [r.batchSize, r.aggregateImgPerSec]));
+  // Ratios against the slowest setup's single process at the same batch size (tfjs wasm here, when it ran).
+  const baseline = plan.setups.find((s) => s.engine === 'tfjs' && s.replicas === 1) ?? plan.setups[0]!;
+  const base = new Map(results.filter((r) => r.setup === setupLabel(baseline)).map((r) => [r.batchSize, r.aggregateImgPerSec]));
   const rows = results.map((r) => {
     const one = base.get(r.batchSize);
     const ratio = one ? `${(r.aggregateImgPerSec / one).toFixed(2)}x` : '-';
-    return `| ${r.batchSize} | ${r.replicas} | ${r.repeats} | ${r.medianMs} | ${r.medianMsPerImage} | ${r.imgPerSec} | ${r.aggregateImgPerSec} | ${ratio} |`;
+    return `| ${r.setup} | ${r.engine.provider} | ${r.engine.threads} | ${r.batchSize} | ${r.repeats} | ${r.medianMs} | ${r.medianMsPerImage} | ${r.imgPerSec} | ${r.aggregateImgPerSec} | ${r.cpuMsPerImage} | ${ratio} |`;
   });
   const markdown = [
-    `${model.name} through \`${results[0]?.backend}\` (${results[0]?.backendDetail}); random uint8 tensors; each replica is its own process; ${plan.warmup} warm-up batch(es) per batch size; the replica counts take turns in ${plan.rounds} rounds per batch size (fewer when there are fewer batches), so their ratio is measured side by side in time; whole section ${seconds} s.`,
+    `${model.name} on ${enginesText(results)}; random uint8 tensors; each replica is its own process, loaded as a worker loads its engine; ${plan.warmup} warm-up batch(es) per batch size; the setups take turns in ${plan.rounds} rounds per batch size (fewer when there are fewer batches), so their ratios are measured side by side in time; whole section ${seconds} s.`,
     '',
-    '| batch | replicas | batches/replica | median ms/batch | ms/img | img/s per replica | aggregate img/s | vs 1 replica |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| engine | provider / backend | threads per replica | batch | batches/replica | median ms/batch | ms/img | img/s per replica | aggregate img/s | CPU ms/img | vs ${setupLabel(baseline)} |`,
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
-    '- **median ms/batch**: one `TfjsClassifier.classifyWithStats` call (tensor build, predict, top-5 read back), median over every replica\'s timed batches.',
-    '- **img/s per replica**: batch / median ms. **aggregate img/s**: all replicas\' images / wall time from the common start to the last replica done.',
-    '- **vs 1 replica**: aggregate img/s over the 1-replica aggregate at the same batch size (ideal: the replica count).',
+    "- **median ms/batch**: one `classifyWithStats` call (tensor in, inference, top-5 read back), median over every replica's timed batches.",
+    "- **img/s per replica**: batch / median ms. **aggregate img/s**: all replicas' images / wall time from the common start to the last replica done.",
+    '- **CPU ms/img**: user + system CPU time of the replica processes (all their threads) over the timed batches, per image.',
+    `- **vs ${setupLabel(baseline)}**: aggregate img/s over that setup's at the same batch size.`,
   ].join('\n');
-  return { title: 'Bare engine (no HTTP, no Redis)', markdown, json: { settings: { ...plan, repeats: Object.fromEntries(plan.batchSizes.map((b) => [b, plan.repeats(b)])) }, results }, results };
+  return {
+    title: 'Bare engines (no HTTP, no Redis)',
+    markdown,
+    json: { settings: { ...plan, repeats: Object.fromEntries(plan.batchSizes.map((b) => [b, plan.repeats(b)])) }, results },
+    results,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Section 2: the ONNX conversion
+
+export async function conversionSection(settings: RunSettings, model: ModelUnderTest, log: (line: string) => void): Promise<Section & { result: ConversionResult }> {
+  log('  a fresh process, an empty cache: read the tfjs files, convert, write the cache, open a session, infer');
+  const result = await benchConversion({ model: model.spec, preprocess: model.preprocess, warm: settings.quick || settings.model === 'tiny' ? 5 : 20 });
+  log(`    converted in ${result.convertMs} ms; first inference ${result.firstMs} ms, warm ${result.warmMedianMs} ms`);
+  const markdown = [
+    `What a worker's first start with ONNX Runtime does before it serves, in a process of its own with an empty ONNX cache (the tfjs files already downloaded), then a session on the ${result.provider} provider and ${result.warm + 1} inferences of one image:`,
+    '',
+    '| step | ms |',
+    '|---|---:|',
+    `| read model.json and the weight shards | ${result.readMs} |`,
+    `| build the tfjs model, convert to ONNX (${result.nodes} nodes, ${(result.onnxBytes / 1e6).toFixed(1)} MB), write the cache | ${result.convertMs} |`,
+    `| ... of which the converter itself | ${result.converterMs} |`,
+    `| ONNX Runtime session (graph optimisation) | ${result.sessionMs} |`,
+    `| first inference | ${result.firstMs} |`,
+    `| warm inference (median of ${result.warm}) | ${result.warmMedianMs} |`,
+    '',
+    'Later starts read the cached graph instead (its sha256 checked): the session is the only cost left.',
+  ].join('\n');
+  return { title: 'ONNX conversion (cold cache)', markdown, json: result, result };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,27 +240,47 @@ export function parseRunArgs(argv: string[]): RunSettings {
       images: { type: 'string', default: FIXTURES_DIR },
       out: { type: 'string', default: RESULTS_DIR },
       model: { type: 'string', default: 'resnet50' },
+      engine: { type: 'string', default: 'auto' },
+      provider: { type: 'string', default: 'auto' },
       backend: { type: 'string', default: 'auto' },
     },
   });
-  if (values.model !== 'tiny' && values.model !== 'resnet50') throw new Error(`--model: expected tiny or resnet50, got ${values.model}`);
-  if (!(BACKEND_CHOICES as readonly string[]).includes(values.backend)) throw new Error(`--backend: expected one of ${BACKEND_CHOICES.join(', ')}, got ${values.backend}`);
+  const oneOf = <T extends string>(name: string, value: string, choices: readonly T[]): T => {
+    if (!(choices as readonly string[]).includes(value)) throw new Error(`--${name}: expected one of ${choices.join(', ')}, got ${value}`);
+    return value as T;
+  };
+  const model = oneOf('model', values.model, ['tiny', 'resnet50'] as const);
+  let engine = oneOf('engine', values.engine, ENGINE_CHOICES);
+  const provider = oneOf('provider', values.provider, PROVIDER_CHOICES);
+  const backend = oneOf('backend', values.backend, BACKEND_CHOICES);
+  // As in the worker: naming a provider or a backend names its engine.
+  if (provider !== 'auto' && backend !== 'auto') throw new Error('--provider is for ONNX Runtime, --backend for tfjs: give one of them');
+  if (provider !== 'auto') {
+    if (engine === 'tfjs') throw new Error("--provider is ONNX Runtime's: it cannot go with --engine tfjs");
+    engine = 'onnx';
+  }
+  if (backend !== 'auto') {
+    if (engine === 'onnx') throw new Error("--backend is tfjs': it cannot go with --engine onnx");
+    engine = 'tfjs';
+  }
   const only = values.only.split(',').map((name) => name.trim()).filter(Boolean);
   const unknown = only.filter((name) => !(SECTION_NAMES as readonly string[]).includes(name));
   if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(', ')}; expected some of ${SECTION_NAMES.join(', ')}`);
-  return { quick: values.quick, model: values.model, backend: values.backend as BackendChoice, only: only as SectionName[], images: values.images, out: resolve(values.out) };
+  return { quick: values.quick, model, engine, provider, backend, only: only as SectionName[], images: values.images, out: resolve(values.out) };
 }
 
 async function main(): Promise<void> {
   const settings = parseRunArgs(process.argv.slice(2));
   const started = Date.now();
-  // Selected here too (the children select their own and must agree) to name it in the first line
-  // and so the tiny model can be built.
-  const backend: SelectedBackend = await selectBackend(settings.backend);
   const model = await prepareModel(settings.model);
   try {
-    const header = `Machine: ${machineLine()}; Node ${process.version}; backend ${backend.name} (${backend.package}: ${backend.detail}); model ${model.name}, ${model.paramCount.toLocaleString('en-US')} params`;
-    console.log(header);
+    const asked = engineSetups(settings, availableParallelism())
+      .map((s) => (s.engine === 'onnx' ? `onnx (EXECUTION_PROVIDER=${settings.provider})` : `tfjs (BACKEND=${settings.backend})`))
+      .filter((text, i, all) => all.indexOf(text) === i)
+      .join(', ');
+    const machine = `Machine: ${machineLine()}; Node ${process.version}`;
+    const modelText = `model ${model.name}, ${model.paramCount.toLocaleString('en-US')} params`;
+    console.log(`${machine}; engines ${asked}; ${modelText}`);
     console.log(`${new Date().toISOString().slice(0, 10)}${settings.quick ? ', --quick' : ''}`);
 
     const sections: Section[] = [];
@@ -216,17 +290,19 @@ async function main(): Promise<void> {
     let step = 0;
     const begin = (title: string) => console.log(`\n## ${++step}. ${title}`);
 
-    // The engine rows are inputs of the e2e and seed sections (request counts, bare medians).
+    // The engine rows are inputs of the e2e and seed sections (which engine, request counts, bare medians).
     let engine: Awaited<ReturnType<typeof engineSection>> | undefined;
     if (want('engine') || want('e2e') || want('seed')) {
-      begin('Bare engine');
+      begin('Bare engines');
       engine = await engineSection(settings, model, log);
-      if (engine.results.some((r) => r.backend !== backend.name)) {
-        throw new Error(`the replicas ran on ${engine.results[0]?.backend}, this process selected ${backend.name}`);
-      }
+      log(`  engines: ${enginesText(engine.results)}`);
       sections.push(engine);
     }
-    let preprocess, e2e, seed, capacity, scaleOut;
+    let conversion, preprocess, e2e, seed, capacity, scaleOut;
+    if (want('conversion') && settings.engine !== 'tfjs') {
+      begin('ONNX conversion');
+      sections.push((conversion = await conversionSection(settings, model, log)));
+    }
     if (want('e2e')) {
       begin('End to end');
       sections.push((e2e = await e2eSection(settings, model, images, engine!.results, log)));
@@ -250,11 +326,13 @@ async function main(): Promise<void> {
     }
     if (engine && preprocess && e2e && capacity && scaleOut) {
       const targets = targetsSection(
-        computeTargets({ engine: engine.results, preprocess: preprocess.result, e2e, seed, capacity, scaleOut, cores: availableParallelism() }),
+        computeTargets({ engine: engine.results, conversion: conversion?.result, preprocess: preprocess.result, e2e, seed, capacity, scaleOut, cores: availableParallelism() }),
       );
       sections.unshift(targets);
     }
 
+    // The report names the engines as they loaded, not only as they were asked for.
+    const header = `${machine}; engines ${engine ? enginesText(engine.results) : asked}; ${modelText}`;
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
     const markdown = [
       header,
@@ -276,7 +354,7 @@ async function main(): Promise<void> {
           settings,
           machine: machineLine(),
           node: process.version,
-          backend: { name: backend.name, package: backend.package, detail: backend.detail },
+          engines: engine ? [...new Map(engine.results.map((r) => [r.setup, { setup: r.setup, ...r.engine }])).values()] : [],
           model: { name: model.name, paramCount: model.paramCount },
           sections: Object.fromEntries(sections.map((s) => [s.title, s.json])),
         },

@@ -1,7 +1,7 @@
 /**
- * `npm run bench`'s engine section on the tiny model: every row measured, the 2-replica aggregate
- * there, the results JSON-serialisable. Seconds, not minutes: the real numbers come from
- * `npm run bench` with ResNet50.
+ * `npm run bench`'s engine section on the tiny model: both engines, every row measured, the
+ * 2-replica aggregate there, the results JSON-serialisable. Seconds, not minutes: the real numbers
+ * come from `npm run bench` with ResNet50.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchEngine, type EngineProgress, type EngineResult } from '../bench/engine.ts';
@@ -16,12 +16,15 @@ describe('bench: bare engine (tiny model)', () => {
   beforeAll(async () => {
     await selectBackend('wasm');
     tiny = await createTinyModel();
+    process.env.MODEL_CACHE_DIR = tiny.cacheDir; // the children's ONNX cache
     results = await benchEngine({
       model: tiny.dir,
       preprocess: 'caffe',
-      backend: 'wasm',
+      setups: [
+        { engine: 'onnx', provider: 'cpu', replicas: 1 },
+        { engine: 'tfjs', provider: 'wasm', replicas: 2 },
+      ],
       batchSizes: [1, 4],
-      replicas: [1, 2],
       repeats: 3,
       warmup: 1,
       rounds: 2,
@@ -31,37 +34,39 @@ describe('bench: bare engine (tiny model)', () => {
   }, 40_000);
 
   afterAll(async () => {
+    delete process.env.MODEL_CACHE_DIR;
     await tiny?.cleanup();
   });
 
-  it('measures every batch size with 1 and 2 replicas', () => {
-    expect(results.map((r) => [r.batchSize, r.replicas])).toEqual([
-      [1, 1],
-      [4, 1],
-      [1, 2],
-      [4, 2],
+  it('measures every batch size of each setup, on the engine the setup names', () => {
+    expect(results.map((r) => [r.setup, r.batchSize, r.replicas])).toEqual([
+      ['onnx', 1, 1],
+      ['onnx', 4, 1],
+      ['tfjs x2', 1, 2],
+      ['tfjs x2', 4, 2],
     ]);
     for (const r of results) {
-      expect(r.backend).toBe('wasm');
+      expect(r.engine).toMatchObject(r.setup === 'onnx' ? { name: 'onnx', provider: 'cpu' } : { name: 'tfjs', provider: 'wasm', threads: 1 });
+      expect(r.cpuMsPerImage).toBeGreaterThan(0);
       expect(r.medianMs).toBeGreaterThan(0);
       expect(r.medianMsPerImage).toBeGreaterThan(0);
       expect(r.wallMs).toBeGreaterThan(0);
       expect(r.imgPerSec).toBeGreaterThan(0);
       expect(r.aggregateImgPerSec).toBeGreaterThan(0);
       expect(r.images).toBe(r.batchSize * r.repeats * r.replicas);
-      expect(r.paramCount).toBeGreaterThan(0);
+      expect(r.loadMs).toBeGreaterThan(0);
     }
   });
 
-  it('lets the replica counts take turns: round 1 as 1-2, round 2 as 2-1, batches split 2 + 1', () => {
+  it('lets the setups take turns: round 1 as A-B, round 2 as B-A, batches split 2 + 1', () => {
     const turns = events
       .filter((e) => e.kind === 'batch' && e.batchSize === 4 && e.roundEnd)
-      .map((e) => e.kind === 'batch' && [e.round, e.replicas, e.done, e.total]);
+      .map((e) => e.kind === 'batch' && [e.round, e.setup, e.done, e.total]);
     expect(turns).toEqual([
-      [1, 1, 2, 3],
-      [1, 2, 4, 6],
-      [2, 2, 6, 6],
-      [2, 1, 3, 3],
+      [1, 'onnx', 2, 3],
+      [1, 'tfjs x2', 4, 6],
+      [2, 'tfjs x2', 6, 6],
+      [2, 'onnx', 3, 3],
     ]);
     for (const r of results) expect(r.rounds).toBe(2);
   });
@@ -77,9 +82,9 @@ describe('bench: bare engine (tiny model)', () => {
     expect(JSON.parse(JSON.stringify(results))).toEqual(results);
   });
 
-  it('rejects a model that does not load, naming the replica and the cause', async () => {
+  it('rejects a model that does not load, naming the cause', async () => {
     await expect(
-      benchEngine({ model: '/nonexistent-model-dir', preprocess: 'caffe', backend: 'wasm', batchSizes: [1], replicas: [2], repeats: 1, warmup: 0 }),
-    ).rejects.toThrow(/bench replica \d: .*could not read/s);
+      benchEngine({ model: '/nonexistent-model-dir', preprocess: 'caffe', setups: [{ engine: 'tfjs', provider: 'wasm', replicas: 2 }], batchSizes: [1], repeats: 1, warmup: 0 }),
+    ).rejects.toThrow(/could not read/s);
   }, 30_000);
 });

@@ -21,7 +21,8 @@ import { createLogger } from '../shared/log.ts';
 import { parseHeartbeats } from '../shared/protocol.ts';
 import { spawnWorker } from './helpers/faults.ts';
 import { JobQueue } from './helpers/job-queue.ts';
-import { createTinyModel, expectedPredictions, expectSamePredictions, randomImage, saveModel, type TinyModel } from './helpers/tiny-model.ts';
+import { expectedPredictions, expectSamePredictions } from './helpers/predictions.ts';
+import { createTinyModel, randomImage, saveModel, type TinyModel } from './helpers/tiny-model.ts';
 
 const logger = createLogger('onnx-engine-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 let redis: RedisServerHandle;

@@ -25,7 +25,8 @@ import { createLogger } from '../shared/log.ts';
 import type { JobResult } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import { JobQueue } from './helpers/job-queue.ts';
-import { createTinyModel, expectedPredictions, expectSamePredictions, randomImage, type TinyModel } from './helpers/tiny-model.ts';
+import { expectedPredictions, expectSamePredictions } from './helpers/predictions.ts';
+import { createTinyModel, randomImage, type TinyModel } from './helpers/tiny-model.ts';
 
 const logger = createLogger('gpu-worker-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const ROOT = new URL('..', import.meta.url).pathname;
