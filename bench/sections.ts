@@ -281,7 +281,10 @@ export async function seedSection(settings: RunSettings, model: ModelUnderTest, 
   const stack = await startSeedStack({ workers: 1, workerEnv: workerEnv(model, { ...setupOf(chosen), replicas: 1 }), log });
   let rows: LoadRow[];
   try {
-    rows = await runLevels(stack, images, CONCURRENCIES, (c) => requestsFor(settings, c, bare.aggregateImgPerSec), log, 'seed');
+    // The seed answers a request no sooner than its two sleeps allow, whatever the engine: size
+    // each level by the rate it can reach, not by the engine's (minutes at concurrency 1 otherwise).
+    const seedRate = (c: number) => Math.min(bare.aggregateImgPerSec, (c * 1000) / (SERVER_SLEEP_MS + CLIENT_SLEEP_MS));
+    rows = await runLevels(stack, images, CONCURRENCIES, (c) => requestsFor(settings, c, seedRate(c)), log, 'seed');
   } finally {
     await stack.stop();
   }

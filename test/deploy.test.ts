@@ -1,8 +1,9 @@
 /**
- * deploy/: the GPU worker's Dockerfile, compose file, systemd unit and fly.toml. No Docker daemon
- * or GPU here, so each file is read with a real parser (dockerfile-ast, yaml, smol-toml) and
- * checked for what a deploy depends on; the unit goes through `systemd-analyze verify`; and the
- * worker is started the way the image and the unit start it (the Dockerfile's COPY set, its CMD,
+ * deploy/: the GPU worker's two images (Dockerfile: ONNX Runtime on CUDA 12; Dockerfile.tfjs:
+ * TensorFlow.js on CUDA 11.2), compose file, systemd unit and fly.toml. No Docker daemon or GPU
+ * here, so each file is read with a real parser (dockerfile-ast, yaml, smol-toml) and checked for
+ * what a deploy depends on; the unit goes through `systemd-analyze verify`; and the worker is
+ * started the way each image and the unit start it (the Dockerfile's COPY set, its CMD and ENV,
  * the unit's ExecStart) against a real redis-server, with the image's HEALTHCHECK run against it.
  * The Workers edge bundle (`wrangler deploy --dry-run`) is checked by workers-bundle.test.ts.
  */
@@ -18,15 +19,41 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../dev/processes.ts';
 import { freePort, hasRedisServer, startRedisServer } from '../dev/redis-server.ts';
+import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
+import { createTinyModel } from './helpers/tiny-model.ts';
+
+// The tiny model is made with tfjs in this process.
+await selectBackend('wasm');
 
 const run = promisify(execFile);
 const DEPLOY = join(REPO_ROOT, 'deploy');
-const DOCKERFILE = join(DEPLOY, 'gpu-worker/Dockerfile');
 const COMPOSE = join(DEPLOY, 'gpu-worker/compose.yaml');
 const UNIT = join(DEPLOY, 'gpu-worker/resnet-edge-worker.service');
 const FLY = join(DEPLOY, 'fly/fly.toml');
-// tfjs-node-gpu 4.x loads libtensorflow 2.9, built for CUDA 11.2 + cuDNN 8.
-const CUDA_RUNTIME_IMAGE = /^(?:docker\.io\/)?nvidia\/cuda:11\.2(?:\.\d+)?-cudnn8-runtime-ubuntu\d+\.\d+(?:@sha256:[0-9a-f]{64})?$/;
+const PROVIDERS_DIR = 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64';
+
+/** Each image, and what must hold for it. */
+const IMAGES = [
+  {
+    file: 'Dockerfile',
+    what: 'ONNX Runtime',
+    // onnxruntime-node's GPU providers: CUDA 12.x with cuDNN 9.x (NVIDIA's "-cudnn-" tags of CUDA 12.3+ carry cuDNN 9).
+    baseImage: /^(?:docker\.io\/)?nvidia\/cuda:12\.\d+(?:\.\d+)?-cudnn(?:9)?-runtime-ubuntu\d+\.\d+(?:@sha256:[0-9a-f]{64})?$/,
+    env: { ENGINE: 'onnx', EXECUTION_PROVIDER: 'cuda' },
+    // The GPU providers installed at build time, and checked for.
+    install: [/ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install/, /libonnxruntime_providers_cuda\.so/, /libonnxruntime_providers_tensorrt\.so/],
+    prefetchEngine: 'onnx',
+  },
+  {
+    file: 'Dockerfile.tfjs',
+    what: 'TensorFlow.js',
+    // tfjs-node-gpu 4.x loads libtensorflow 2.9, built for CUDA 11.2 + cuDNN 8.
+    baseImage: /^(?:docker\.io\/)?nvidia\/cuda:11\.2(?:\.\d+)?-cudnn8-runtime-ubuntu\d+\.\d+(?:@sha256:[0-9a-f]{64})?$/,
+    env: { BACKEND: 'tensorflow', TF_FORCE_GPU_ALLOW_GROWTH: 'true' },
+    install: [/npm ci\b/, /@tensorflow\/tfjs-node-gpu/, /scripts\/install\.js gpu download/],
+    prefetchEngine: 'tfjs',
+  },
+] as const;
 
 // ---------------------------------------------------------------- Dockerfile helpers
 
@@ -37,8 +64,8 @@ interface Stage {
   instructions: Instruction[];
 }
 
-function parseDockerfile(): { dockerfile: Dockerfile; stages: Stage[] } {
-  const dockerfile = DockerfileParser.parse(readFileSync(DOCKERFILE, 'utf8'));
+function parseDockerfile(file: string): { dockerfile: Dockerfile; stages: Stage[]; args: Map<string, string> } {
+  const dockerfile = DockerfileParser.parse(readFileSync(join(DEPLOY, 'gpu-worker', file), 'utf8'));
   const args = new Map(dockerfile.getInitialARGs().map((arg) => [arg.getProperty()!.getName(), arg.getProperty()!.getValue() ?? '']));
   const froms = dockerfile.getFROMs();
   const stages = froms.map((from, i) => {
@@ -46,12 +73,16 @@ function parseDockerfile(): { dockerfile: Dockerfile; stages: Stage[] } {
     const end = froms[i + 1]?.getRange().start.line ?? Number.POSITIVE_INFINITY;
     return {
       name: from.getBuildStage(),
-      image: from.getImage()!.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => args.get((a ?? b)!) ?? ''),
+      image: substitute(from.getImage()!, args),
       instructions: dockerfile.getInstructions().filter((ins) => ins.getRange().start.line > start && ins.getRange().start.line < end),
     };
   });
-  return { dockerfile, stages };
+  return { dockerfile, stages, args };
 }
+
+/** `${NAME}` / `$NAME` replaced by the build arguments' defaults, as a build without --build-arg sees them. */
+const substitute = (text: string, args: Map<string, string>) =>
+  text.replace(/\$\{(\w+)\}|\$(\w+)/g, (whole, a: string | undefined, b: string | undefined) => args.get((a ?? b)!) ?? whole);
 
 /** The image a stage ultimately starts from, following `FROM <stage>` links. */
 function rootImage(stages: Stage[], stage: Stage): string {
@@ -62,10 +93,13 @@ function rootImage(stages: Stage[], stage: Stage): string {
 const keyword = (stage: Stage, name: string) => stage.instructions.filter((ins) => ins.getKeyword() === name);
 const flag = (ins: Instruction, name: string) =>
   (ins as unknown as { getFlags(): { getName(): string; getValue(): string | null }[] }).getFlags().find((f) => f.getName() === name);
-const envOf = (stage: Stage) =>
+/** A stage's ENV, build arguments substituted (`args`: the defaults a plain build uses). */
+const envOf = (stage: Stage, args = new Map<string, string>()) =>
   Object.fromEntries(
     keyword(stage, 'ENV').flatMap((ins) =>
-      (ins as unknown as { getProperties(): { getName(): string; getValue(): string | null }[] }).getProperties().map((p) => [p.getName(), p.getValue()]),
+      (ins as unknown as { getProperties(): { getName(): string; getValue(): string | null }[] })
+        .getProperties()
+        .map((p) => [p.getName(), p.getValue() === null ? null : substitute(p.getValue()!, args)]),
     ),
   ) as Record<string, string | null>;
 /** COPY instructions that read the build context (not --from another stage): [sources, dest]. */
@@ -94,27 +128,26 @@ const systemdAnalyze = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find
 
 // ================================================================ tests
 
-describe('deploy/gpu-worker/Dockerfile', () => {
-  const { stages } = parseDockerfile();
+describe.each(IMAGES)('deploy/gpu-worker/$file ($what)', (image) => {
+  const { stages, args } = parseDockerfile(image.file);
   const final = stages.at(-1)!;
 
-  it('runs on a CUDA 11.2 + cuDNN 8 runtime image, with the GPU settings and a non-root user', () => {
-    expect(rootImage(stages, final)).toMatch(CUDA_RUNTIME_IMAGE);
-    for (const stage of stages) expect(rootImage(stages, stage), `stage ${stage.name}`).toMatch(CUDA_RUNTIME_IMAGE);
-    const env = envOf(final);
-    expect(env.TF_FORCE_GPU_ALLOW_GROWTH).toBe('true');
-    expect(env.BACKEND).toBe('tensorflow');
+  it("runs on the CUDA runtime image its engine is built for, with the engine's settings and a non-root user", () => {
+    for (const stage of stages) expect(rootImage(stages, stage), `stage ${stage.name}`).toMatch(image.baseImage);
+    expect(envOf(final, args)).toMatchObject(image.env);
     const users = keyword(final, 'USER').map((ins) => ins.getArgumentsContent()?.trim());
     expect(users.length).toBeGreaterThan(0);
     expect(users.at(-1)).not.toMatch(/^(root|0)(:|$)/);
     expect(keyword(final, 'STOPSIGNAL').map((ins) => ins.getArgumentsContent()?.trim())).toEqual(['SIGTERM']);
   });
 
-  it('installs the GPU package and prefetches the model at build time into the cache the worker reads', () => {
+  it('installs the GPU libraries its engine needs and prefetches the model at build time into the cache the worker reads', () => {
     const runs = stages.flatMap((stage) => keyword(stage, 'RUN').map((ins) => ({ stage, text: ins.getArgumentsContent() ?? '' })));
-    expect(runs.some(({ text }) => /npm ci\b/.test(text) && text.includes('@tensorflow/tfjs-node-gpu'))).toBe(true);
+    for (const step of image.install) expect(runs.some(({ text }) => step.test(text)), `a RUN step matching ${step}`).toBe(true);
     const prefetch = runs.find(({ text }) => /npm run worker:prefetch|gpu-worker\/model\/prefetch\.ts/.test(text));
     expect(prefetch, 'a RUN step runs the prefetch CLI').toBeDefined();
+    // For the image's engine: the ONNX image converts the graph at build time, the tfjs one does not.
+    expect(prefetch!.text).toMatch(new RegExp(`ENGINE=${image.prefetchEngine}\\b`));
     // The npm script exists and names the CLI that exists.
     const scripts = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).scripts as Record<string, string>;
     expect(scripts['worker:prefetch']).toBe('tsx gpu-worker/model/prefetch.ts');
@@ -148,12 +181,17 @@ describe('deploy/gpu-worker/compose.yaml', () => {
   const compose = parseYaml(readFileSync(COMPOSE, 'utf8'));
   const service = compose.services['gpu-worker'];
 
-  it('reserves an NVIDIA GPU and builds the Dockerfile from the repo root', () => {
+  it('reserves an NVIDIA GPU and builds the ONNX Runtime image from the repo root (or the tfjs one, when asked)', () => {
     const devices = service.deploy.resources.reservations.devices as { driver: string; capabilities: string[] }[];
     expect(devices.some((d) => d.driver === 'nvidia' && d.capabilities.includes('gpu'))).toBe(true);
     const context = resolve(DEPLOY, 'gpu-worker', service.build.context);
     expect(context).toBe(resolve(REPO_ROOT));
-    expect(existsSync(join(context, service.build.dockerfile))).toBe(true);
+    // Compose's ${VAR:-default}, as a plain `up` and as the documented tfjs variant see it.
+    const dockerfile = (vars: Record<string, string>) => String(service.build.dockerfile).replace(/\$\{(\w+):-([^}]*)\}/g, (_, name: string, fallback: string) => vars[name] ?? fallback);
+    expect(dockerfile({})).toBe('deploy/gpu-worker/Dockerfile');
+    expect(dockerfile({ WORKER_DOCKERFILE: 'Dockerfile.tfjs' })).toBe('deploy/gpu-worker/Dockerfile.tfjs');
+    for (const file of [dockerfile({}), dockerfile({ WORKER_DOCKERFILE: 'Dockerfile.tfjs' })]) expect(existsSync(join(context, file)), file).toBe(true);
+    expect(readFileSync(COMPOSE, 'utf8')).toContain('WORKER_DOCKERFILE=Dockerfile.tfjs');
   });
 
   it('takes its settings from an env file, never inline, and the real env file is ignored by git', () => {
@@ -188,7 +226,7 @@ describe('deploy/gpu-worker/resnet-edge-worker.service', () => {
     expect(one('User')).not.toBe('root');
     expect(one('WorkingDirectory')).toBe('/opt/resnet-edge');
     expect(one('EnvironmentFile')).toBe('/etc/resnet-edge/worker.env');
-    expect(settings.get('Environment')).toEqual(expect.arrayContaining(['TF_FORCE_GPU_ALLOW_GROWTH=true', 'BACKEND=tensorflow']));
+    expect(settings.get('Environment')).toEqual(expect.arrayContaining(['EXECUTION_PROVIDER=cuda', 'TF_FORCE_GPU_ALLOW_GROWTH=true']));
     expect(one('ExecStart')).toMatch(/^\/\S+\/node --import tsx gpu-worker\/main\.ts$/);
     expect(one('Restart')).toBe('on-failure');
     expect(one('KillSignal')).toBe('SIGTERM');
@@ -238,8 +276,10 @@ describe('deploy/gpu-worker/resnet-edge-worker.service', () => {
 describe('deploy/fly/fly.toml', () => {
   const text = readFileSync(FLY, 'utf8');
 
-  it('asks for an A100 machine, stops with SIGTERM, and says plainly that Fly GPUs are deprecated', () => {
-    const fly = parseToml(text) as { vm: { size: string }[]; kill_signal: string; http_service?: unknown; metrics?: { port: number } };
+  it('asks for an A100 machine, runs the ONNX Runtime image on CUDA, stops with SIGTERM, and says plainly that Fly GPUs are deprecated', () => {
+    const fly = parseToml(text) as { vm: { size: string }[]; kill_signal: string; http_service?: unknown; metrics?: { port: number }; env: Record<string, string> };
+    expect(fly.env).toMatchObject({ ENGINE: 'onnx', EXECUTION_PROVIDER: 'cuda' });
+    expect(text).toContain('--dockerfile deploy/gpu-worker/Dockerfile\n');
     expect(fly.vm.map((vm) => vm.size)).toEqual(['a100-40gb']);
     expect(fly.kill_signal).toBe('SIGTERM');
     expect(fly.http_service).toBeUndefined();
@@ -251,37 +291,43 @@ describe('deploy/fly/fly.toml', () => {
   });
 });
 
-describe('the image and the unit start a real worker', () => {
+describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
+  /** The image's working directory (only what the final stage copies from the context) and its environment. */
+  async function imageDir() {
+    const { dockerfile, stages, args } = parseDockerfile(image.file);
+    const final = stages.at(-1)!;
+    const cmd = JSON.parse(keyword(final, 'CMD').at(-1)!.getArgumentsContent()!) as string[];
+    const dir = await mkdtemp(join(tmpdir(), 'worker-image-'));
+    for (const { sources, dest } of contextCopies(final)) {
+      for (const source of sources) {
+        const target = dest.endsWith('/') ? join(dir, dest, basename(source)) : join(dir, dest);
+        await cp(join(REPO_ROOT, source), target, { recursive: true });
+      }
+    }
+    await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: process.env.HOME ?? dir,
+      ...envOf(final, args),
+      MODEL_CACHE_DIR: join(dir, 'models'),
+    } as Record<string, string>;
+    return { dockerfile, cmd, dir, env };
+  }
+
   it.skipIf(!hasRedisServer())(
     'from the files the Dockerfile copies, with its CMD; the HEALTHCHECK passes; SIGTERM exits 0',
     async () => {
-      const { dockerfile, stages } = parseDockerfile();
-      const final = stages.at(-1)!;
-      const cmd = JSON.parse(keyword(final, 'CMD').at(-1)!.getArgumentsContent()!) as string[];
+      const { dockerfile, cmd, dir, env: imageEnv } = await imageDir();
       // The unit runs the same command line.
       const unitExec = unitSettings(readFileSync(UNIT, 'utf8')).get('ExecStart')!.at(-1)!.split(' ');
       expect(unitExec.slice(1)).toEqual(cmd.slice(1));
       expect(cmd[0]).toBe('node');
-
-      // The image's working directory: only what the final stage copies from the context.
-      const dir = await mkdtemp(join(tmpdir(), 'worker-image-'));
       const redis = await startRedisServer();
       try {
-        for (const { sources, dest } of contextCopies(final)) {
-          for (const source of sources) {
-            const target = dest.endsWith('/') ? join(dir, dest, basename(source)) : join(dir, dest);
-            await cp(join(REPO_ROOT, source), target, { recursive: true });
-          }
-        }
-        await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
-
         const metricsPort = await freePort();
         const env = {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? dir,
-          ...envOf(final),
-          MODEL_CACHE_DIR: join(dir, 'models'),
-          // No GPU or weights here: the synthetic model loads no backend.
+          ...imageEnv,
+          // No GPU or weights here: the synthetic model loads no engine.
           MODEL: 'synthetic:instant',
           REDIS_URL: redis.url,
           KEY_PREFIX: `deploy${process.pid}`,
@@ -317,4 +363,25 @@ describe('the image and the unit start a real worker', () => {
     },
     90_000,
   );
+
+  it("with a real model and no GPU, exits 2 saying why instead of serving from the CPU", async () => {
+    const { cmd, dir, env } = await imageDir();
+    const tiny = await createTinyModel({ seed: 3 });
+    try {
+      const result = await run(process.execPath, cmd.slice(1), {
+        cwd: dir,
+        env: { ...env, MODEL: tiny.dir, PREPROCESS: 'caffe', REDIS_URL: 'redis://127.0.0.1:9', METRICS_PORT: '0' },
+        timeout: 60_000,
+      }).then(
+        () => ({ code: 0, stderr: '' }),
+        (error: { code: number; stderr: string }) => error,
+      );
+      expect(result.code).toBe(2);
+      const setting = image.file === 'Dockerfile' ? 'EXECUTION_PROVIDER=cuda' : 'BACKEND=tensorflow';
+      expect(result.stderr).toMatch(new RegExp(`^${setting}: nothing could start here: `, 'm'));
+    } finally {
+      await tiny.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
