@@ -31,7 +31,6 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { availableParallelism } from 'node:os';
 import { mulberry32 } from '../dev/random.ts';
 import type { EngineInfo } from '../gpu-worker/engine/image-classifier.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
@@ -52,7 +51,10 @@ export interface EngineSetup {
 /** 'onnx', 'tfjs x2': how tables and progress lines name a setup. */
 export const setupLabel = (setup: Pick<EngineSetup, 'engine' | 'replicas'>) => `${setup.engine}${setup.replicas > 1 ? ` x${setup.replicas}` : ''}`;
 
-/** The worker settings that run `setup` (the bench's workers get the same). */
+/**
+ * The worker settings that run `setup` (the bench's workers get the same); ONNX Runtime's threads
+ * follow from INFERENCE_PROCESSES as in a worker (cores / processes).
+ */
 export function setupEnv(setup: EngineSetup): Record<string, string | undefined> {
   const provider = setup.provider === 'auto' ? undefined : setup.provider;
   return {
@@ -60,7 +62,6 @@ export function setupEnv(setup: EngineSetup): Record<string, string | undefined>
     EXECUTION_PROVIDER: setup.engine === 'onnx' ? provider : undefined,
     BACKEND: setup.engine === 'tfjs' ? provider : undefined,
     INFERENCE_PROCESSES: String(setup.replicas),
-    INFERENCE_THREADS: String(Math.max(1, Math.floor(availableParallelism() / setup.replicas))),
   };
 }
 
@@ -136,7 +137,7 @@ export interface EngineResult extends ReplicaInfo {
 interface ChildOptions {
   model: string;
   preprocess?: PreprocessMode;
-  /** setupEnv() of the setup: ENGINE, EXECUTION_PROVIDER or BACKEND, INFERENCE_THREADS. */
+  /** setupEnv() of the setup: ENGINE, EXECUTION_PROVIDER or BACKEND, INFERENCE_PROCESSES. */
   env: Record<string, string | undefined>;
   seed: number;
 }

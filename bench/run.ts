@@ -32,7 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadImages } from '../dev/stress.ts';
-import { BACKEND_CHOICES, ENGINE_CHOICES, PROVIDER_CHOICES, type BackendChoice, type EngineChoice, type ProviderChoice } from '../gpu-worker/config.ts';
+import { BACKEND_CHOICES, ENGINE_CHOICES, parseWorkerConfig, PROVIDER_CHOICES, type BackendChoice, type EngineChoice, type ProviderChoice } from '../gpu-worker/config.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { benchConversion, type ConversionResult } from './conversion.ts';
@@ -250,19 +250,10 @@ export function parseRunArgs(argv: string[]): RunSettings {
     return value as T;
   };
   const model = oneOf('model', values.model, ['tiny', 'resnet50'] as const);
-  let engine = oneOf('engine', values.engine, ENGINE_CHOICES);
   const provider = oneOf('provider', values.provider, PROVIDER_CHOICES);
   const backend = oneOf('backend', values.backend, BACKEND_CHOICES);
-  // As in the worker: naming a provider or a backend names its engine.
-  if (provider !== 'auto' && backend !== 'auto') throw new Error('--provider is for ONNX Runtime, --backend for tfjs: give one of them');
-  if (provider !== 'auto') {
-    if (engine === 'tfjs') throw new Error("--provider is ONNX Runtime's: it cannot go with --engine tfjs");
-    engine = 'onnx';
-  }
-  if (backend !== 'auto') {
-    if (engine === 'onnx') throw new Error("--backend is tfjs': it cannot go with --engine onnx");
-    engine = 'tfjs';
-  }
+  // As in the worker, by the worker's own rules: naming a provider or a backend names its engine.
+  const engine = parseWorkerConfig({ ENGINE: oneOf('engine', values.engine, ENGINE_CHOICES), EXECUTION_PROVIDER: provider, BACKEND: backend }).engine;
   const only = values.only.split(',').map((name) => name.trim()).filter(Boolean);
   const unknown = only.filter((name) => !(SECTION_NAMES as readonly string[]).includes(name));
   if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(', ')}; expected some of ${SECTION_NAMES.join(', ')}`);

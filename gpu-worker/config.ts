@@ -28,7 +28,7 @@ export const DEFAULT_MODEL_CACHE_DIR = join(homedir(), '.cache', 'resnet-edge', 
 /**
  * Where the model comes from: the pinned npm package, a local directory, a URL of model.json, or
  * no model at all (`synthetic:instant`, `synthetic:timer:<ms>`: fake answers after `delayMs` per
- * batch, for benchmarks; see model/synthetic.ts).
+ * batch, for benchmarks; see engine/synthetic.ts).
  */
 export type ModelSource =
   | { kind: 'builtin' }
@@ -48,8 +48,8 @@ export const WorkerEnv = z
     // Unset: per engine (see defaultBatchSize).
     BATCH_SIZE: optionalIntVar(1, 1024),
     // Like Triton's max_queue_delay: how long a partial batch waits for more jobs after its first
-    // one. Unset: per engine (see defaultBatchDelayMs).
-    MAX_BATCH_DELAY_MS: optionalIntVar(0, 10_000),
+    // one. The same on every engine (measured: docs/engines.md).
+    MAX_BATCH_DELAY_MS: intVar(5, 0, 10_000),
     MODEL: z.string().default('resnet50'),
     LABELS: z.string().optional(),
     PREPROCESS: z.enum(PREPROCESS_MODES, { error: `expected one of ${PREPROCESS_MODES.join(', ')}` }).optional(),
@@ -154,9 +154,6 @@ export function defaultBatchSize(engine: Pick<EngineInfo, 'name' | 'provider' | 
   if (engine.gpu || engine.name === 'synthetic' || engine.provider === 'tensorflow') return 32;
   return engine.name === 'onnx' ? 8 : 4;
 }
-
-/** MAX_BATCH_DELAY_MS when unset: the same for every engine (measured: docs/engines.md). */
-export const defaultBatchDelayMs = (_engine: Pick<EngineInfo, 'name' | 'gpu'>): number => 5;
 
 /** `auto` (undefined here) or an integer 1..max. */
 function countOrAuto(fallback: string, max: number, auto: string) {

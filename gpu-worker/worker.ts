@@ -34,7 +34,7 @@ import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
 import { claimOne, readBatch } from './batcher.ts';
-import { defaultBatchDelayMs, defaultBatchSize, type WorkerConfig } from './config.ts';
+import { defaultBatchSize, type WorkerConfig } from './config.ts';
 import type { ClassifyRun, ImageClassifier } from './engine/image-classifier.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
@@ -137,7 +137,6 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
   let batchSize = 1; // set once the engine is known
-  let maxBatchDelayMs = 0;
   let wakeSleep: (() => void) | undefined;
   let reader: Redis | undefined;
   let writer: Redis | undefined;
@@ -161,10 +160,6 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       // Imported here: a worker with a synthetic model loads no engine.
       const { loadClassifier } = await import('./engine/index.ts');
       classifier = await loadClassifier(config, { log, onDownloadProgress: options.onDownloadProgress });
-      if (classifier.engine.name !== 'synthetic') {
-        const warmUpMs = await classifier.warmUp();
-        log.info({ warmUpMs: Math.round(warmUpMs) }, 'model warmed up');
-      }
     }
     if (stopping) return classifier;
 
@@ -224,7 +219,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       group: keys.group,
       consumer,
       batchSize,
-      maxDelayMs: maxBatchDelayMs,
+      maxDelayMs: config.maxBatchDelayMs,
       blockMs: BLOCK_MS,
     };
     const claimEveryMs = Math.max(250, Math.floor(config.claimIdleMs / 2));
@@ -474,7 +469,13 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       if (stopping) return;
       const engine = classifier!.engine;
       batchSize = config.batchSize ?? defaultBatchSize(engine);
-      maxBatchDelayMs = config.maxBatchDelayMs ?? defaultBatchDelayMs(engine);
+      if (!options.classifier && engine.name !== 'synthetic') {
+        // One image and one full batch: engines prepare per input shape (ONNX Runtime's memory
+        // plan, TensorRT's engine, GPU kernels), and the first real batch should not pay for it.
+        const oneMs = await classifier!.warmUp(1);
+        const batchMs = batchSize > 1 ? await classifier!.warmUp(batchSize) : undefined;
+        log.info({ warmUpMs: Math.round(oneMs), ...(batchMs !== undefined && { batchWarmUpMs: Math.round(batchMs), batchSize }) }, 'model warmed up');
+      }
       metrics?.setInfo({ engine: engine.name, provider: engine.provider, threads: engine.threads, model: classifier!.name, batchSize, consumer });
       metrics?.setBacklogSource(() => readBacklog(writer!));
       // Beat before saying ready (the log line and markReady), so an edge's /readyz already sees this worker.
@@ -509,7 +510,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           provider: engine.provider,
           threads: engine.threads,
           batchSize,
-          maxBatchDelayMs,
+          maxBatchDelayMs: config.maxBatchDelayMs,
           claimIdleMs: config.claimIdleMs,
           maxDeliveries: config.maxDeliveries,
           heartbeatMs: config.heartbeatMs,

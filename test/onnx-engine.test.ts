@@ -126,8 +126,8 @@ describe('npm run worker: which engine', () => {
   });
 
   it.each([
-    ['ENGINE=onnx, a model ONNX cannot take', () => ({ ...upsampling.env, ENGINE: 'onnx' }), /ENGINE=onnx: nothing could start here: onnx \(tensorrt, cuda\), onnx \(cpu\): the model cannot be converted to ONNX: layer "upsample" \(UpSampling2D\)/],
-    ['EXECUTION_PROVIDER=cuda without the CUDA provider', () => ({ ...tiny.env, EXECUTION_PROVIDER: 'cuda' }), /EXECUTION_PROVIDER=cuda: nothing could start here: onnx \(cuda\): no execution provider of cuda could start \(cuda: not installed \(onnxruntime-node has no libonnxruntime_providers_cuda\.so; on a GPU host: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\)\)/],
+    ['ENGINE=onnx, a model ONNX cannot take', () => ({ ...upsampling.env, ENGINE: 'onnx' }), /ENGINE=onnx: nothing could start here: onnx \(tensorrt, cuda\): no execution provider of tensorrt, cuda is installed .*; onnx \(cpu\): the model cannot be converted to ONNX: layer "upsample" \(UpSampling2D\)/],
+    ['EXECUTION_PROVIDER=cuda without the CUDA provider', () => ({ ...tiny.env, EXECUTION_PROVIDER: 'cuda' }), /EXECUTION_PROVIDER=cuda: nothing could start here: onnx \(cuda\): no execution provider of cuda is installed \(cuda: not installed \(onnxruntime-node has no libonnxruntime_providers_cuda\.so; on a GPU host: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\)\)/],
     ['BACKEND=tensorflow without libtensorflow', () => ({ ...tiny.env, BACKEND: 'tensorflow' }), /BACKEND=tensorflow: nothing could start here: tfjs \(tensorflow\): BACKEND=tensorflow: no native TensorFlow binding/],
   ])('%s: exits 2 with the reason', async (_what, env, reason) => {
     const prefix = nextPrefix();

@@ -130,7 +130,7 @@ describe('config', () => {
       redisUrl: 'redis://127.0.0.1:6379',
       keyPrefix: 'rn',
       batchSize: undefined,
-      maxBatchDelayMs: undefined,
+      maxBatchDelayMs: 5,
       model: { kind: 'builtin' },
       preprocess: 'caffe',
       modelName: 'keras-resnet50-imagenet',

@@ -18,9 +18,10 @@
  * classifier.engine // { name: 'onnx', provider: 'cpu', threads: 2, gpu: false, detail: '...' }
  */
 import type { Logger } from '../../shared/log.ts';
-import type { WorkerConfig } from '../config.ts';
+import { PROVIDER_CHOICES, type WorkerConfig } from '../config.ts';
 import type { DownloadProgress } from '../model/fetch.ts';
 import { readModelFiles, type ModelFiles } from '../model/files.ts';
+import type { ExecutionProvider } from './onnx/index.ts';
 import { EngineError, EngineUnavailableError, type EngineName, type ImageClassifier } from './image-classifier.ts';
 import { SyntheticClassifier } from './synthetic.ts';
 
@@ -89,15 +90,21 @@ export async function prepareModel(config: EngineSettings, { log, onDownloadProg
 
 /** The steps of ENGINE=auto (see the header) that the configuration allows. */
 function engineSteps(config: EngineSettings, log: Logger): Step[] {
-  const providers = config.executionProvider === 'auto' ? (['tensorrt', 'cuda', 'cpu'] as const) : [config.executionProvider];
+  const providers = config.executionProvider === 'auto' ? PROVIDER_CHOICES.filter((p) => p !== 'auto') : [config.executionProvider];
   const gpuProviders = providers.filter((p) => p !== 'cpu');
   // One conversion (or cache read) for both ONNX steps; a model that cannot be converted skips both.
   let onnxModel: Promise<import('./onnx/cache.ts').CachedOnnxModel> | undefined;
-  const onnxStep = (what: string, list: readonly ('tensorrt' | 'cuda' | 'cpu')[]): Step => ({
+  const onnxStep = (what: string, list: readonly ExecutionProvider[]): Step => ({
     engine: 'onnx',
     what,
     async load(files) {
       const onnx = await import('./onnx/index.ts');
+      // Not even converted when none of these providers is installed (a CPU host, or a GPU host
+      // running tfjs-node-gpu without ONNX Runtime's GPU libraries).
+      const missing = list.map((p) => [p, onnx.missingLibrary(p)] as const).filter(([, why]) => why);
+      if (missing.length === list.length) {
+        throw new EngineUnavailableError(`no execution provider of ${list.join(', ')} is installed`, { details: missing.map(([p, why]) => `${p}: ${why}`) });
+      }
       onnxModel ??= onnx.prepareOnnxModel(files, config, log);
       return onnx.loadOnnxClassifier(await onnxModel, files, config, list, log);
     },
@@ -114,7 +121,8 @@ function engineSteps(config: EngineSettings, log: Logger): Step[] {
   const onnx = config.engine !== 'tfjs';
   const tfjs = config.engine !== 'onnx';
   if (onnx && gpuProviders.length > 0) steps.push(onnxStep(`onnx (${gpuProviders.join(', ')})`, gpuProviders));
-  if (tfjs && config.engine === 'auto' && (config.backend === 'auto' || config.backend === 'tensorflow')) steps.push(tfjsStep('tfjs on a GPU (tfjs-node-gpu)', true));
+  // ENGINE=auto means no backend was named (config.ts), so the GPU backend may be tried.
+  if (config.engine === 'auto') steps.push(tfjsStep('tfjs on a GPU (tfjs-node-gpu)', true));
   if (onnx && providers.includes('cpu')) steps.push(onnxStep('onnx (cpu)', ['cpu']));
   if (tfjs) steps.push(tfjsStep(`tfjs (${config.backend === 'auto' ? 'tfjs-node, wasm, cpu' : config.backend})`, false));
   return steps;

@@ -3,9 +3,9 @@
  * whole graph it recorded (corrupt, truncated, half-written, missing its record) is never used but
  * converted again; another model, PREPROCESS or converter version is another file.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTinyModel, type TinyModel } from '../../../test/helpers/tiny-model.ts';
 import { createLogger } from '../../../shared/log.ts';
@@ -91,7 +91,7 @@ describe('ONNX model cache', () => {
     }
   });
 
-  it('ignores half-written files and a graph without its record', async () => {
+  it('ignores half-written files and a graph without its record, and removes leftovers of old crashes', async () => {
     const { config, files, convert, conversions } = await setup();
     try {
       const { key } = onnxCacheKey(files, config);
@@ -99,11 +99,18 @@ describe('ONNX model cache', () => {
       await mkdir(onnxCacheDir(cacheDir), { recursive: true });
       // A crash mid-write leaves a temporary file; a crash between the two renames, a graph alone.
       await writeFile(`${base}.onnx.partial-1-abcd`, 'half a graph');
+      await writeFile(`${base}.onnx.partial-2-ef01`, 'half a graph, written a day ago');
+      const dayAgo = new Date(Date.now() - 24 * 3_600_000);
+      await utimes(`${base}.onnx.partial-2-ef01`, dayAgo, dayAgo);
       await writeFile(`${base}.onnx`, 'a graph whose record was never written');
       const model = await cachedOnnxModel(files, config, log, convert);
       expect(model.converted).toBe(true);
       expect(conversions()).toBe(1);
       expect(Buffer.from(await readFile(`${base}.onnx`)).toString()).toBe(Buffer.from(model.bytes).toString());
+      // The old leftover is removed; a recent one may still be some other process's write.
+      const left = await readdir(onnxCacheDir(cacheDir));
+      expect(left).toContain(`${basename(base)}.onnx.partial-1-abcd`);
+      expect(left).not.toContain(`${basename(base)}.onnx.partial-2-ef01`);
     } finally {
       await cleanup();
     }

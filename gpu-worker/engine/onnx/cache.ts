@@ -13,19 +13,19 @@
  * and its bytes hash to the sha256 written there. A missing, truncated or corrupt graph is logged,
  * removed and converted again. Processes converting at once each rename their own (identical)
  * file; the last rename wins. A cache directory that cannot be written costs a conversion per
- * start, with a warning, not a failure.
+ * start, with a warning, not a failure. Temporary files left by a crash are removed an hour later.
  *
  * @example
  * const { bytes, converted } = await cachedOnnxModel(files, config, log, () => convertLayersModel(loaded));
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../../shared/log.ts';
 import type { WorkerConfig } from '../../config.ts';
 import { modelDigest, type ModelFiles } from '../../model/files.ts';
-import { CONVERTER_VERSION, type ConvertedModel } from './convert.ts';
-import { OPSET } from './graph.ts';
+import type { ConvertedModel } from './convert.ts';
+import { CONVERTER_VERSION, OPSET } from './graph.ts';
 
 const FORMAT = 1;
 
@@ -109,6 +109,7 @@ export async function cachedOnnxModel(
   };
   try {
     await mkdir(dir, { recursive: true });
+    await removeStalePartials(dir);
     await writeAtomically(path, converted.bytes);
     await writeAtomically(entryPath, new TextEncoder().encode(`${JSON.stringify(entry, null, 2)}\n`));
   } catch (error) {
@@ -127,7 +128,7 @@ async function readEntry(path: string, entryPath: string, key: string): Promise<
     const code = (error as NodeJS.ErrnoException).code;
     return { ok: false, reason: code === 'ENOENT' ? 'not cached' : `unreadable ${entryPath}: ${(error as Error).message}` };
   }
-  if (entry.format !== FORMAT || entry.key !== key) return { ok: false, reason: `${entryPath} describes another graph` };
+  if (entry?.format !== FORMAT || entry.key !== key) return { ok: false, reason: `${entryPath} describes another graph` };
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -140,6 +141,17 @@ async function readEntry(path: string, entryPath: string, key: string): Promise<
 }
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** Temporary files older than this are from a crashed write (a graph is ~100 MB: worth removing). */
+const STALE_PARTIAL_MS = 60 * 60 * 1000;
+
+async function removeStalePartials(dir: string): Promise<void> {
+  for (const name of (await readdir(dir)).filter((n) => n.includes('.partial-'))) {
+    const path = join(dir, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info && Date.now() - info.mtimeMs > STALE_PARTIAL_MS) await rm(path, { force: true });
+  }
+}
 
 /** Write to a temporary name, flush to disk, rename: readers see the old file or the whole new one. */
 async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {

@@ -138,12 +138,17 @@ describe('tfjs layers model -> ONNX: the same answers as tfjs', () => {
     await expectSameAnswers(loaded);
   });
 
-  it('activations, as layers and as arguments: sigmoid, tanh, elu, selu, softplus, softsign, hardSigmoid, swish, mish, LeakyReLU, ELU, ThresholdedReLU, Softmax', async () => {
+  it('activations, as layers and as arguments: sigmoid, tanh, elu, selu, softplus, softsign, hardSigmoid, swish, mish, logSoftmax, LeakyReLU, ELU, ThresholdedReLU, Softmax; the noise layers', async () => {
     const input = inputLayer();
     let x = stem(input);
-    for (const activation of ['sigmoid', 'tanh', 'elu', 'selu', 'softplus', 'softsign', 'hardSigmoid', 'swish', 'mish', 'linear'] as const) {
+    // logSoftmax: tfjs runs it (Keras' log_softmax) but leaves it out of its activation names' type.
+    for (const activation of ['sigmoid', 'tanh', 'elu', 'selu', 'softplus', 'softsign', 'hardSigmoid', 'swish', 'mish', 'logSoftmax' as 'linear', 'linear'] as const) {
       x = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 1, activation }), x);
     }
+    // Training-time noise: nothing at inference, in both engines.
+    x = apply(tfl.layers.gaussianNoise({ stddev: 0.5 }), x);
+    x = apply(tfl.layers.gaussianDropout({ rate: 0.5 }), x);
+    x = apply(tfl.layers.alphaDropout({ rate: 0.5 }), x);
     x = apply(tfl.layers.leakyReLU({ alpha: 0.2 }), x);
     x = apply(tfl.layers.elu({}), x); // tfjs supports alpha 1 only
     x = apply(tfl.layers.thresholdedReLU({ theta: 0.1 }), x);
@@ -155,13 +160,15 @@ describe('tfjs layers model -> ONNX: the same answers as tfjs', () => {
     await expectSameAnswers(loaded);
   });
 
-  it('the Keras layout where it matters: Cropping2D, Dense on an image, Permute, Reshape, softmax over channels', async () => {
+  it('the Keras layout where it matters: Cropping2D, Dense on an image, Permute, Reshape, SpatialDropout1D, softmax over channels', async () => {
     const input = inputLayer();
     let x = stem(input);
     x = apply(tfl.layers.cropping2D({ cropping: [[1, 2], [3, 0]] }), x);
     x = apply(tfl.layers.dense({ units: 3 }), x); // on the last axis of [25, 25, 4]
     x = apply(tfl.layers.activation({ activation: 'softmax' }), x);
     x = apply(tfl.layers.permute({ dims: [2, 1, 3] }), x);
+    x = apply(tfl.layers.reshape({ targetShape: [25 * 25, 3] }), x);
+    x = apply(tfl.layers.spatialDropout1d({ rate: 0.5 }), x);
     x = apply(tfl.layers.reshape({ targetShape: [25 * 25 * 3] }), x);
     const output = apply(tfl.layers.dense({ units: CLASSES, activation: 'softmax' }), x);
     await expectSameAnswers(await roundTrip(tfl.model({ inputs: input, outputs: output })));

@@ -21,16 +21,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB, type PreprocessMode } from '../../model/preprocess.ts';
 import { CHANNELS, IMAGE_SIZE } from '../../../shared/tensor.ts';
+import { selectBackend } from '../tfjs/backend.ts';
 import type { LoadedModel } from '../tfjs/load.ts';
-import { int, OnnxGraph } from './graph.ts';
+import { CONVERTER_VERSION, INPUT_NAME, int, OnnxGraph, OUTPUT_NAME } from './graph.ts';
 import { CONVERTERS, ConversionError, LayerContext, SUPPORTED_LAYERS, type LayerWeight, type Value } from './layers.ts';
-
-/** Part of every cache key: bump it whenever the graph this file writes changes. */
-export const CONVERTER_VERSION = 1;
-
-/** The graph's input and output names (the ONNX classifier reads them from the session too). */
-export const INPUT_NAME = 'image';
-export const OUTPUT_NAME = 'probabilities';
 
 export interface ConvertedModel {
   bytes: Uint8Array;
@@ -168,9 +162,8 @@ function convertNode(ctx: LayerContext, layer: tfl.layers.Layer, inputs: Value[]
 
 /** tfjs-layers needs some backend to hold the weights while converting: the process's, or cpu. */
 export async function ensureTfjsBackend(): Promise<void> {
-  await import('@tensorflow/tfjs-backend-cpu');
   if (tf.engine().backendName) return;
-  await tf.setBackend('cpu');
+  await selectBackend('cpu');
   // The cpu backend greets its first use with advice to install tfjs-node: not what converting needs.
   (tf.backend() as { firstUse?: boolean }).firstUse = false;
 }

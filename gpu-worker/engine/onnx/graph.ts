@@ -24,6 +24,13 @@ type ValueInfoProto = InstanceType<typeof onnx.ValueInfoProto>;
 export const IR_VERSION = 7;
 export const OPSET = 13;
 
+/** Part of every cache key (cache.ts): bump it whenever the graph convert.ts writes changes. */
+export const CONVERTER_VERSION = 1;
+
+/** Every converted graph's input and output names (the ONNX classifier reads them from the session too). */
+export const INPUT_NAME = 'image';
+export const OUTPUT_NAME = 'probabilities';
+
 export type ElementType = 'float' | 'uint8' | 'int64';
 const ELEMENT_TYPES: Record<ElementType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
@@ -32,17 +39,11 @@ const ELEMENT_TYPES: Record<ElementType, number> = {
 };
 
 /** An attribute value with its ONNX type spelled out (an integer-valued float is still a float). */
-export type Attribute =
-  | { int: number }
-  | { ints: number[] }
-  | { float: number }
-  | { floats: number[] }
-  | { string: string };
+export type Attribute = { int: number } | { ints: number[] } | { float: number };
 
 export const int = (value: number): Attribute => ({ int: value });
 export const ints = (value: number[]): Attribute => ({ ints: value });
 export const float = (value: number): Attribute => ({ float: value });
-export const str = (value: string): Attribute => ({ string: value });
 
 export class OnnxGraph {
   private readonly nodes: NodeProto[] = [];
@@ -148,7 +149,5 @@ function attribute(name: string, value: Attribute) {
   const { AttributeType } = onnx.AttributeProto;
   if ('int' in value) return onnx.AttributeProto.create({ name, type: AttributeType.INT, i: value.int });
   if ('ints' in value) return onnx.AttributeProto.create({ name, type: AttributeType.INTS, ints: value.ints });
-  if ('float' in value) return onnx.AttributeProto.create({ name, type: AttributeType.FLOAT, f: value.float });
-  if ('floats' in value) return onnx.AttributeProto.create({ name, type: AttributeType.FLOATS, floats: value.floats });
-  return onnx.AttributeProto.create({ name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) });
+  return onnx.AttributeProto.create({ name, type: AttributeType.FLOAT, f: value.float });
 }

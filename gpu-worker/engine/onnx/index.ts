@@ -19,16 +19,14 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
 import type * as Ort from 'onnxruntime-node';
 import type { Logger } from '../../../shared/log.ts';
-import type { WorkerConfig } from '../../config.ts';
+import type { ProviderChoice, WorkerConfig } from '../../config.ts';
 import type { ModelFiles } from '../../model/files.ts';
 import { EngineUnavailableError } from '../image-classifier.ts';
 import { cachedOnnxModel, type CachedOnnxModel } from './cache.ts';
 import { OnnxClassifier } from './classifier.ts';
 import { ConversionError } from './layers.ts';
 
-export const EXECUTION_PROVIDERS = ['tensorrt', 'cuda', 'cpu'] as const;
-export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
-export const GPU_PROVIDERS: readonly ExecutionProvider[] = ['tensorrt', 'cuda'];
+export type ExecutionProvider = Exclude<ProviderChoice, 'auto'>;
 
 /** The one command that adds the GPU providers (they are not in the npm package). */
 export const GPU_INSTALL_COMMAND = 'ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install';
@@ -37,7 +35,9 @@ type OnnxSettings = Pick<WorkerConfig, 'modelCacheDir' | 'modelName' | 'preproce
 
 /**
  * The model's ONNX graph: from the cache, or converted now (loading the tfjs model on whatever tfjs
- * backend the process has, cpu if none). A layer without a conversion makes the engine unavailable.
+ * backend the process has, cpu if none). A layer without a conversion, or any other failure of the
+ * converter, makes the engine unavailable (ENGINE=auto then runs tfjs); bad model files (a
+ * ModelLoadError from building the tfjs model) do not: no engine could serve them.
  */
 export async function prepareOnnxModel(files: ModelFiles, config: OnnxSettings, log: Logger): Promise<CachedOnnxModel> {
   const model = await cachedOnnxModel(files, config, log, async () => {
@@ -51,7 +51,8 @@ export async function prepareOnnxModel(files: ModelFiles, config: OnnxSettings, 
       if (error instanceof ConversionError) {
         throw new EngineUnavailableError(`the model cannot be converted to ONNX: ${error.message}`, { cause: error });
       }
-      throw error;
+      log.error({ err: error }, 'the ONNX conversion failed unexpectedly');
+      throw new EngineUnavailableError(`the ONNX conversion failed: ${firstLine(error)}`, { cause: error });
     } finally {
       loaded.model.dispose();
     }

@@ -333,7 +333,8 @@ export const CONVERTERS: Record<string, Converter> = {
   },
   Softmax(ctx, call) {
     const x = only(call);
-    const axis = Array.isArray(call.config.axis) ? call.config.axis : [call.config.axis ?? -1];
+    // tfjs' default is 1 (it always writes its axis into the config anyway).
+    const axis = Array.isArray(call.config.axis) ? call.config.axis : [call.config.axis ?? 1];
     if (axis.length !== 1) unsupported(call, `softmax over several axes (${JSON.stringify(axis)})`);
     return { ...x, name: ctx.graph.op('Softmax', [x.name], { axis: int(layoutAxis(x, Number(axis[0]))) }, call.name) };
   },
