@@ -140,6 +140,11 @@ async function useWasm(): Promise<Omit<SelectedBackend, 'skipped'>> {
 function describeImportError(error: unknown, pkg: string): string {
   const err = error as NodeJS.ErrnoException;
   if ((err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND') && err.message.includes(pkg)) return 'not installed';
+  // npm ci runs no install script here (.npmrc), and the tfjs-node packages fetch libtensorflow and
+  // their binding in theirs.
+  if (/tfjs_binding\.node\) can not be found/.test(String(err?.message))) {
+    return 'installed without its native binding (its install script, which downloads libtensorflow, has not run: docs/engines.md#on-a-gpu)';
+  }
   const firstLine = String(err?.message ?? error).split('\n')[0];
   return `${err?.code ?? err?.name ?? 'Error'}: ${firstLine}`;
 }
