@@ -1,7 +1,7 @@
 /**
  * Run by test/onnx-engine.test.ts in a process of its own (so nothing else in it allocates): the
  * worker's ONNX engine on a model, `inferences` classify calls in batches of 1 and 4, the RSS after
- * a garbage collection at a few points, as one JSON line on stdout.
+ * a garbage collection at eight evenly spaced points, as one JSON line on stdout.
  *
  * @example node --expose-gc --import tsx test/helpers/onnx-memory.ts '{"env":{...},"inferences":2000}'
  */
@@ -17,7 +17,8 @@ if (!gc) throw new Error('run with --expose-gc');
 const classifier = await loadClassifier(parseWorkerConfig({ ...env, ENGINE: 'onnx' }), { log: createLogger('onnx-memory', 'silent') });
 const images = [1, 2, 3, 4].map((seed) => randomImage(seed));
 const samples: { after: number; rssMb: number }[] = [];
-const sampleAt = new Set([Math.floor(inferences / 8), Math.floor(inferences / 4), Math.floor(inferences / 2), inferences]);
+/** Eight samples, evenly spaced. */
+const sampleAt = new Set(Array.from({ length: 8 }, (_, i) => Math.round(((i + 1) * inferences) / 8)));
 for (let i = 1; i <= inferences; i++) {
   await classifier.classifyWithStats(i % 2 ? images.slice(0, 1) : images, 5);
   if (sampleAt.has(i)) {
