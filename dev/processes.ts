@@ -44,11 +44,15 @@ export function formatLogLine(line: string): { text: string; msg?: string } {
   if (typeof record !== 'object' || record === null) return { text: line };
   const { level, msg, time: _time, pid: _pid, hostname: _hostname, name: _name, ...rest } = record;
   const extras = Object.entries(rest)
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : k === 'err' && isSerializedError(v) ? v.message : JSON.stringify(v)}`)
     .join(' ');
   const label = typeof level === 'number' && level >= 40 ? `${LEVELS[level]} ` : '';
   return { text: `${label}${String(msg ?? '')}${extras ? ` ${extras}` : ''}`, msg: typeof msg === 'string' ? msg : undefined };
 }
+
+/** pino's `err` serializer output ({ type, message, stack }): the short line shows the message only. */
+const isSerializedError = (value: unknown): value is { message: string } =>
+  typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
 
 export function spawnTier({ name, entry, command, env, readyMessage, print = console.log }: SpawnTierOptions): TierProcess {
   const [program, ...args] = command ?? [process.execPath, '--import', 'tsx', entry!];

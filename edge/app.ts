@@ -161,7 +161,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
   app.onError((error, c) => {
     if (error instanceof ApiError) {
       for (const [name, value] of Object.entries(error.headers)) c.header(name, value);
-      if (error.status >= 500) logger?.warn({ id: c.get('requestId'), code: error.code, msg: error.message }, 'request failed');
+      if (error.status >= 500) logger?.warn({ id: c.get('requestId'), code: error.code, err: error }, 'request failed');
       return c.json(errorBody(error.code, error.message), error.status);
     }
     // Middleware such as bearerAuth throw a ready response (already in our JSON shape).

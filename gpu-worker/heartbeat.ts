@@ -78,7 +78,7 @@ export function startHeartbeat({ redis, keys, intervalMs, log, info, onBeat }: H
       onBeat?.(true);
     } catch (error) {
       // Log an outage once, not every beat.
-      if (!failing) log.warn({ err: (error as Error).message }, 'heartbeat failed; retrying on schedule');
+      if (!failing) log.warn({ err: error }, 'heartbeat failed; retrying on schedule');
       failing = true;
       onBeat?.(false);
     }
@@ -101,7 +101,7 @@ export function startHeartbeat({ redis, keys, intervalMs, log, info, onBeat }: H
       clearTimeout(timer);
       await inFlight;
       await withTimeout(redis.hdel(keys.workers, info.id)).catch((error: Error) =>
-        log.warn({ err: error.message }, 'could not remove the worker heartbeat; it expires by itself'),
+        log.warn({ err: error }, 'could not remove the worker heartbeat; it expires by itself'),
       );
     },
   };

@@ -138,7 +138,7 @@ export class WorkerMetrics {
       ]);
     } catch (error) {
       // The gauges keep their last value; the scrape still succeeds.
-      log?.warn({ err: (error as Error).message }, 'could not read the backlog for /metrics');
+      log?.warn({ err: error }, 'could not read the backlog for /metrics');
       return undefined;
     } finally {
       clearTimeout(timer);
@@ -171,7 +171,7 @@ export async function serveMetrics(metrics: WorkerMetrics, options: { port: numb
       server.listen(options.port, options.host, () => resolve());
     });
   } catch (error) {
-    options.log.error({ err: (error as Error).message, port: options.port }, 'could not serve /metrics; running without it');
+    options.log.error({ err: error, port: options.port }, 'could not serve /metrics; running without it');
     return undefined;
   }
   const { port } = server.address() as AddressInfo;

@@ -132,7 +132,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const prune = () =>
     void pruneConsumers(writer!, keys, options.consumerGoneAfterMs).then(
       (removed) => removed.length > 0 && log.info({ removed }, 'removed the consumers of workers that are gone'),
-      (error: unknown) => log.warn({ err: String(error) }, 'could not prune gone consumers'),
+      (error: unknown) => log.warn({ err: error }, 'could not prune gone consumers'),
     );
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
@@ -172,7 +172,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       let lastLogged = 0;
       redis.on('error', (error: Error) => {
         // ioredis reconnects by itself; say so once in a while, not on every retry.
-        if (Date.now() - lastLogged > 5000) log.warn({ role, err: error.message }, 'redis connection error');
+        if (Date.now() - lastLogged > 5000) log.warn({ role, err: error }, 'redis connection error');
         lastLogged = Date.now();
       });
       return redis;
@@ -198,7 +198,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         return;
       } catch (error) {
         if (String(error).includes('BUSYGROUP')) return;
-        log.warn({ err: (error as Error).message, retryMs: delay }, 'could not create the consumer group');
+        log.warn({ err: error, retryMs: delay }, 'could not create the consumer group');
         await sleep(delay);
       }
     }
@@ -228,7 +228,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     let previousBatchSize = 0; // feeds the batcher's fill rule
     const onRedisError = async (what: string, error: unknown) => {
       const message = (error as Error).message;
-      log.warn({ err: message, retryMs: backoff }, what);
+      log.warn({ err: error, retryMs: backoff }, what);
       if (message.includes('NOGROUP')) await ensureGroup(); // the stream or group was deleted
       else await sleep(backoff);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
@@ -242,7 +242,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         } catch (error) {
           if (/unknown command/i.test((error as Error).message)) {
             // Redis before 6.2: serve anyway, but say loudly that dead workers' jobs stay stuck.
-            log.error({ err: (error as Error).message }, 'this Redis has no XAUTOCLAIM (6.2+): jobs of workers that die will not be taken over');
+            log.error({ err: error }, 'this Redis has no XAUTOCLAIM (6.2+): jobs of workers that die will not be taken over');
             nextClaimAt = Number.POSITIVE_INFINITY;
             continue;
           }

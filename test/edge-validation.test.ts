@@ -11,7 +11,8 @@ import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import type { Broker } from '../edge/broker/broker.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import sharp from 'sharp';
+import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { badUploads, chunkedBody, expectError } from './helpers/bad-uploads.ts';
 
 const MAX_BODY_BYTES = 256 * 1024;
@@ -74,5 +75,33 @@ describe('bad uploads', () => {
 
   it('queued nothing for any refused upload', async () => {
     expect(await redis.xlen(redisKeys().stream)).toBe(0);
+  });
+});
+
+describe('error logs', () => {
+  it('a 5xx is logged once with its reason as `err` (message, cause and stack), no second "msg" key', async () => {
+    const lines: string[] = [];
+    const capture = createLogger('edge', 'info', { write: (line: string) => void lines.push(line) });
+    // A REST URL where nothing listens: every call fails with the transport's own error.
+    const config = parseEdgeConfig({ UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${await freePort()}`, UPSTASH_REDIS_REST_TOKEN: 'x'.repeat(20), DEADLINE_MS: '300' });
+    const down = await createNodeBroker(config, capture);
+    try {
+      const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#08f' } }).png().toBuffer();
+      const downApp = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker: down, config, logger: capture });
+      const response = await downApp.request('/predict', { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+      expect(response.status).toBe(503);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe('broker_unavailable');
+      const failed = lines.filter((line) => line.includes('"request failed"'));
+      expect(failed).toHaveLength(1);
+      expect(failed[0]!.match(/"msg"/g)).toHaveLength(1);
+      const record = JSON.parse(failed[0]!) as { code: string; err: { type: string; message: string; stack: string } };
+      expect(record.code).toBe('broker_unavailable');
+      expect(record.err.type).toBe('ApiError');
+      expect(record.err.message).toMatch(/The queue is unavailable/);
+      expect(record.err.stack).toMatch(/caused by:/i);
+      expect(failed[0]).not.toContain('x'.repeat(20)); // the token
+    } finally {
+      await down.close();
+    }
   });
 });

@@ -102,7 +102,7 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
   const app = new Hono();
 
   app.onError((error, c) => {
-    logger?.error({ err: error.message }, 'request failed');
+    logger?.error({ err: error }, 'request failed');
     return c.json({ error: 'ERR internal server error' }, 500);
   });
 
@@ -139,7 +139,7 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
 
   // Only the command name is logged: arguments and bodies may hold user data.
   const unavailable = (error: unknown, command: string): Outcome => {
-    logger?.warn({ command, err: errorMessage(error) }, 'Redis unavailable');
+    logger?.warn({ command, err: error }, 'Redis unavailable');
     return { status: 503, body: { error: `ERR Redis is unavailable: ${errorMessage(error)}` } };
   };
 
@@ -233,7 +233,7 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
       return response ?? c.body(null, 204); // undefined: the client left before Redis confirmed
     } catch (error) {
       if (isReplyError(error)) return c.json({ error: errorMessage(error) }, 400);
-      logger?.warn({ kind, err: errorMessage(error) }, 'subscription failed');
+      logger?.warn({ kind, err: error }, 'subscription failed');
       return c.json({ error: `ERR Redis is unavailable: ${errorMessage(error)}` }, 503);
     }
   };
@@ -303,7 +303,7 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
     let down = false;
     connection.on('error', (error: Error) => {
       lastError = error;
-      if (wasReady && !down) logger.warn({ role, err: error.message }, 'Redis connection lost; reconnecting');
+      if (wasReady && !down) logger.warn({ role, err: error }, 'Redis connection lost; reconnecting');
       down = true;
     });
     connection.on('ready', () => {

@@ -61,7 +61,7 @@ export class PubSubHub {
       for (const key of this.topics.keys()) {
         const [kind, name] = [key.startsWith('c:') ? 'channel' : 'pattern', key.slice(2)] as const;
         (kind === 'channel' ? subscriber.subscribe(name) : subscriber.psubscribe(name)).catch((error: unknown) =>
-          this.logger?.warn({ kind, err: String(error) }, 're-subscribe failed'),
+          this.logger?.warn({ kind, err: error }, 're-subscribe failed'),
         );
       }
     });
@@ -97,7 +97,7 @@ export class PubSubHub {
         const leave = kind === 'channel' ? this.subscriber.unsubscribe(name) : this.subscriber.punsubscribe(name);
         leave.catch((error: unknown) => {
           // While Redis is away this is expected: the reconnect re-subscribes only live topics.
-          if (this.subscriber.status === 'ready') this.logger?.warn({ kind, err: String(error) }, 'unsubscribe failed');
+          if (this.subscriber.status === 'ready') this.logger?.warn({ kind, err: error }, 'unsubscribe failed');
         });
       }
     };

@@ -79,9 +79,13 @@ export const deadlineExceeded = (deadlineMs: number) =>
   new ApiError(504, 'deadline_exceeded', `No result within the ${deadlineMs} ms deadline`);
 
 export const brokerUnavailable = (error: unknown) =>
-  new ApiError(503, 'broker_unavailable', `The queue is unavailable: ${(error as Error)?.message ?? String(error)}`, {
-    'Retry-After': '1',
-  });
+  new ApiError(
+    503,
+    'broker_unavailable',
+    `The queue is unavailable: ${(error as Error)?.message ?? String(error)}`,
+    { 'Retry-After': '1' },
+    error,
+  );
 
 /** Resolve after `ms`, or at once when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -107,7 +107,7 @@ export function perRequestInbox(redis: Redis, keys: RedisKeys, logger?: Logger):
         if (result) mailbox.deliver(result);
       });
       subscriber.on('error', (error) => {
-        logger?.warn({ id, err: String(error) }, 'result stream failed; polling instead');
+        logger?.warn({ id, err: error }, 'result stream failed; polling instead');
         mailbox.fail();
       });
       return mailbox;

@@ -61,7 +61,7 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
   for (const connection of [commands, subscriber]) {
     connection.on('error', (error: Error) => {
       // Log an outage once, not on every reconnection attempt.
-      if (error.message !== lastError) logger?.warn({ err: error.message }, 'redis connection error');
+      if (error.message !== lastError) logger?.warn({ err: error }, 'redis connection error');
       lastError = error.message;
     });
   }

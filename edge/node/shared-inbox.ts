@@ -80,7 +80,7 @@ export function sharedInbox({ http, keys, logger }: SharedInboxOptions): ResultI
       } catch (error) {
         if (stop.signal.aborted) break;
         const message = (error as Error)?.message ?? String(error);
-        if (message !== lastError && state !== 'listening') logger?.warn({ err: message }, 'cannot open the result stream; retrying');
+        if (message !== lastError && state !== 'listening') logger?.warn({ err: error }, 'cannot open the result stream; retrying');
         lastError = message;
         failAll(message);
         await sleep(retryMs, stop.signal);

@@ -38,7 +38,7 @@ export function rateLimit({ limiter, clientAddress, logger }: RateLimitOptions):
     try {
       verdict = await limiter.limit(await callerOf(c, clientAddress));
     } catch (error) {
-      logger?.warn({ err: (error as Error).message }, 'rate limiter unavailable; letting the request through');
+      logger?.warn({ err: error }, 'rate limiter unavailable; letting the request through');
       return next();
     }
     c.header('RateLimit-Limit', String(verdict.limit));

@@ -113,7 +113,7 @@ export async function cachedOnnxModel(
     await writeAtomically(path, converted.bytes);
     await writeAtomically(entryPath, new TextEncoder().encode(`${JSON.stringify(entry, null, 2)}\n`));
   } catch (error) {
-    log.warn({ dir, err: (error as Error).message }, 'could not cache the converted ONNX model: it is converted again at every start');
+    log.warn({ dir, err: error }, 'could not cache the converted ONNX model: it is converted again at every start');
   }
   return { bytes: converted.bytes, entry, path, converted: true };
 }
