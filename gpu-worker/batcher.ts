@@ -1,6 +1,7 @@
 /**
  * Collect one batch from the job stream (consumer group read, new entries only), and take over
- * one job whose worker died (XAUTOCLAIM, {@link claimOne}).
+ * one job whose worker died: of a consumer found dead by its heartbeat ({@link claimFrom}), or any
+ * job unanswered for CLAIM_IDLE_MS ({@link claimOne}, XAUTOCLAIM).
  *
  * Waits up to `blockMs` for a first job (a blocking read wakes the moment a job is added). If the
  * batch is not full, it may wait `maxDelayMs` (Triton's max_queue_delay), then take what has
@@ -99,4 +100,26 @@ export async function claimOne(redis: Redis, options: ClaimOptions): Promise<Cla
   const entry: StreamEntry = { entryId: item[0].toString(), fields: item[1], readAt: Date.now() };
   const pending = (await redis.xpending(stream, group, entry.entryId, entry.entryId, 1)) as [string, string, number, number][];
   return { cursor, entry, deliveries: pending[0]?.[3] };
+}
+
+/**
+ * Take over the oldest job of consumer `from`, a worker found dead (consumers.ts deadConsumers):
+ * XPENDING ... IDLE minIdleMs <from> finds it, XCLAIM ... minIdleMs moves it to `consumer` (Buffer
+ * reply). The idle guard makes two survivors racing for the same entry safe: the first claim
+ * resets its idle time, so the second takes nothing. One at a time, run alone, as claimOne.
+ * Returns undefined when `from` holds nothing (more) that is idle enough.
+ */
+export async function claimFrom(
+  redis: Redis,
+  options: Omit<ClaimOptions, 'cursor'> & { from: string },
+): Promise<Omit<Claimed, 'cursor'> | undefined> {
+  const { stream, group, consumer, minIdleMs, from } = options;
+  const [oldest] = (await redis.xpending(stream, group, 'IDLE', minIdleMs, '-', '+', 1, from)) as [string, string, number, number][];
+  if (!oldest) return undefined;
+  const [entryId, , , deliveries] = oldest;
+  const reply = (await redis.callBuffer('XCLAIM', stream, group, consumer, minIdleMs, entryId)) as [Buffer, Buffer[] | null][];
+  const item = reply[0];
+  // Claimed by another worker first (empty), or deleted meanwhile (Redis 6.2: [id, null]).
+  if (!item?.[1]) return {};
+  return { entry: { entryId: item[0].toString(), fields: item[1], readAt: Date.now() }, deliveries: deliveries + 1 };
 }

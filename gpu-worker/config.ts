@@ -66,14 +66,20 @@ export const WorkerEnv = z
     CONSUMER_NAME: z.string().regex(/^[\w.:@-]+$/, { error: 'letters, digits, _ . : @ - only' }).optional(),
     RESULT_TTL_MS: intVar(60_000, 1_000, 7 * 24 * 3_600_000),
     // A job delivered this long ago and still unanswered is taken over (XAUTOCLAIM) by another
-    // worker: its worker died. Must be well above the longest batch, or live workers get robbed.
-    CLAIM_IDLE_MS: intVar(60_000, 1_000, 24 * 3_600_000),
+    // worker: the backstop for a worker that is alive but stuck (a dead one is found sooner, by its
+    // heartbeat). Must be well above the longest batch, or live workers get robbed; and its
+    // takeover must come before the deadline (checked below).
+    CLAIM_IDLE_MS: intVar(10_000, 1_000, 24 * 3_600_000),
+    // The edge's DEADLINE_MS (set both alike): only to refuse a CLAIM_IDLE_MS that would take a
+    // stuck worker's jobs over after their clients were answered 504.
+    DEADLINE_MS: intVar(30_000, 100, 600_000),
     // Deliveries a job gets before it is dead-lettered instead of run again (poison jobs).
     MAX_DELIVERIES: intVar(3, 1, 1_000),
     // Most entries kept in the dead-letter stream (each holds its tensor: ~150-200 KB).
     DEAD_LETTER_MAXLEN: intVar(100, 1, 1_000_000),
     // How often a ready worker writes its heartbeat (GET /readyz, GET /v1/models on the edge).
-    HEARTBEAT_MS: intVar(5_000, 100, 300_000),
+    // A worker silent for 3 beats (no beat, no read) counts as dead: its jobs are taken over.
+    HEARTBEAT_MS: intVar(2_000, 100, 300_000),
     // Prometheus GET /metrics; 0: off. With INFERENCE_PROCESSES=N, child i (1..N) uses METRICS_PORT+i.
     METRICS_PORT: intVar(9464, 0, 65535),
     METRICS_HOST: z.string().default('0.0.0.0'),
@@ -104,6 +110,16 @@ export const WorkerEnv = z
       });
       return z.NEVER;
     }
+    if (reclaimWithinMs({ claimIdleMs: env.CLAIM_IDLE_MS }) >= env.DEADLINE_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['CLAIM_IDLE_MS'],
+        message:
+          `${env.CLAIM_IDLE_MS} ms: a stuck worker's jobs would be taken over up to ${reclaimWithinMs({ claimIdleMs: env.CLAIM_IDLE_MS })} ms after delivery, ` +
+          `after their DEADLINE_MS (${env.DEADLINE_MS} ms) has passed; use less than ${Math.ceil(env.DEADLINE_MS / 1.5)} or set DEADLINE_MS to the edge's`,
+      });
+      return z.NEVER;
+    }
     if (env.METRICS_PORT > 0 && processes > 1 && env.METRICS_PORT + processes > 65535) {
       ctx.addIssue({
         code: 'custom',
@@ -130,6 +146,7 @@ export const WorkerEnv = z
       consumerName: env.CONSUMER_NAME ?? `${hostname()}-${process.pid}`,
       resultTtlMs: env.RESULT_TTL_MS,
       claimIdleMs: env.CLAIM_IDLE_MS,
+      deadlineMs: env.DEADLINE_MS,
       maxDeliveries: env.MAX_DELIVERIES,
       deadLetterMaxLen: env.DEAD_LETTER_MAXLEN,
       inferenceDelayMs: env.INFERENCE_DELAY_MS,
@@ -141,6 +158,9 @@ export const WorkerEnv = z
   });
 
 export type WorkerConfig = z.infer<typeof WorkerEnv>;
+
+/** The latest a stuck worker's job is taken over: CLAIM_IDLE_MS, plus up to half of it until the next pass. */
+export const reclaimWithinMs = (config: Pick<WorkerConfig, 'claimIdleMs'>) => 1.5 * config.claimIdleMs;
 
 /**
  * The batch size when BATCH_SIZE is unset (measured: docs/engines.md). A GPU computes a batch of 32

@@ -5,9 +5,12 @@
  * Two Redis connections: `reader` sits in blocking XREADGROUP calls, `writer` sends results, so a
  * blocked read never delays an answer.
  *
- * Nothing lost: a job stays in the group's pending list until it is answered. Before reading, at
- * most every CLAIM_IDLE_MS / 2, the worker takes over jobs delivered more than CLAIM_IDLE_MS ago
- * and still unanswered (their worker died) with XAUTOCLAIM, one at a time, and runs each alone.
+ * Nothing lost: a job stays in the group's pending list until it is answered. A worker that dies
+ * holding jobs is found by the others' heartbeats (its beat stale, no read either: heartbeat.ts),
+ * and the first live worker to see it takes its jobs over at once (XCLAIM, batcher.ts claimFrom).
+ * The backstop, for a worker that is alive but stuck: before reading, at most every
+ * CLAIM_IDLE_MS / 2, the worker takes over any job delivered more than CLAIM_IDLE_MS ago and still
+ * unanswered (XAUTOCLAIM). Either way one at a time, each run alone.
  * No poison loop: a claimed job already delivered more than MAX_DELIVERIES times is not run again
  * but dead-lettered (deadletter.lua: copied to the dead-letter stream, answered with an
  * inference_failed error, acked and deleted, exactly once). When a batch's inference throws, its
@@ -15,9 +18,9 @@
  * inference throws on its own is answered with its error at once and dead-lettered (retrying it
  * later would only make its client wait past the deadline for the same error).
  *
- * Once ready, the worker writes a heartbeat every HEARTBEAT_MS (heartbeat.ts: the edge's /readyz and
- * /v1/models read them) and removes it on stop; with `options.metrics` it counts jobs, batches and
- * timings for Prometheus (metrics.ts).
+ * Once ready, the worker writes a heartbeat every HEARTBEAT_MS (heartbeat.ts: the edge's /readyz,
+ * /v1/models and admission estimate read them, with the throughput of throughput.ts) and removes
+ * it on stop; with `options.metrics` it counts jobs, batches and timings for Prometheus (metrics.ts).
  *
  * The model is anything with the ImageClassifier surface: the engine engine/index.ts picks (ONNX
  * Runtime or TensorFlow.js, imported and loaded only then), or with MODEL=synthetic:* a
@@ -33,12 +36,13 @@ import { Redis } from 'ioredis';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
-import { claimOne, readBatch } from './batcher.ts';
-import { defaultBatchSize, type WorkerConfig } from './config.ts';
+import { claimFrom, claimOne, readBatch } from './batcher.ts';
+import { defaultBatchSize, reclaimWithinMs, type WorkerConfig } from './config.ts';
 import type { ClassifyRun, ImageClassifier } from './engine/image-classifier.ts';
 import { parseEntry, type InvalidJob, type Job, type StreamEntry } from './jobs.ts';
 import type { DownloadProgress } from './model/fetch.ts';
-import { startHeartbeat, type Heartbeat } from './heartbeat.ts';
+import { staleAfterMs, startHeartbeat, type Heartbeat } from './heartbeat.ts';
+import { Throughput } from './throughput.ts';
 import type { JobOutcome, WorkerMetrics } from './metrics.ts';
 import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
 import { pruneConsumers, PRUNE_EVERY_MS } from './consumers.ts';
@@ -137,6 +141,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
   let stopping = false;
   let batchSize = 1; // set once the engine is known
+  let throughput = new Throughput(batchSize);
+  /** Consumers the heartbeat found dead holding jobs: taken over before the next read. */
+  const deadConsumers = new Set<string>();
+  let warnedDeadline = false;
   let wakeSleep: (() => void) | undefined;
   let reader: Redis | undefined;
   let writer: Redis | undefined;
@@ -234,6 +242,16 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     };
     while (!stopping) {
+      if (deadConsumers.size > 0) {
+        try {
+          await takeOverDead(classifier);
+          backoff = 100;
+        } catch (error) {
+          await onRedisError('taking over the jobs of a dead worker failed', error);
+          continue;
+        }
+        if (stopping) break;
+      }
       if (Date.now() >= nextClaimAt) {
         try {
           const more = await reclaimPass(classifier);
@@ -262,7 +280,30 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       }
       if (entries.length === 0) continue; // an idle timeout says nothing about traffic: keep the last size
       previousBatchSize = entries.length;
+      const started = performance.now();
       await processSafely(classifier, entries);
+      throughput.record(entries.length, performance.now() - started);
+    }
+  }
+
+  /**
+   * Take over the jobs of the consumers the heartbeat found dead, one at a time, each run alone
+   * (one of them may be what killed its worker); at most a batch's worth per call, so new jobs
+   * are read in between.
+   */
+  async function takeOverDead(classifier: ImageClassifier): Promise<void> {
+    let taken = 0;
+    for (const from of deadConsumers) {
+      while (!stopping && taken < batchSize) {
+        const claimed = await claimFrom(reader!, { stream: keys.stream, group: keys.group, consumer, from, minIdleMs: staleAfterMs(config.heartbeatMs) });
+        if (!claimed) break;
+        if (!claimed.entry) continue; // another worker was first, or the entry is gone
+        taken++;
+        log.info({ entryId: claimed.entry.entryId, deliveries: claimed.deliveries, from }, 'took over a job of a dead worker');
+        await processSafely(classifier, [claimed.entry], { deliveries: claimed.deliveries });
+      }
+      if (taken >= batchSize || stopping) return;
+      deadConsumers.delete(from);
     }
   }
 
@@ -330,6 +371,13 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         drop.push(parsed.entryId);
       } else {
         live.push(parsed);
+      }
+      if (!warnedDeadline && parsed.kind === 'job' && parsed.deadline - parsed.enqueuedAt <= reclaimWithinMs(config)) {
+        warnedDeadline = true;
+        log.warn(
+          { deadlineMs: parsed.deadline - parsed.enqueuedAt, claimIdleMs: config.claimIdleMs },
+          'the edge gives jobs less time than CLAIM_IDLE_MS x 1.5: the jobs of a stuck worker would be taken over after their clients got 504 (set DEADLINE_MS on the workers as on the edge)',
+        );
       }
     }
 
@@ -469,12 +517,21 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       if (stopping) return;
       const engine = classifier!.engine;
       batchSize = config.batchSize ?? defaultBatchSize(engine);
-      if (!options.classifier && engine.name !== 'synthetic') {
+      throughput = new Throughput(batchSize);
+      if (!options.classifier) {
         // One image and one full batch: engines prepare per input shape (ONNX Runtime's memory
         // plan, TensorRT's engine, GPU kernels), and the first real batch should not pay for it.
         const oneMs = await classifier!.warmUp(1);
-        const batchMs = batchSize > 1 ? await classifier!.warmUp(batchSize) : undefined;
-        log.info({ warmUpMs: Math.round(oneMs), ...(batchMs !== undefined && { batchWarmUpMs: Math.round(batchMs), batchSize }) }, 'model warmed up');
+        const batchMs = batchSize > 1 ? await classifier!.warmUp(batchSize) : oneMs;
+        throughput.warmedUp(batchMs);
+        // A synthetic model has nothing to warm up: it only tells its batch time.
+        if (engine.name !== 'synthetic') log.info({ warmUpMs: Math.round(oneMs), ...(batchSize > 1 && { batchWarmUpMs: Math.round(batchMs), batchSize }) }, 'model warmed up');
+        if (2 * batchMs > config.claimIdleMs) {
+          log.warn(
+            { batchWarmUpMs: Math.round(batchMs), claimIdleMs: config.claimIdleMs },
+            'a batch takes more than half of CLAIM_IDLE_MS: other workers may take over jobs this one is still computing (answered once, computed twice); raise CLAIM_IDLE_MS or lower BATCH_SIZE',
+          );
+        }
       }
       metrics?.setInfo({ engine: engine.name, provider: engine.provider, threads: engine.threads, model: classifier!.name, batchSize, consumer });
       metrics?.setBacklogSource(() => readBacklog(writer!));
@@ -497,7 +554,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           host: hostname(),
           startedAt,
         },
+        load: () => throughput.load(),
         onBeat: (ok) => void (ok || metrics?.heartbeatFailures.inc()),
+        onDead: (dead) => {
+          for (const { name, pending, idleMs } of dead) {
+            if (!deadConsumers.has(name)) log.warn({ worker: name, pending, idleMs }, 'a worker died holding jobs; taking them over');
+            deadConsumers.add(name);
+          }
+        },
       });
       await heartbeat.first;
       log.info(

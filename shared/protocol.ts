@@ -128,32 +128,47 @@ export type JobResult = z.infer<typeof JobResult>;
  * every HEARTBEAT_MS, once it is ready to serve; removed when it stops. Times are the worker's
  * epoch ms, so readers assume clocks roughly in sync (seconds, not minutes).
  */
+/** Heartbeats come from Redis, where anything may write: bounded strings and plausible numbers only. */
+const name = z.string().min(1).max(256);
+const label = z.string().max(256);
+const epochMs = z.number().finite().nonnegative();
+
 export const WorkerHeartbeat = z.object({
   /** Consumer name: the `worker` field of the results it writes. */
-  id: z.string().min(1),
+  id: name,
   /** What computes: 'onnx', 'tfjs' or 'synthetic' (workers from before ENGINE existed wrote none: tfjs). */
-  engine: z.string().default('tfjs'),
+  engine: label.default('tfjs'),
   /** ONNX Runtime's execution provider ('tensorrt', 'cuda', 'cpu'), tfjs' backend, or 'none'. */
-  provider: z.string().optional(),
+  provider: label.optional(),
   /** CPU threads one inference uses (0: none). */
-  threads: z.number().int().nonnegative().optional(),
+  threads: z.number().int().min(0).max(100_000).optional(),
   /**
    * The provider under its old name: edges from before `engine` existed require it, so workers
    * keep writing it during upgrades. Readers use `provider ?? backend`.
    */
-  backend: z.string(),
-  model: z.string(),
+  backend: label,
+  model: label,
   /** Classes the model tells apart (1000 for ImageNet). */
-  labels: z.number().int().nonnegative(),
-  batchSize: z.number().int().positive(),
+  labels: z.number().int().min(0).max(10_000_000),
+  batchSize: z.number().int().positive().max(100_000),
   pid: z.number().int(),
-  host: z.string(),
-  startedAt: z.number(),
-  lastSeen: z.number(),
-  /** lastSeen + a few heartbeat intervals: past it the entry is stale and anyone may prune it. */
-  expiresAt: z.number(),
+  host: label,
+  startedAt: epochMs,
+  lastSeen: epochMs,
+  /** lastSeen + a few heartbeat intervals (or batches): past it the entry is stale and anyone may prune it. */
+  expiresAt: epochMs,
+  /**
+   * Images a second this worker answers when it is busy (full batches, recent ones; the warm-up's
+   * before any). Absent until known; the edge's admission estimate sums it over live workers.
+   */
+  imagesPerSec: z.number().positive().max(10_000_000).optional().catch(undefined),
+  /** Mean time of its recent batches, ms (inference and writing the answers). */
+  batchMs: z.number().nonnegative().max(3_600_000).optional().catch(undefined),
 });
 export type WorkerHeartbeat = z.infer<typeof WorkerHeartbeat>;
+
+/** A real heartbeat is a few hundred characters; anything much longer is not one. */
+const MAX_HEARTBEAT_CHARS = 16_384;
 
 /**
  * The well-formed heartbeats of a heartbeat hash (HGETALL's reply: JSON strings, or objects
@@ -165,6 +180,7 @@ export function parseHeartbeats(hash: Record<string, unknown> | null | undefined
   for (const value of Object.values(hash ?? {})) {
     let data = value;
     if (typeof value === 'string') {
+      if (value.length > MAX_HEARTBEAT_CHARS) continue;
       try {
         data = JSON.parse(value);
       } catch {

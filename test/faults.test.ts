@@ -5,8 +5,8 @@
  * under load, and a full queue under load. Each test prints one `faults: ...` summary line.
  *
  * The workers run with INFERENCE_DELAY_MS (a synthetic per-batch delay, for tests only) so that
- * "in the middle of a batch" lasts long enough to be hit on purpose, and CLAIM_IDLE_MS=1000 so a
- * dead worker's jobs are taken over within about a second.
+ * "in the middle of a batch" lasts long enough to be hit on purpose; everything the faults are
+ * about (heartbeat, takeover, deadline) runs on the default settings.
  */
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +64,6 @@ function worker(consumer: string, prefix: string, env: Record<string, string> = 
     KEY_PREFIX: prefix,
     ...tiny.env,
     BATCH_SIZE: '4',
-    CLAIM_IDLE_MS: '1000',
     ...env,
   });
   workers.push(started);
@@ -93,13 +92,13 @@ function expectPublishedOnce(counts: Map<string, string[]>, ids: string[]) {
 }
 
 describe('faults', () => {
-  it('a worker SIGKILLed in the middle of a batch: the survivor takes its jobs over, every request is answered once', async () => {
+  it('a worker SIGKILLed in the middle of a batch, default settings: the survivor sees it dead by its heartbeat and answers its jobs within half the deadline, each once', async () => {
     const prefix = 'f-kill';
     const keys = redisKeys(prefix);
-    const deadlineMs = 15_000;
+    const deadlineMs = parseEdgeConfig({ REDIS_URL: redisServer.url }).DEADLINE_MS; // the default
     const env = { INFERENCE_DELAY_MS: '300' };
     const [victim, survivor] = [worker(`${prefix}-a`, prefix, env), worker(`${prefix}-b`, prefix, env)];
-    const [front] = await Promise.all([edge(prefix, { DEADLINE_MS: String(deadlineMs) }), victim.tier.ready, survivor.tier.ready]);
+    const [front] = await Promise.all([edge(prefix), victim.tier.ready, survivor.tier.ready]);
     const published = await countPublishes(redisServer.url, prefix);
     try {
       const total = 40;
@@ -125,19 +124,25 @@ describe('faults', () => {
       const ids = replies.map((r) => r.body.id!);
       expect(new Set(ids).size).toBe(total);
       for (const reply of replies) expect(reply.body.id).toBe(reply.requestId);
-      // The victim's batch was answered by the survivor, after CLAIM_IDLE_MS.
+      // The victim's batch was answered by the survivor, which found it dead by its heartbeat
+      // (not by CLAIM_IDLE_MS, the backstop), within half the deadline.
       expect(heldJobs.size).toBe(held.length);
       const byId = new Map(replies.map((r) => [r.body.id!, r]));
       for (const id of heldJobs.values()) expect(byId.get(id)?.body.worker).toBe(survivor.consumer);
+      const heldSlowest = Math.max(...[...heldJobs.values()].map((id) => byId.get(id)!.doneAt - byId.get(id)!.sentAt));
+      expect(heldSlowest).toBeLessThan(deadlineMs / 2);
       expectPublishedOnce(published.counts, ids);
       expect(await redis.xlen(keys.stream)).toBe(0);
       expect(await pendingEntries(redis, keys)).toEqual([]);
-      expect(survivor.lines.filter((l) => l.includes('took over a job')).length).toBe(held.length);
+      expect(survivor.lines.filter((l) => l.includes('took over a job of a dead worker')).length).toBe(held.length);
+      expect(survivor.lines.some((l) => l.includes('a worker died holding jobs') && l.includes(victim.consumer))).toBe(true);
       const slowest = Math.max(...replies.map((r) => r.doneAt - r.sentAt));
-      summary('worker SIGKILL x1 (mid-batch, 2 workers)', total, lost.length, {
+      summary('worker SIGKILL x1 (mid-batch, 2 workers, default settings)', total, lost.length, {
         '200': replies.filter((r) => r.status === 200).length,
-        'reclaimed by survivor': heldJobs.size,
+        'taken over by survivor': heldJobs.size,
+        "slowest of the dead worker's jobs ms": heldSlowest,
         'slowest ms': slowest,
+        'deadline ms': deadlineMs,
       });
     } finally {
       await published.close();

@@ -195,7 +195,7 @@ describe('health and readiness', () => {
     expect(() => parseWorkerConfig({ METRICS_PORT: 'x' })).toThrow(/METRICS_PORT: expected an integer from 0 to 65535/);
     expect(() => parseWorkerConfig({ METRICS_PORT: '65535', INFERENCE_PROCESSES: '2' })).toThrow(/METRICS_PORT: with INFERENCE_PROCESSES=2/);
     expect(() => parseEdgeConfig({ REDIS_URL: 'redis://x', READY_WORKER_MAX_AGE_MS: '10' })).toThrow(/READY_WORKER_MAX_AGE_MS: expected an integer from 1000/);
-    expect(parseWorkerConfig({})).toMatchObject({ heartbeatMs: 5000, metricsPort: 9464, metricsHost: '0.0.0.0' });
+    expect(parseWorkerConfig({})).toMatchObject({ heartbeatMs: 2000, metricsPort: 9464, metricsHost: '0.0.0.0' });
     expect(parseEdgeConfig({ REDIS_URL: 'redis://x' }).READY_WORKER_MAX_AGE_MS).toBe(15_000);
   });
 });

@@ -142,12 +142,19 @@ describe('config', () => {
       inferenceProcesses: 1,
       inferenceThreads: availableParallelism(),
       resultTtlMs: 60_000,
-      claimIdleMs: 60_000,
+      claimIdleMs: 10_000,
+      deadlineMs: 30_000,
     });
     expect(config.consumerName).toMatch(new RegExp(`-${process.pid}$`));
     expect(config.modelCacheDir).toMatch(/\.cache\/resnet-edge\/models$/);
     expect(parseWorkerConfig({ INFERENCE_PROCESSES: 'auto' })).toMatchObject({ inferenceProcesses: availableParallelism(), inferenceThreads: 1 });
     expect(parseWorkerConfig({ INFERENCE_PROCESSES: '2', INFERENCE_THREADS: '3' })).toMatchObject({ inferenceProcesses: 2, inferenceThreads: 3 });
+  });
+
+  it('takes over a stuck worker\'s jobs before the deadline by default, and follows a longer DEADLINE_MS', () => {
+    const defaults = parseWorkerConfig({});
+    expect(1.5 * defaults.claimIdleMs).toBeLessThan(defaults.deadlineMs);
+    expect(parseWorkerConfig({ CLAIM_IDLE_MS: '60000', DEADLINE_MS: '120000' }).claimIdleMs).toBe(60_000);
   });
 
   it('takes the engine from EXECUTION_PROVIDER or BACKEND when one of them is named', () => {
@@ -171,6 +178,8 @@ describe('config', () => {
     [{ PREPROCESS: 'imagenet' }, /PREPROCESS: expected one of caffe, tf, torch, none/],
     [{ INFERENCE_PROCESSES: 'many' }, /INFERENCE_PROCESSES: expected an integer from 1 to 64, or auto/],
     [{ MODEL: '/models/mine' }, /PREPROCESS: required for a custom MODEL/],
+    [{ CLAIM_IDLE_MS: '60000' }, /CLAIM_IDLE_MS: 60000 ms: a stuck worker's jobs would be taken over up to 90000 ms after delivery, after their DEADLINE_MS \(30000 ms\) has passed; use less than 20000/],
+    [{ CLAIM_IDLE_MS: '20000', DEADLINE_MS: '30000' }, /CLAIM_IDLE_MS: 20000 ms/],
   ])('rejects %j with a message naming the variable', (env, message) => {
     expect(() => parseWorkerConfig(env)).toThrow(ConfigError);
     expect(() => parseWorkerConfig(env)).toThrow(message);

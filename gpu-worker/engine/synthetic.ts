@@ -55,8 +55,9 @@ export class SyntheticClassifier implements ImageClassifier {
     return { predictions, inferenceMs: performance.now() - started, tensorsBefore: 0, tensorsAfter: 0 };
   }
 
+  /** Nothing to prepare, so no wait: returns what a batch costs (the worker's first throughput estimate). */
   async warmUp(): Promise<number> {
-    return 0;
+    return this.delayMs;
   }
 
   dispose(): void {}
