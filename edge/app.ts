@@ -135,20 +135,26 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     const job: PredictJob = { started: Date.now(), top: query.data.top, signal: c.req.raw.signal };
     const resize = query.data.resize ?? config.DEFAULT_RESIZE;
     const images = await readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST });
-    if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize, job.started), id, job));
+    // Refused here, before the decode, when the workers cannot answer in time anyway.
+    const release = broker.admit(job.started + config.DEADLINE_MS, images.length);
+    try {
+      if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize, job.started), id, job));
 
-    // A batch: each image is its own job (workers may still run them in one batch), decoded one at
-    // a time (a Worker isolate has 128 MB) and queued at once; each may fail on its own.
-    const answers: Promise<PredictionBody | ErrorBody>[] = [];
-    for (const [i, bytes] of images.entries()) {
-      try {
-        const decoded = await decode(bytes, resize);
-        answers.push(answer(decoded, `${id}-${i + 1}`, job).catch(entryError));
-      } catch (error) {
-        answers.push(Promise.resolve(entryError(error)));
+      // A batch: each image is its own job (workers may still run them in one batch), decoded one at
+      // a time (a Worker isolate has 128 MB) and queued at once; each may fail on its own.
+      const answers: Promise<PredictionBody | ErrorBody>[] = [];
+      for (const [i, bytes] of images.entries()) {
+        try {
+          const decoded = await decode(bytes, resize);
+          answers.push(answer(decoded, `${id}-${i + 1}`, job).catch(entryError));
+        } catch (error) {
+          answers.push(Promise.resolve(entryError(error)));
+        }
       }
+      return c.json({ success: true as const, id, results: await Promise.all(answers) });
+    } finally {
+      release();
     }
-    return c.json({ success: true as const, id, results: await Promise.all(answers) });
   });
   app.all('/predict', (c) => {
     c.header('Allow', 'POST');

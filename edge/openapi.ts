@@ -163,7 +163,7 @@ export function documentApi(app: OpenAPIHono<any>): void {
       415: errors('Not a JPEG, PNG, WebP or GIF, or neither multipart nor image/*', ['unsupported_media_type']),
       429: errors('Over RATE_LIMIT; see Retry-After', ['rate_limited']),
       500: errors('The worker could not run the model on this image', ['inference_failed', 'internal_error']),
-      503: errors('The queue is full or unreachable; see Retry-After', ['queue_full', 'broker_unavailable']),
+      503: errors('The queue is full (or the workers could not answer before the deadline) or unreachable; see Retry-After', ['queue_full', 'broker_unavailable']),
       504: errors('No result within DEADLINE_MS', ['deadline_exceeded']),
     },
   });

@@ -22,6 +22,12 @@ export interface Broker {
    */
   submit(request: SubmitRequest, signal?: AbortSignal): Promise<JobResult>;
   /**
+   * Before decoding a request's `jobs` images: throws 503 `queue_full` at once when the workers
+   * cannot answer them by `deadline` (admission.ts); else returns the release to call once the
+   * request is answered.
+   */
+  admit(deadline: number, jobs: number): () => void;
+  /**
    * Redis reachability and the workers' heartbeats, in one round trip (HGETALL of the heartbeat
    * hash + XLEN, pipelined). Never throws: an unreachable Redis is `redisOk: false`.
    */
@@ -64,7 +70,7 @@ export async function readStatus(read: () => Promise<[unknown, unknown]>): Promi
 }
 
 export interface BrokerLimits {
-  /** Most jobs in the stream (waiting + in flight) before enqueueing is refused. */
+  /** Most jobs in the stream (waiting + in flight) before enqueueing is refused (admission.ts may refuse sooner). */
   queueMax: number;
   /** Seconds a client should wait after a queue_full answer. */
   retryAfterSeconds: number;

@@ -34,11 +34,11 @@ import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { z85Encode } from '../../shared/z85.ts';
+import { createAdmission } from './admission.ts';
 import { perRequestInbox, type ResultInbox } from './inbox.ts';
 import {
   brokerUnavailable,
   deadlineExceeded,
-  queueFull,
   readStatus,
   sleep,
   type Broker,
@@ -69,8 +69,11 @@ export interface UpstashBrokerOptions {
 }
 
 export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perRequestInbox(redis, keys), logger }: UpstashBrokerOptions): Broker {
-  const enqueue = redis.createScript<string | null>(scripts.enqueue);
+  const enqueue = redis.createScript<string | number>(scripts.enqueue);
   const health = new Health(redis);
+  // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
+  const status = () => readStatus(() => redis.pipeline().hgetall(keys.workers).xlen(keys.stream).exec<[unknown, number]>());
+  const admission = createAdmission(status, limits);
 
   return {
     async submit(request: SubmitRequest, clientSignal?: AbortSignal) {
@@ -86,15 +89,15 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
         // A subscription that did not confirm in time may miss the publish: poll instead.
         if (!listening) mailbox.fail();
 
-        let entryId: string | null;
+        let entryId: string | number;
         try {
-          entryId = await enqueue.exec([keys.stream], [String(limits.queueMax), ...toTextFields(request, mailbox.channel)]);
+          entryId = await enqueue.exec([keys.stream], [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)]);
           health.succeeded();
         } catch (error) {
           health.failed(error);
           throw brokerUnavailable(error);
         }
-        if (entryId === null) throw queueFull(limits);
+        if (typeof entryId === 'number') throw admission.refusal(entryId, deadline);
 
         const result = await waitForResult();
         if (result) return result;
@@ -152,8 +155,8 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
         return null;
       }
     },
-    // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
-    status: () => readStatus(() => redis.pipeline().hgetall(keys.workers).xlen(keys.stream).exec<[unknown, number]>()),
+    admit: (deadline, jobs) => admission.admit(deadline, jobs),
+    status,
     close: () => inbox.close(),
   };
 }

@@ -22,10 +22,10 @@ import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { ApiError } from '../errors.ts';
+import { createAdmission } from '../broker/admission.ts';
 import {
   brokerUnavailable,
   deadlineExceeded,
-  queueFull,
   readStatus,
   type Broker,
   type BrokerLimits,
@@ -114,6 +114,15 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
     );
   });
 
+  const status = () =>
+    readStatus(async () => {
+      const replies = (await commands.pipeline().hgetall(keys.workers).xlen(keys.stream).exec()) ?? [];
+      const error = replies.find(([e]) => e)?.[0];
+      if (error) throw error;
+      return [replies[0]?.[1], replies[1]?.[1]];
+    });
+  const admission = createAdmission(status, limits);
+
   return {
     async submit(request: SubmitRequest, signal?: AbortSignal) {
       const { id, deadline } = request;
@@ -133,13 +142,13 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
           deadline,
           reply: channel,
         });
-        let entryId: string | null;
+        let entryId: string | number;
         try {
-          entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, limits.queueMax, ...fields);
+          entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, admission.limit(deadline), ...fields);
         } catch (error) {
           throw brokerUnavailable(error);
         }
-        if (entryId === null) throw queueFull(limits);
+        if (typeof entryId === 'number') throw admission.refusal(entryId, deadline);
         const outcome = await pushed;
         if (outcome instanceof Error) throw outcome;
         const result = outcome ?? (await readResult(commands, keys.result(id)).catch(() => null));
@@ -150,13 +159,8 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
         waiters.delete(id);
       }
     },
-    status: () =>
-      readStatus(async () => {
-        const replies = (await commands.pipeline().hgetall(keys.workers).xlen(keys.stream).exec()) ?? [];
-        const error = replies.find(([e]) => e)?.[0];
-        if (error) throw error;
-        return [replies[0]?.[1], replies[1]?.[1]];
-      }),
+    admit: (deadline, jobs) => admission.admit(deadline, jobs),
+    status,
     async close() {
       closed = true;
       clearTimeout(outage);
@@ -167,7 +171,7 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
 }
 
 interface EnqueueCommand {
-  enqueueJob(stream: string, queueMax: number, ...fields: (string | Uint8Array)[]): Promise<string | null>;
+  enqueueJob(stream: string, maxBacklog: number, ...fields: (string | Uint8Array)[]): Promise<string | number>;
 }
 
 /** Read a result key: the pushed message was missed (e.g. during a reconnect). */

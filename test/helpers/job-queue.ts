@@ -57,7 +57,7 @@ export class JobQueue {
       reply: this.keys.resultChannel(id),
     });
     const entryId = await this.redis.eval(this.scripts.enqueue, 1, this.keys.stream, 10_000, ...fields.map(toArg));
-    if (!entryId) throw new Error('queue full');
+    if (typeof entryId === 'number') throw new Error(`queue full (${entryId} jobs)`);
     return id;
   }
 
