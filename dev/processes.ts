@@ -26,6 +26,11 @@ export interface SpawnTierOptions {
   readyMessage: string;
   /** Where formatted log lines go; default stdout. Pass null to drop them. */
   print?: ((line: string) => void) | null;
+  /**
+   * Run it in a process group of its own, so that a terminal's Ctrl-C (SIGINT to the foreground
+   * group) reaches only the parent, which then stops it once (`stop()`), in its own order.
+   */
+  detached?: boolean;
 }
 
 /** The repo root: children run from here so `--import tsx` and relative entries resolve. */
@@ -54,12 +59,13 @@ export function formatLogLine(line: string): { text: string; msg?: string } {
 const isSerializedError = (value: unknown): value is { message: string } =>
   typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
 
-export function spawnTier({ name, entry, command, env, readyMessage, print = console.log }: SpawnTierOptions): TierProcess {
+export function spawnTier({ name, entry, command, env, readyMessage, print = console.log, detached = false }: SpawnTierOptions): TierProcess {
   const [program, ...args] = command ?? [process.execPath, '--import', 'tsx', entry!];
   const child = spawn(program!, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ready = new Promise<void>((resolve, reject) => {

@@ -7,13 +7,19 @@
  *   -> the edge on PORT (default 8787), talking Upstash REST: on Node, or with `--workers`
  *      (`npm run dev:edge`) inside workerd via `wrangler dev --env local`
  *
- * It prints the curl line to try once every tier is ready; Ctrl-C stops everything.
+ * It prints the curl line to try once every tier is ready. A worker that dies is started again
+ * (backoff from 1 s doubling to 30 s, back to 1 s after a minute up; logged), while the other
+ * workers and the edge keep serving; a worker that exits 2 (bad settings, or an engine that cannot
+ * start) is not, since its twins would fail alike: the stack stops. Ctrl-C stops everything, each
+ * tier once and in order: the edge, the workers (each finishes its batch), the REST server, Redis.
+ * Tiers run in process groups of their own, so the terminal's SIGINT reaches only this process; a
+ * second Ctrl-C kills them at once.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configOrExit, intVar, parseEnv } from '../shared/config.ts';
+import { CONFIG_EXIT_CODE, configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
 import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
 import { REPO_ROOT, spawnTier, type TierProcess } from './processes.ts';
@@ -34,7 +40,13 @@ if (!env.REDIS_URL && !hasRedisServer()) {
 }
 
 const say = (line: string) => console.log(`[stack] ${line}`);
-const tiers: TierProcess[] = [];
+/** Restarts of a crashed worker: 1 s, doubling to 30 s; back to 1 s once it has run for a minute. */
+const RESTART_FIRST_MS = 1_000;
+const RESTART_MAX_MS = 30_000;
+const RESTART_RESET_AFTER_MS = 60_000;
+
+let edge: TierProcess | undefined;
+const workers: WorkerSlot[] = [];
 let redis: RedisServerHandle | undefined;
 let rest: Awaited<ReturnType<typeof startUpstashRestServer>> | undefined;
 let stopping = false;
@@ -50,19 +62,96 @@ async function writeSecretsFile(values: Record<string, string | undefined>): Pro
   return file;
 }
 
+/** One of the WORKERS: its process, started again when it dies. */
+interface WorkerSlot {
+  name: string;
+  tier: TierProcess;
+  stop(): Promise<void>;
+}
+
+function startWorker(i: number, redisUrl: string): WorkerSlot {
+  const name = env.WORKERS > 1 ? `worker-${i}` : 'worker';
+  const spawnOne = () =>
+    spawnTier({
+      name,
+      entry: 'gpu-worker/main.ts',
+      env: {
+        REDIS_URL: redisUrl,
+        CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined,
+        // One /metrics port per worker: 9464, 9474, ... (10 apart: INFERENCE_PROCESSES children take base+1..).
+        METRICS_PORT: String(Number(process.env.METRICS_PORT ?? 9464) + 10 * (i - 1)),
+        // The cores shared out over the workers (ONNX Runtime would give each of them all).
+        INFERENCE_THREADS: process.env.INFERENCE_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / env.WORKERS))),
+      },
+      readyMessage: 'worker ready',
+      detached: true,
+    });
+  let delay = RESTART_FIRST_MS;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const watch = (tier: TierProcess) => {
+    const startedAt = Date.now();
+    say(`${name} started (pid ${tier.child.pid})`);
+    tier.child.once('exit', (code, signal) => {
+      if (stopping) return;
+      const how = signal ?? `code ${code}`;
+      if (code === CONFIG_EXIT_CODE) {
+        say(`${name} exited (${how}): its settings or engine cannot work here, and the other workers share them; shutting down`);
+        void shutdown(1);
+        return;
+      }
+      if (Date.now() - startedAt >= RESTART_RESET_AFTER_MS) delay = RESTART_FIRST_MS;
+      say(`${name} exited unexpectedly (${how}); restarting it in ${delay / 1000} s, the rest keeps serving`);
+      timer = setTimeout(() => {
+        if (stopping) return;
+        slot.tier = spawnOne();
+        watch(slot.tier);
+        slot.tier.ready.then(() => say(`${name} is back`), () => {});
+      }, delay);
+      delay = Math.min(delay * 2, RESTART_MAX_MS);
+    });
+  };
+  const slot: WorkerSlot = {
+    name,
+    tier: spawnOne(),
+    stop: () => {
+      clearTimeout(timer);
+      return slot.tier.stop();
+    },
+  };
+  watch(slot.tier);
+  return slot;
+}
+
+let signals = 0;
+function onSignal(signal: NodeJS.Signals) {
+  if (++signals === 1) return void shutdown(0);
+  // A second Ctrl-C: no more waiting for batches.
+  say(`${signal} again: killing every tier now`);
+  for (const tier of [edge, ...workers.map((w) => w.tier)]) tier?.child.kill('SIGKILL');
+  process.exit(1);
+}
+
 async function shutdown(code: number) {
   if (stopping) return;
   stopping = true;
-  say('stopping...');
-  await Promise.allSettled(tiers.map((tier) => tier.stop()));
+  // Front to back: no new requests first, then the workers finish what they hold, then the queue.
+  if (edge) {
+    say('stopping the edge');
+    await edge.stop().catch(() => {});
+  }
+  if (workers.length > 0) {
+    say(`stopping ${workers.length} worker(s) (each finishes the batch in hand)`);
+    await Promise.allSettled(workers.map((worker) => worker.stop()));
+  }
+  if (rest || redis) say('stopping the queue');
   await rest?.close().catch(() => {});
   await redis?.stop().catch(() => {});
   if (secretsDir) await rm(secretsDir, { recursive: true, force: true });
   say('stopped');
   process.exit(code);
 }
-process.once('SIGINT', () => void shutdown(0));
-process.once('SIGTERM', () => void shutdown(0));
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
 
 try {
   let redisUrl = env.REDIS_URL;
@@ -79,25 +168,9 @@ try {
   rest = await startUpstashRestServer({ redisUrl, token, port: env.UPSTASH_REST_PORT });
   say(`Upstash REST server on ${rest.url}`);
 
-  for (let i = 1; i <= env.WORKERS; i++) {
-    tiers.push(
-      spawnTier({
-        name: env.WORKERS > 1 ? `worker-${i}` : 'worker',
-        entry: 'gpu-worker/main.ts',
-        env: {
-          REDIS_URL: redisUrl,
-          CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined,
-          // One /metrics port per worker: 9464, 9474, ... (10 apart: INFERENCE_PROCESSES children take base+1..).
-          METRICS_PORT: String(Number(process.env.METRICS_PORT ?? 9464) + 10 * (i - 1)),
-          // The cores shared out over the workers (ONNX Runtime would give each of them all).
-          INFERENCE_THREADS: process.env.INFERENCE_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / env.WORKERS))),
-        },
-        readyMessage: 'worker ready',
-      }),
-    );
-  }
+  for (let i = 1; i <= env.WORKERS; i++) workers.push(startWorker(i, redisUrl));
   const edgeSettings = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined };
-  const edge = onWorkers
+  edge = onWorkers
     ? spawnTier({
         name: 'edge',
         command: [
@@ -108,23 +181,23 @@ try {
         ],
         env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
         readyMessage: 'Ready on',
+        detached: true,
       })
     : spawnTier({
         name: 'edge',
         entry: 'edge/node/main.ts',
         env: { ...edgeSettings, PORT: String(env.PORT), EDGE_BROKER: 'upstash' },
         readyMessage: 'edge listening',
+        detached: true,
       });
-  tiers.push(edge);
-  for (const tier of tiers) {
-    tier.child.once('exit', (code, signal) => {
-      if (stopping) return;
-      say(`${tier.name} exited unexpectedly (${signal ?? `code ${code}`}); shutting down`);
-      void shutdown(1);
-    });
-  }
+  // The edge is the front door: without it nothing is served, so the stack stops.
+  edge.child.once('exit', (code, signal) => {
+    if (stopping) return;
+    say(`the edge exited unexpectedly (${signal ?? `code ${code}`}); shutting down`);
+    void shutdown(1);
+  });
   if (env.WORKERS > 0) say(`waiting for ${env.WORKERS} worker(s) to load and warm up the model (the first run downloads it)...`);
-  await Promise.all(tiers.map((tier) => tier.ready));
+  await Promise.all([edge.ready, ...workers.map((worker) => worker.tier.ready)]);
 
   const url = `http://localhost:${env.PORT}`;
   // The first line is what scripts and tests wait for.

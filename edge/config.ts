@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { intVar, parseEnv, urlVar } from '../shared/config.ts';
 import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
+import type { BrokerLimits } from './broker/broker.ts';
 import { RESIZE_MODES } from './image/codec.ts';
 
 const MiB = 1024 * 1024;
@@ -25,6 +26,12 @@ export const EdgeEnv = z
     READY_WORKER_MAX_AGE_MS: intVar(15_000, 1_000, 3_600_000),
     QUEUE_MAX: intVar(512, 1, 10_000_000),
     RETRY_AFTER_S: intVar(1, 1, 3600),
+    // Requests an edge process holds (tensor and upload in memory, retrying) while the queue is
+    // unreachable; beyond it, 503 broker_unavailable at once.
+    OUTAGE_HOLD_MAX: intVar(128, 0, 100_000),
+    // deadline: refuse at once (503 queue_full) a request the live workers could not answer before
+    // its deadline, from their heartbeats; queue-max: refuse only at QUEUE_MAX (requests may wait for a 504).
+    ADMISSION: z.enum(['deadline', 'queue-max'], { error: 'expected deadline or queue-max' }).default('deadline'),
     DEFAULT_RESIZE: z.enum(RESIZE_MODES).default('squash'),
     EDGE_BROKER: z.enum(['upstash', 'ioredis']).optional(),
     UPSTASH_REDIS_REST_URL: urlVar(['http:', 'https:']).optional(),
@@ -91,3 +98,11 @@ function parseRateLimit(rule: string): { requests: number; window: `${number} ${
 }
 
 export const parseEdgeConfig = (env: Record<string, string | undefined>): EdgeConfig => parseEnv(EdgeEnv, env);
+
+/** The queue limits both brokers take. */
+export const brokerLimits = (config: EdgeConfig): BrokerLimits => ({
+  queueMax: config.QUEUE_MAX,
+  retryAfterSeconds: config.RETRY_AFTER_S,
+  holdMax: config.OUTAGE_HOLD_MAX,
+  admitByDeadline: config.ADMISSION === 'deadline',
+});

@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
-import { parseEdgeConfig, type EdgeConfig } from '../edge/config.ts';
+import { brokerLimits, parseEdgeConfig, type EdgeConfig } from '../edge/config.ts';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Redis as UpstashRedis } from '@upstash/redis';
@@ -102,7 +102,7 @@ const startPerRequestEdge: StartEdge = async (config, logger) => {
   const broker = createUpstashBroker({
     redis,
     keys: redisKeys(config.KEY_PREFIX),
-    limits: { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S },
+    limits: brokerLimits(config),
     scripts: loadLuaScripts(),
   });
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });

@@ -1,12 +1,15 @@
 /**
  * `npm start` as a user runs it, with WORKERS=2 and the real Keras ResNet50: the seed's beagle
- * gives Keras' answer, and 50 concurrent requests are each answered once and correctly.
+ * gives Keras' answer, and 50 concurrent requests are each answered once and correctly. A worker
+ * killed is started again while the other serves; Ctrl-C (SIGINT to the stack's process group, as
+ * a terminal sends it) stops every tier once, in order.
  */
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import { waitFor } from './helpers/faults.ts';
 import { FIXTURES } from './helpers/images.ts';
 
 interface ManifestEntry {
@@ -29,16 +32,28 @@ beforeAll(async () => {
     env: { WORKERS: '2', PORT: String(port), REDIS_URL: undefined, BATCH_SIZE: undefined },
     readyMessage: 'Ready:',
     print: (line) => output.push(line),
+    detached: true, // its own process group, like a shell's foreground job
   });
   await stack.ready;
 }, 240_000);
 
 afterAll(async () => {
-  await stack?.stop();
-  // Ctrl-C stops everything cleanly.
+  if (!stack || stack.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => stack.child.once('exit', resolve));
+  // Ctrl-C: the terminal signals the whole foreground process group.
+  process.kill(-stack.child.pid!, 'SIGINT');
+  await exited;
   expect(stack.child.exitCode).toBe(0);
-  expect(output.join('\n')).toContain('[stack] stopped');
-});
+  const text = output.join('\n');
+  const order = ['[stack] stopping the edge', '[stack] stopping 2 worker(s)', '[stack] stopping the queue', '[stack] stopped'].map((line) => text.indexOf(line));
+  expect(order.every((at) => at >= 0)).toBe(true);
+  expect([...order].sort((a, b) => a - b)).toEqual(order);
+  // Each worker got one signal (the stack's SIGTERM), not the terminal's SIGINT as well.
+  const stopping = output.filter((line) => line.includes('stopping after the batch in hand'));
+  expect(stopping).toHaveLength(2);
+  for (const line of stopping) expect(line).toContain('reason=SIGTERM');
+  expect(text).not.toContain('stopping now, without finishing the batch');
+}, 60_000);
 
 async function classify(file: string) {
   const body = new FormData();
@@ -87,4 +102,20 @@ describe('npm start (WORKERS=2, Keras ResNet50)', () => {
     expect(new Set(results.map((r) => r.body.id)).size).toBe(50);
     expect(new Set(results.map((r) => r.body.worker)).size).toBe(2);
   }, 120_000);
+
+  it('keeps serving when a worker dies, and starts it again', async () => {
+    const started = output.find((line) => line.includes('[stack] worker-1 started (pid'))!;
+    const pid = Number(/pid (\d+)/.exec(started)![1]);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => output.some((line) => line.includes('worker-1 exited unexpectedly (SIGKILL); restarting it in 1 s')), 10_000, 'the stack to see it die');
+    // The edge and the other worker serve meanwhile.
+    const during = await classify('beagle.jpg');
+    expect(during.status).toBe(200);
+    expect(during.body.worker).not.toContain(String(pid));
+    await waitFor(() => output.some((line) => line.includes('[stack] worker-1 is back')), 120_000, 'worker-1 to be back');
+    const restarted = output.filter((line) => line.includes('[stack] worker-1 started (pid'));
+    expect(restarted).toHaveLength(2);
+    const { status } = await classify('beagle.jpg');
+    expect(status).toBe(200);
+  }, 150_000);
 });

@@ -58,7 +58,16 @@ describe('hostile heartbeats', () => {
 
 describe('createAdmission', () => {
   const status = (workers: WorkerHeartbeat[]): BrokerStatus => ({ redisOk: true, redisMs: 1, workers, backlog: 0 });
-  const limits = { queueMax: 512, retryAfterSeconds: 1 };
+  const limits = { queueMax: 512, retryAfterSeconds: 1, holdMax: 128, admitByDeadline: true };
+
+  it('with ADMISSION=queue-max, reads nothing and admits up to QUEUE_MAX', () => {
+    let reads = 0;
+    const admission = createAdmission(async () => (reads++, status([])), { ...limits, admitByDeadline: false });
+    const release = admission.admit(Date.now() + 10, 1);
+    release();
+    expect(admission.limit(Date.now() + 10)).toBe(512);
+    expect(reads).toBe(0);
+  });
 
   it('admits up to QUEUE_MAX until the first read of the heartbeats is in, then by the estimate', async () => {
     let reads = 0;

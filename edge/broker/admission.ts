@@ -15,7 +15,7 @@
  *  2. enqueue.lua, with the exact backlog: the check and the enqueue are one command, and other
  *     edges' jobs count too.
  *
- * `QUEUE_MAX` stays the hard cap.
+ * `QUEUE_MAX` stays the hard cap. `ADMISSION=queue-max` turns the estimate off.
  *
  * No estimate, no admission rule (admit up to `QUEUE_MAX`, as before): at cold start, when a live
  * worker publishes no rate (an older worker, or a heartbeat that does not parse), or when the
@@ -90,7 +90,7 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
 
   /** Start a read of the heartbeats when the last is older than REFRESH_MS; never awaited by a request. */
   function refresh(now: number): void {
-    if (refreshing || now - refreshedAt < REFRESH_MS) return;
+    if (!limits.admitByDeadline || refreshing || now - refreshedAt < REFRESH_MS) return;
     refreshing = true;
     refreshedAt = now;
     read()
@@ -101,7 +101,7 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
       .finally(() => (refreshing = false));
   }
 
-  const current = (now: number) => (estimate && now - estimate.at <= ESTIMATE_MAX_AGE_MS ? estimate.value : undefined);
+  const current = (now: number) => (limits.admitByDeadline && estimate && now - estimate.at <= ESTIMATE_MAX_AGE_MS ? estimate.value : undefined);
 
   const admission: Admission = {
     admit(deadline, jobs, now = Date.now()) {

@@ -74,6 +74,10 @@ export interface BrokerLimits {
   queueMax: number;
   /** Seconds a client should wait after a queue_full answer. */
   retryAfterSeconds: number;
+  /** Most requests held per edge process while the queue is unreachable (ride-through.ts). */
+  holdMax: number;
+  /** Refuse at once what the workers could not answer by its deadline (admission.ts); else only QUEUE_MAX. */
+  admitByDeadline: boolean;
 }
 
 export const queueFull = (limits: BrokerLimits) =>

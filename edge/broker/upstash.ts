@@ -35,9 +35,9 @@ import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { z85Encode } from '../../shared/z85.ts';
 import { createAdmission } from './admission.ts';
+import { Holds, rideThrough, type WaitOutcome } from './ride-through.ts';
 import { perRequestInbox, type ResultInbox } from './inbox.ts';
 import {
-  brokerUnavailable,
   deadlineExceeded,
   readStatus,
   sleep,
@@ -75,9 +75,11 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
   const status = () => readStatus(() => redis.pipeline().hgetall(keys.workers).xlen(keys.stream).exec<[unknown, number]>());
   const admission = createAdmission(status, limits);
 
+  const holds = new Holds(limits.holdMax);
+
   return {
     async submit(request: SubmitRequest, clientSignal?: AbortSignal) {
-      const { id, tensor, deadline } = request;
+      const { id, deadline } = request;
       const waitMs = deadline - Date.now();
       const giveUp = new AbortController(); // fires at the deadline, on a result, or when the client leaves
       const timer = setTimeout(() => giveUp.abort(), waitMs);
@@ -88,23 +90,26 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
         if (giveUp.signal.aborted) throw deadlineExceeded(waitMs);
         // A subscription that did not confirm in time may miss the publish: poll instead.
         if (!listening) mailbox.fail();
-
-        let entryId: string | number;
-        try {
-          entryId = await enqueue.exec([keys.stream], [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)]);
-          health.succeeded();
-        } catch (error) {
-          health.failed(error);
-          throw brokerUnavailable(error);
-        }
-        if (typeof entryId === 'number') throw admission.refusal(entryId, deadline);
-
-        const result = await waitForResult();
-        if (result) return result;
-        // Deadline (or client gone): one last look, in case the publish was missed.
-        const late = await readResult(redis, keys.result(id)).catch(() => null);
-        if (late) return late;
-        throw deadlineExceeded(waitMs);
+        return await rideThrough(
+          request,
+          {
+            enqueue: async () => {
+              try {
+                const entryId = await enqueue.exec([keys.stream], [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)]);
+                health.succeeded();
+                return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
+              } catch (error) {
+                health.failed(error);
+                throw error;
+              }
+            },
+            wait: () => waitForResult(),
+            reachable: () => health.check(),
+            readResult: () => readResult(redis, keys.result(id)),
+            entryExists: async (entryId) => Object.keys(await redis.xrange(keys.stream, entryId, entryId)).length > 0,
+          },
+          { holds, signal: giveUp.signal, onHeld: (error) => logger?.warn({ id, err: error, held: holds.count }, 'queue unreachable; holding the request until it is back or its deadline') },
+        );
       } finally {
         clearTimeout(timer);
         giveUp.abort();
@@ -113,9 +118,9 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
 
       /**
        * The pushed result; or, once the stream has failed, the result key polled; null at the
-       * deadline. Throws 503 when the queue has been unreachable for OUTAGE_AFTER_MS meanwhile.
+       * deadline; `lost` when the queue has been unreachable for OUTAGE_AFTER_MS meanwhile.
        */
-      async function waitForResult(): Promise<JobResult | null> {
+      async function waitForResult(): Promise<WaitOutcome> {
         let nextProbeAt = Date.now() + PROBE_AFTER_MS;
         let pollDelay = POLL_FIRST_MS;
         let publishMayBeLost = false;
@@ -147,10 +152,7 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
               if (missed) return missed;
             }
           }
-          if (health.isDown()) {
-            logger?.warn({ id, err: health.lastError }, 'queue unreachable while waiting for a result');
-            throw brokerUnavailable(new Error(`lost contact while waiting for the result (${health.lastError})`));
-          }
+          if (health.isDown()) return { lost: new Error(`lost contact while waiting for the result (${health.lastError})`) };
         }
         return null;
       }

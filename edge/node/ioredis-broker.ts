@@ -4,13 +4,13 @@
  * names that channel as its reply, and results are routed to waiting requests by id. Cost: 1
  * command per request (EVALSHA); the tensor travels as raw bytes.
  *
- * Outages fail fast: no command is queued while Redis is away, so an enqueue fails at once (503
- * `broker_unavailable`). If the subscriber connection drops and is not back within 1 s, every
- * waiting request is answered 503 instead of hanging until its deadline (its job may be lost with
- * Redis, and its result could not reach us anyway); while it stays down new requests get 503
- * without trying. Reconnection attempts run at least every second, so service resumes about a
- * second after Redis is back. A connection back within the grace second re-subscribes, then every
- * waiting request GETs its result key once, for a result published while nobody listened.
+ * Outages are ridden through (../broker/ride-through.ts): no command is queued while Redis is
+ * away, so an enqueue fails at once and the request is held and retried; if the subscriber
+ * connection drops and is not back within 1 s, every waiting request is told contact is lost and
+ * checks, once Redis answers again, whether its job survived (else it is enqueued again).
+ * Reconnection attempts run at least every second, so service resumes about a second after Redis
+ * is back. A connection back re-subscribes, then every waiting request GETs its result key once,
+ * for a result published while nobody listened.
  *
  * @example
  * const broker = await createIoredisBroker({ url: 'redis://127.0.0.1:6379', keys: redisKeys(), limits, scripts });
@@ -21,11 +21,9 @@ import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
-import type { ApiError } from '../errors.ts';
 import { createAdmission } from '../broker/admission.ts';
+import { Holds, rideThrough, type WaitOutcome } from '../broker/ride-through.ts';
 import {
-  brokerUnavailable,
-  deadlineExceeded,
   readStatus,
   type Broker,
   type BrokerLimits,
@@ -43,8 +41,8 @@ export interface IoredisBrokerOptions {
   logger?: Logger;
 }
 
-/** Settles one waiting request: its result, null (look at the result key), or an error to throw. */
-type Waiter = (outcome: JobResult | null | ApiError) => void;
+/** Settles one waiting request's current wait. */
+type Waiter = (outcome: WaitOutcome) => void;
 
 export async function createIoredisBroker({ url, keys, limits, scripts, logger }: IoredisBrokerOptions): Promise<Broker> {
   // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
@@ -91,9 +89,9 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
       outage = undefined;
       if (subscriber.status === 'ready') return;
       down = true;
-      logger?.warn({ waiting: waiters.size, err: lastError }, 'lost the connection to Redis; failing the waiting requests');
-      const error = brokerUnavailable(new Error(`lost the connection to Redis while waiting for the result (${lastError || 'closed'})`));
-      for (const waiter of waiters.values()) waiter(error);
+      logger?.warn({ waiting: waiters.size, err: lastError }, 'lost the connection to Redis; the waiting requests hold until it is back');
+      const lost = { lost: new Error(`lost the connection to Redis while waiting for the result (${lastError || 'closed'})`) };
+      for (const waiter of waiters.values()) waiter(lost);
     }, OUTAGE_GRACE_MS);
   });
   subscriber.on('ready', () => {
@@ -103,12 +101,11 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
     down = false;
     if (wasDown) logger?.info('connection to Redis restored');
     // ioredis re-subscribes on reconnect; subscribing again resolves once that is in effect. Then
-    // look for results published while nobody was listening.
+    // every waiting request checks its job: answered while nobody listened, still queued, or lost
+    // with Redis (ride-through.ts).
     subscriber.subscribe(channel).then(
       () => {
-        for (const [id, waiter] of waiters) {
-          readResult(commands, keys.result(id)).then((result) => result && waiter(result), () => {});
-        }
+        for (const waiter of waiters.values()) waiter({ recheck: true });
       },
       () => {},
     );
@@ -123,40 +120,40 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
     });
   const admission = createAdmission(status, limits);
 
+  const holds = new Holds(limits.holdMax);
+
   return {
     async submit(request: SubmitRequest, signal?: AbortSignal) {
       const { id, deadline } = request;
-      if (down) throw brokerUnavailable(new Error(`no connection to Redis (${lastError || 'closed'})`));
-      const waitMs = deadline - Date.now();
-      let onResult!: Waiter;
-      const pushed = new Promise<JobResult | null | ApiError>((resolve) => (onResult = resolve));
-      const timer = setTimeout(() => onResult(null), waitMs);
-      signal?.addEventListener('abort', () => onResult(null), { once: true });
-      waiters.set(id, onResult);
+      const giveUp = new AbortController(); // fires at the deadline or when the client leaves
+      const timer = setTimeout(() => giveUp.abort(), deadline - Date.now());
+      signal?.addEventListener('abort', () => giveUp.abort(), { once: true });
+      const tensor = Buffer.from(request.tensor.buffer, request.tensor.byteOffset, request.tensor.byteLength) as Uint8Array;
       try {
-        const fields = jobToFieldList({
-          id,
-          enc: 'raw',
-          tensor: Buffer.from(request.tensor.buffer, request.tensor.byteOffset, request.tensor.byteLength) as Uint8Array,
-          enqueuedAt: Date.now(),
-          deadline,
-          reply: channel,
-        });
-        let entryId: string | number;
-        try {
-          entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, admission.limit(deadline), ...fields);
-        } catch (error) {
-          throw brokerUnavailable(error);
-        }
-        if (typeof entryId === 'number') throw admission.refusal(entryId, deadline);
-        const outcome = await pushed;
-        if (outcome instanceof Error) throw outcome;
-        const result = outcome ?? (await readResult(commands, keys.result(id)).catch(() => null));
-        if (result) return result;
-        throw deadlineExceeded(waitMs);
+        return await rideThrough(
+          request,
+          {
+            enqueue: async () => {
+              const fields = jobToFieldList({ id, enc: 'raw', tensor, enqueuedAt: Date.now(), deadline, reply: channel });
+              const entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, admission.limit(deadline), ...fields);
+              return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
+            },
+            wait: () =>
+              new Promise<WaitOutcome>((resolve) => {
+                if (giveUp.signal.aborted) return resolve(null);
+                // While the subscriber is down, its reconnection tells every waiter to check its job.
+                waiters.set(id, resolve);
+                giveUp.signal.addEventListener('abort', () => resolve(null), { once: true });
+              }).finally(() => waiters.delete(id)),
+            reachable: () => commands.ping().then(() => true, () => false),
+            readResult: () => readResult(commands, keys.result(id)),
+            entryExists: async (entryId) => (await commands.xrange(keys.stream, entryId, entryId)).length > 0,
+          },
+          { holds, signal: giveUp.signal, onHeld: (error) => logger?.warn({ id, err: error, held: holds.count }, 'Redis unreachable; holding the request until it is back or its deadline') },
+        );
       } finally {
         clearTimeout(timer);
-        waiters.delete(id);
+        giveUp.abort();
       }
     },
     admit: (deadline, jobs) => admission.admit(deadline, jobs),

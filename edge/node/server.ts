@@ -16,7 +16,7 @@ import { errorBody } from '../errors.ts';
 import { createApp } from '../app.ts';
 import type { Broker, BrokerLimits } from '../broker/broker.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
-import type { EdgeConfig } from '../config.ts';
+import { brokerLimits, type EdgeConfig } from '../config.ts';
 import { createIoredisBroker } from './ioredis-broker.ts';
 import { sharedInbox } from './shared-inbox.ts';
 import { createUpstashHttp, type UpstashHttp } from './upstash-http.ts';
@@ -38,7 +38,7 @@ const upstashHttp = (config: EdgeConfig): UpstashHttp =>
 
 export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
   const keys = redisKeys(config.KEY_PREFIX);
-  const limits: BrokerLimits = { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S };
+  const limits: BrokerLimits = brokerLimits(config);
   const scripts = loadLuaScripts();
   if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
   const http = upstashHttp(config);

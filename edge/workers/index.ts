@@ -7,7 +7,7 @@ import { Redis } from '@upstash/redis/cloudflare';
 import type { Context, ExecutionContext } from 'hono';
 import { createApp } from '../app.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
-import { parseEdgeConfig } from '../config.ts';
+import { brokerLimits, parseEdgeConfig } from '../config.ts';
 import { errorBody } from '../errors.ts';
 import { createPhotonCodec } from './photon-codec.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
@@ -31,7 +31,7 @@ function appFor(env: Env) {
     const broker = createUpstashBroker({
       redis,
       keys: redisKeys(config.KEY_PREFIX),
-      limits: { queueMax: config.QUEUE_MAX, retryAfterSeconds: config.RETRY_AFTER_S },
+      limits: brokerLimits(config),
       scripts: { enqueue },
       logger,
     });

@@ -1,0 +1,145 @@
+/**
+ * One request's life in the queue, shared by both brokers, with Redis blips ridden through: the
+ * request keeps its tensor until it is answered, so a failed enqueue is retried, and a job lost
+ * with Redis (restarted empty) is enqueued again, until the request's deadline.
+ *
+ *  1. Enqueue. A transport failure (Redis away, the REST server answering 5xx) makes the request
+ *     *held*: it retries with backoff (100 ms doubling to 1 s). Held requests are bounded per edge
+ *     process (OUTAGE_HOLD_MAX: each keeps its tensor and upload in memory); beyond that, 503
+ *     `broker_unavailable` at once, as without ride-through.
+ *  2. Wait for the result (the broker's push path). When the broker reports contact lost, the
+ *     request is held again and waits until Redis answers, then looks: the result key (answered
+ *     meanwhile: done), else the job's entry (still queued: wait again), else the job was lost with
+ *     Redis: back to 1.
+ *
+ * Why a job is never answered twice, nor lost: the client gets the first result this function
+ * returns, once. A job is enqueued again only when neither its result nor its entry exists; a
+ * worker deletes an entry only after writing its result (protocol.ts completionCommands), so
+ * "neither" means Redis lost both. If a worker still answers the lost copy after Redis is back, its
+ * result and the new copy's share the result key (SET NX: first wins) and the edge keeps the first.
+ *
+ * At the deadline: 504 `deadline_exceeded` while the queue works (the workers were too slow); 503
+ * `broker_unavailable` with Retry-After while it is still unreachable.
+ *
+ * @example
+ * const result = await rideThrough(request, { enqueue, wait, reachable, readResult, entryExists }, { holds, signal });
+ */
+import type { ApiError } from '../errors.ts';
+import type { JobResult } from '../../shared/protocol.ts';
+import { brokerUnavailable, deadlineExceeded, sleep, type SubmitRequest } from './broker.ts';
+
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 1_000;
+
+/**
+ * What waiting ended with: the result; the deadline (null); contact lost (the job may be gone);
+ * or contact back after a break (look whether the job was answered, or lost, meanwhile).
+ */
+export type WaitOutcome = JobResult | null | { lost: unknown } | { recheck: true };
+
+/** The broker-specific steps. Each may throw on a transport failure. */
+export interface QueueSteps {
+  /** Enqueue the job: its entry id, or the ApiError that refuses it (queue full). */
+  enqueue(): Promise<string | ApiError>;
+  /** Wait for the pushed result, until the deadline. */
+  wait(entryId: string): Promise<WaitOutcome>;
+  /** Does Redis answer? Never throws. */
+  reachable(): Promise<boolean>;
+  readResult(): Promise<JobResult | null>;
+  entryExists(entryId: string): Promise<boolean>;
+}
+
+/** How many requests an edge process holds while the queue is unreachable. */
+export class Holds {
+  private held = 0;
+
+  constructor(readonly max: number) {}
+
+  get count(): number {
+    return this.held;
+  }
+
+  tryAcquire(): boolean {
+    if (this.held >= this.max) return false;
+    this.held++;
+    return true;
+  }
+
+  release(): void {
+    this.held--;
+  }
+}
+
+export async function rideThrough(
+  request: SubmitRequest,
+  steps: QueueSteps,
+  options: { holds: Holds; signal: AbortSignal; onHeld?: (error: unknown) => void },
+): Promise<JobResult> {
+  const { deadline } = request;
+  const budgetMs = deadline - Date.now();
+  const { holds, signal } = options;
+  let held = false;
+  let lastError: unknown;
+  const hold = (error: unknown) => {
+    lastError = error;
+    if (held) return;
+    if (!holds.tryAcquire()) throw brokerUnavailable(error);
+    held = true;
+    options.onHeld?.(error);
+  };
+  const unhold = () => {
+    if (held) holds.release();
+    held = false;
+  };
+  const timeUp = () => signal.aborted || Date.now() >= deadline;
+  const giveUp = () =>
+    held
+      ? brokerUnavailable(new Error(`still unreachable at this request's deadline (${(lastError as Error)?.message ?? String(lastError)})`))
+      : deadlineExceeded(budgetMs);
+
+  try {
+    for (let delay = RETRY_FIRST_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      if (timeUp()) throw giveUp();
+      let entryId: string | ApiError;
+      try {
+        entryId = await steps.enqueue();
+      } catch (error) {
+        hold(error);
+        await sleep(Math.min(delay, deadline - Date.now()), signal);
+        continue;
+      }
+      if (typeof entryId !== 'string') throw entryId;
+      unhold();
+      delay = RETRY_FIRST_MS;
+
+      for (;;) {
+        const outcome = await steps.wait(entryId);
+        if (outcome === null) {
+          // Deadline (or the client left): one last look, in case the push was missed.
+          const late = await steps.readResult().catch(() => null);
+          if (late) return late;
+          throw giveUp();
+        }
+        if (!('lost' in outcome) && !('recheck' in outcome)) return outcome;
+        if ('lost' in outcome) {
+          hold(outcome.lost);
+          for (let probe = RETRY_FIRST_MS; !(await steps.reachable()); probe = Math.min(probe * 2, RETRY_MAX_MS)) {
+            if (timeUp()) throw giveUp();
+            await sleep(Math.min(probe, deadline - Date.now()), signal);
+          }
+        }
+        const result = await steps.readResult().catch(() => undefined);
+        if (result) return result;
+        // Unknown (a failed read) counts as still there: waiting is safe, a second copy is not needed.
+        const queued = result === undefined || (await steps.entryExists(entryId).catch(() => true));
+        if (!queued) {
+          hold(new Error('the job was lost with Redis (restarted empty?)'));
+          break; // enqueue it again
+        }
+        unhold();
+      }
+    }
+  } finally {
+    unhold();
+  }
+}
