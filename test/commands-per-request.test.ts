@@ -11,15 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
-import { brokerLimits, parseEdgeConfig, type EdgeConfig } from '../edge/config.ts';
-import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
-import { Redis as UpstashRedis } from '@upstash/redis';
-import { createApp } from '../edge/app.ts';
-import { createUpstashBroker } from '../edge/broker/upstash.ts';
-import { createSharpCodec } from '../edge/node/sharp-codec.ts';
-import { redisKeys } from '../shared/keys.ts';
-import { loadLuaScripts } from '../shared/lua/node.ts';
+import { parseEdgeConfig, type EdgeConfig } from '../edge/config.ts';
 import type { Logger } from '../shared/log.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
@@ -27,6 +19,7 @@ import { startWorker, type WorkerHandle } from '../gpu-worker/worker.ts';
 import { createLogger } from '../shared/log.ts';
 import { Redis as IoRedis } from 'ioredis';
 import { predict } from './helpers/faults.ts';
+import { startPerRequestEdge } from './helpers/per-request-edge.ts';
 
 const TOKEN = 'commands-test-token-0123456789';
 const REQUESTS = 20;
@@ -95,25 +88,6 @@ async function measure(edgeEnv: Record<string, string>, startEdge: StartEdge = s
 }
 
 type StartEdge = (config: EdgeConfig, logger: Logger) => Promise<Pick<NodeEdge, 'url' | 'close'>>;
-
-/** The Node app, codec and REST broker, but with the Workers edge's inbox: one subscription per request. */
-const startPerRequestEdge: StartEdge = async (config, logger) => {
-  const redis = new UpstashRedis({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, enableTelemetry: false });
-  const broker = createUpstashBroker({
-    redis,
-    keys: redisKeys(config.KEY_PREFIX),
-    limits: brokerLimits(config),
-    scripts: loadLuaScripts(),
-  });
-  const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
-  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));
-  });
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-};
 
 const show = (name: string, { total, perRequest }: { total: number; perRequest: Record<string, number> }) => {
   if (SHOW) console.log(`${name}: ${total.toFixed(2)} commands per request`, perRequest);

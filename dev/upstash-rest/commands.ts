@@ -16,7 +16,8 @@
 
 import { Command } from 'ioredis';
 
-export type ParsedCommand = { ok: true; name: string; args: string[] } | { ok: false; error: string };
+/** `malformed`: not a command at all (not a list of strings and numbers); else one this server refuses. */
+export type ParsedCommand = { ok: true; name: string; args: string[] } | { ok: false; error: string; malformed?: true };
 
 const BLOCKING = new Set(['BLPOP', 'BRPOP', 'BLMOVE', 'BRPOPLPUSH', 'BZPOPMIN', 'BZPOPMAX', 'BLMPOP', 'BZMPOP', 'WAIT', 'WAITAOF']);
 const PUBSUB = new Set(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE', 'UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE', 'MONITOR', 'SYNC', 'PSYNC']);
@@ -24,16 +25,16 @@ const TRANSACTION = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH']);
 const CONNECTION_STATE = new Set(['SELECT', 'AUTH', 'HELLO', 'QUIT', 'RESET']);
 
 export function parseCommand(value: unknown): ParsedCommand {
-  if (!Array.isArray(value)) return { ok: false, error: 'ERR a command must be a JSON array like ["SET","key","value"]' };
-  if (value.length === 0) return { ok: false, error: 'ERR empty command' };
+  if (!Array.isArray(value)) return { ok: false, malformed: true, error: 'ERR a command must be a JSON array like ["SET","key","value"]' };
+  if (value.length === 0) return { ok: false, malformed: true, error: 'ERR empty command' };
   const parts: string[] = [];
   for (const item of value) {
     if (typeof item === 'string') parts.push(item);
     else if ((typeof item === 'number' && Number.isFinite(item)) || typeof item === 'boolean') parts.push(String(item));
-    else return { ok: false, error: `ERR command arguments must be strings, numbers or booleans (got ${item === null ? 'null' : typeof item})` };
+    else return { ok: false, malformed: true, error: `ERR command arguments must be strings, numbers or booleans (got ${item === null ? 'null' : typeof item})` };
   }
   const [name = '', ...args] = parts;
-  if (name === '') return { ok: false, error: 'ERR empty command name' };
+  if (name === '') return { ok: false, malformed: true, error: 'ERR empty command name' };
   const refused = refusal(name.toUpperCase(), args);
   return refused ? { ok: false, error: refused } : { ok: true, name, args };
 }

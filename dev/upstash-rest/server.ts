@@ -2,13 +2,20 @@
  * A local server speaking the Upstash Redis REST protocol in front of a real redis-server, so the
  * edge can run its production path (`@upstash/redis` over HTTP) on a laptop and in tests.
  *
- * Routes (all need `Authorization: Bearer <token>`, else 401 {"error":"Unauthorized"}):
+ * Routes (all need `Authorization: Bearer <token>` or `?_token=<token>`, else 401 {"error":"Unauthorized"}):
  *   POST /                     body ["SET","k","v"]         -> {"result": ...} | 400 {"error": "ERR ..."}
  *   GET|POST /set/k/v          command in the path; a POST body is appended as the last argument
  *                              and query parameters after it (?EX=100 -> EX 100), as Upstash does
- *   POST /pipeline             [[cmd], [cmd], ...]          -> [{"result"}|{"error"}, ...] (non-atomic)
+ *   POST /pipeline             [[cmd], [cmd], ...]          -> [{"result"}|{"error"}, ...] (non-atomic;
+ *                              an entry that is not a command rejects the whole body with 400, nothing runs)
  *   POST /multi-exec           same shape, run inside MULTI/EXEC (a queuing error aborts it: 400)
- *   POST /subscribe/<channel>  SSE stream (see sse.ts), /psubscribe/<pattern> likewise
+ *   POST /subscribe/<channel>  SSE stream (see sse.ts), /psubscribe/<pattern> likewise; POST with
+ *                              `Accept: text/event-stream` only
+ *
+ * `faults` (tests only) makes the streams misbehave the ways a real server or network can: frames
+ * ended by a single LF or by CRLF instead of a blank line, the `subscribe` frame sent before the
+ * subscription is live, silence (no frame, no keep-alive, connection open); `endStreams()` ends
+ * them cleanly and `unsubscribeStreams()` sends an `unsubscribe` frame and keeps them open.
  *
  * Replies are encoded by encode.ts (base64 with `Upstash-Encoding: base64`). Commands go through
  * one shared ioredis connection (blocking/state-changing ones are refused, see commands.ts) with
@@ -29,7 +36,9 @@ import { Redis, type Pipeline, type RedisOptions } from 'ioredis';
 import { createLogger, type Logger } from '../../shared/log.ts';
 import { parseCommand, RawCommand } from './commands.ts';
 import { encodeReply, type JsonReply } from './encode.ts';
-import { openEventStream, PubSubHub, type PubSubStats, type TopicKind } from './sse.ts';
+import { openEventStream, PubSubHub, type StreamFaults, type PubSubStats, type TopicKind } from './sse.ts';
+
+export type { StreamFaults };
 
 /** Upstash's request size limit. */
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -54,6 +63,12 @@ export interface UpstashRestServer {
   stats(): PubSubStats;
   /** Listeners of one channel (or pattern) on the shared subscriber connection. */
   listenerCount(name: string, kind?: TopicKind): number;
+  /** Tests only: how the SSE streams misbehave (read at every frame; change it at any time). */
+  faults: StreamFaults;
+  /** Tests only: end every open SSE stream cleanly (the server keeps running). */
+  endStreams(): void;
+  /** Tests only: send every open SSE stream an `unsubscribe` frame, stop its messages, keep it open. */
+  unsubscribeStreams(): void;
   /** Ends SSE streams, stops listening and closes both Redis connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -64,6 +79,8 @@ export interface UpstashRestAppOptions {
   hub: PubSubHub;
   token: string;
   logger?: Logger;
+  /** Tests only (see the header). */
+  faults?: StreamFaults;
 }
 
 type Entry = { result: JsonReply } | { error: string };
@@ -90,12 +107,17 @@ export function redisConnectionOptions(role: 'commands' | 'subscriber'): RedisOp
 }
 
 /** The Hono app, for tests or to mount elsewhere. `closeStreams()` ends every open SSE stream. */
-export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestAppOptions): { app: Hono; closeStreams(): void } {
+export function createUpstashRestApp({ redis, hub, token, logger, faults = { framing: 'blank-line', confirmEarly: false, silent: false } }: UpstashRestAppOptions): {
+  app: Hono;
+  closeStreams(): void;
+  unsubscribeStreams(): void;
+  faults: StreamFaults;
+} {
   if (!token) throw new Error('the Upstash REST token must not be empty');
   const expected = sha256(token);
-  const streams = new Set<() => void>();
-  const track = (end: () => void) => {
-    streams.add(end);
+  const streams = new Map<() => void, () => void>(); // end -> unsubscribe
+  const track = (end: () => void, unsubscribe: () => void) => {
+    streams.set(end, unsubscribe);
     return () => streams.delete(end);
   };
 
@@ -116,9 +138,11 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
 
   app.use('*', async (c, next) => {
     // Hash both sides so that timingSafeEqual compares equal lengths and leaks nothing.
+    // The header, or Upstash's `_token` query parameter (for clients that cannot set headers).
     const match = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
-    const given = sha256(match?.[1] ?? '');
-    if (!timingSafeEqual(given, expected) || !match) return c.json({ error: 'Unauthorized' }, 401);
+    const presented = match?.[1] ?? c.req.query('_token');
+    const given = sha256(presented ?? '');
+    if (!timingSafeEqual(given, expected) || !presented) return c.json({ error: 'Unauthorized' }, 401);
     await next();
   });
 
@@ -159,6 +183,11 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
 
   async function pipeline(commands: unknown[], base64: boolean): Promise<Outcome> {
     const parsed = commands.map(parseCommand);
+    // As Upstash: a body that is not a list of well-formed commands is refused whole; a command
+    // refused here (blocking, say) or by Redis gets its error in its entry.
+    const invalid = parsed.findIndex((command) => !command.ok && command.malformed);
+    const bad = parsed[invalid];
+    if (bad && !bad.ok) return { status: 400, body: { error: `ERR command ${invalid + 1} of the pipeline: ${bad.error}` } };
     const batch = redis.pipeline() as unknown as Pipeline; // the runtime class, which has sendCommand
     for (const command of parsed) if (command.ok) batch.sendCommand(new RawCommand(command.name, command.args));
     let results: [Error | null, unknown][] = [];
@@ -228,8 +257,11 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
     const prefix = kind === 'channel' ? '/subscribe/' : '/psubscribe/';
     const name = decodePathSegment(new URL(c.req.url).pathname.slice(prefix.length));
     if (!name) return c.json({ error: `ERR missing ${kind} name: use ${prefix}<${kind}>` }, 400);
+    if (!(c.req.header('accept') ?? '').includes('text/event-stream')) {
+      return c.json({ error: `ERR ${prefix}<${kind}> streams events: send Accept: text/event-stream` }, 400);
+    }
     try {
-      const response = await openEventStream({ hub, kind, name, signal: c.req.raw.signal, track, logger });
+      const response = await openEventStream({ hub, kind, name, signal: c.req.raw.signal, track, logger, faults });
       return response ?? c.body(null, 204); // undefined: the client left before Redis confirmed
     } catch (error) {
       if (isReplyError(error)) return c.json({ error: errorMessage(error) }, 400);
@@ -237,8 +269,9 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
       return c.json({ error: `ERR Redis is unavailable: ${errorMessage(error)}` }, 503);
     }
   };
-  app.on(['GET', 'POST'], '/subscribe/*', subscribeRoute('channel'));
-  app.on(['GET', 'POST'], '/psubscribe/*', subscribeRoute('pattern'));
+  app.post('/subscribe/*', subscribeRoute('channel'));
+  app.post('/psubscribe/*', subscribeRoute('pattern'));
+  app.on(['GET', 'HEAD', 'PUT'], ['/subscribe/*', '/psubscribe/*'], (c) => c.json({ error: `ERR method ${c.req.method} is not allowed: POST with Accept: text/event-stream` }, 405));
 
   app.post('/', async (c) => {
     const body = await readJson(c);
@@ -274,8 +307,12 @@ export function createUpstashRestApp({ redis, hub, token, logger }: UpstashRestA
 
   return {
     app,
+    faults,
     closeStreams() {
-      for (const end of [...streams]) end();
+      for (const end of [...streams.keys()]) end();
+    },
+    unsubscribeStreams() {
+      for (const unsubscribe of [...streams.values()]) unsubscribe();
     },
   };
 }
@@ -327,7 +364,7 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
   let server: Server;
   let port: number;
   const hub = new PubSubHub(subscriber, logger);
-  const { app, closeStreams } = createUpstashRestApp({ redis, hub, token: options.token, logger });
+  const { app, closeStreams, unsubscribeStreams, faults } = createUpstashRestApp({ redis, hub, token: options.token, logger });
   try {
     ({ server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
       const created = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host }, (info) =>
@@ -349,6 +386,9 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
     port,
     stats: () => hub.stats(),
     listenerCount: (name, kind) => hub.listenerCount(name, kind),
+    faults,
+    endStreams: closeStreams,
+    unsubscribeStreams,
     close() {
       closing ??= (async () => {
         closeStreams();

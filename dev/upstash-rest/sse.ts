@@ -136,11 +136,29 @@ export class PubSubHub {
   }
 }
 
+/** A frame ended by a blank line, ended by `end` instead. */
+function reframe(bytes: Uint8Array, end: string): Uint8Array {
+  return encoder.encode(new TextDecoder().decode(bytes).replace(/\n\n$/, end));
+}
+
 const topicKey = (kind: TopicKind, name: string) => `${kind === 'channel' ? 'c' : 'p'}:${name}`;
 
 const KEEPALIVE_MS = 15_000;
 /** A client that stops reading is dropped once this many frames are queued for it. */
 const MAX_QUEUED_FRAMES = 10_000;
+
+/** Tests only: ways a stream can misbehave (server.ts `faults`), read at every frame. */
+export interface StreamFaults {
+  /** How a frame ends: a blank line (Upstash), a single LF (the official client's mock), CRLF. */
+  framing: 'blank-line' | 'lf' | 'crlf';
+  /** Send the `subscribe` frame CONFIRM_EARLY_MS before subscribing in Redis (a publish meanwhile is lost). */
+  confirmEarly: boolean;
+  /** Send nothing at all (no frame, no keep-alive) while the connection stays open. */
+  silent: boolean;
+}
+
+const FRAME_END = { 'blank-line': '\n\n', lf: '\n', crlf: '\r\n' } as const;
+const CONFIRM_EARLY_MS = 300;
 
 export interface SseOptions {
   hub: PubSubHub;
@@ -148,9 +166,10 @@ export interface SseOptions {
   name: string;
   /** Aborted when the HTTP client goes away. */
   signal: AbortSignal;
-  /** Called with a function that ends this stream (used when the server shuts down). */
-  track: (end: () => void) => () => void;
+  /** Called with functions that end this stream (when the server shuts down) and unsubscribe it (faults). */
+  track: (end: () => void, unsubscribe: () => void) => () => void;
   logger?: Logger;
+  faults?: StreamFaults;
 }
 
 /**
@@ -158,7 +177,7 @@ export interface SseOptions {
  * byte is sent, if the subscription failed). The listener is released when the client disconnects,
  * the stream is cancelled, or the server closes.
  */
-export async function openEventStream({ hub, kind, name, signal, track, logger }: SseOptions): Promise<Response | undefined> {
+export async function openEventStream({ hub, kind, name, signal, track, logger, faults }: SseOptions): Promise<Response | undefined> {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let open = true;
   let started = false;
@@ -180,8 +199,9 @@ export async function openEventStream({ hub, kind, name, signal, track, logger }
       // already closed or cancelled
     }
   };
-  const send = (frame: Uint8Array) => {
-    if (!open) return;
+  const send = (bytes: Uint8Array) => {
+    if (!open || faults?.silent) return;
+    const frame = faults && faults.framing !== 'blank-line' ? reframe(bytes, FRAME_END[faults.framing]) : bytes;
     if (!started) {
       early.push(frame);
       return;
@@ -203,8 +223,22 @@ export async function openEventStream({ hub, kind, name, signal, track, logger }
     },
   });
 
+  const confirmation = encoder.encode(`data: ${kind === 'channel' ? 'subscribe' : 'psubscribe'},${name},1\n\n`);
+  const unsubscribe = () => {
+    release?.();
+    send(encoder.encode(`data: ${kind === 'channel' ? 'unsubscribe' : 'punsubscribe'},${name},0\n\n`));
+  };
   signal.addEventListener('abort', end, { once: true });
-  untrack = track(end);
+  untrack = track(end, unsubscribe);
+  if (faults?.confirmEarly) {
+    // Confirmed before Redis has: whatever is published until it has, is lost.
+    started = true;
+    send(confirmation);
+    setTimeout(() => {
+      if (open) void hub.listen(kind, name, send).then((leave) => (open ? (release = leave) : leave()), () => end());
+    }, CONFIRM_EARLY_MS);
+    return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' } });
+  }
   try {
     release = await hub.listen(kind, name, send);
   } catch (error) {
@@ -216,8 +250,8 @@ export async function openEventStream({ hub, kind, name, signal, track, logger }
     release();
     return undefined;
   }
-  controller.enqueue(encoder.encode(`data: ${kind === 'channel' ? 'subscribe' : 'psubscribe'},${name},1\n\n`));
   started = true;
+  send(confirmation);
   for (const frame of early.splice(0)) send(frame);
   keepalive = setInterval(() => send(encoder.encode(': keepalive\n\n')), KEEPALIVE_MS);
   keepalive.unref();

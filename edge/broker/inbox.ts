@@ -102,6 +102,8 @@ export function perRequestInbox(redis: Redis, keys: RedisKeys, logger?: Logger):
       const subscriber = redis.subscribe<unknown>(keys.resultChannel(id));
       const mailbox = new Mailbox(keys.resultChannel(id), () => void subscriber.unsubscribe().catch(() => {}));
       subscriber.on('subscribe', () => mailbox.listening());
+      // The server ended the subscription: nothing more will be pushed, so poll.
+      subscriber.on('unsubscribe', () => mailbox.fail());
       subscriber.on('message', ({ message }) => {
         const result = resultFor(id, message);
         if (result) mailbox.deliver(result);

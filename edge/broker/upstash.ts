@@ -13,13 +13,14 @@
  * exponential backoff (5 ms doubling to 250 ms); one last GET at the deadline covers a result
  * published while the stream was down.
  *
- * Outages fail fast: a failing SUBSCRIBE falls back to polling, a failing EVALSHA is a 503
- * `broker_unavailable` at once. A request still waiting after 1 s checks that the queue is
- * reachable (one PING shared by all the broker's waiting requests, at most one a second; a
- * request answered within a second costs nothing extra). Once PINGs (or polling GETs) have
- * failed for 1 s, every waiting request is answered 503 instead of hanging until its deadline:
- * its job may be lost with Redis. A PING that fails and then succeeds again makes each waiting
- * request GET its result key once, for a result published while the subscription was broken.
+ * A request still waiting after 1 s GETs its result key once (a subscription confirmed a moment
+ * before it was live misses a fast worker's publish) and checks that the queue is reachable (one
+ * PING shared by all the broker's waiting requests, at most one a second); a request answered
+ * within a second costs nothing extra. Outages are ridden through (ride-through.ts): a failing
+ * EVALSHA is retried; once PINGs (or polling GETs) have failed for 1 s, the waiting requests are
+ * told contact is lost and check their jobs once Redis answers again. A PING that fails and then
+ * succeeds again makes each waiting request GET its result key once, for a result published while
+ * the subscription was broken.
  *
  * @example
  * const broker = createUpstashBroker({ redis: new Redis({ url, token }), keys: redisKeys(), limits, scripts });
@@ -124,6 +125,7 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
         let nextProbeAt = Date.now() + PROBE_AFTER_MS;
         let pollDelay = POLL_FIRST_MS;
         let publishMayBeLost = false;
+        let lookedOnce = false;
         while (!giveUp.signal.aborted) {
           const delivered = mailbox.delivered();
           if (delivered) return delivered;
@@ -142,6 +144,13 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
             const result = await Promise.race([mailbox.pushed, sleep(nextProbeAt - Date.now(), giveUp.signal).then(() => null)]);
             if (result) return result;
             if (giveUp.signal.aborted || mailbox.failed()) continue;
+            if (!lookedOnce) {
+              // A server may confirm a subscription a moment before it is live, and a fast worker's
+              // publish then reaches nobody: look at the result key once, whatever the PING says.
+              lookedOnce = true;
+              const missed = await readResult(redis, keys.result(id)).catch(() => null);
+              if (missed) return missed;
+            }
             const reachable = await health.check();
             nextProbeAt = Date.now() + (reachable ? PROBE_EVERY_MS : PROBE_RETRY_MS);
             if (!reachable) publishMayBeLost = true;

@@ -43,8 +43,9 @@ export async function createNodeBroker(config: EdgeConfig, logger: Logger): Prom
   if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
   const http = upstashHttp(config);
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
-  const inbox = sharedInbox({ http, keys, logger });
-  const broker = createUpstashBroker({ redis: new UpstashRedis(http), keys, limits, scripts, inbox, logger });
+  const redis = new UpstashRedis(http);
+  const inbox = sharedInbox({ http, publish: (channel, message) => redis.publish(channel, message), keys, logger });
+  const broker = createUpstashBroker({ redis, keys, limits, scripts, inbox, logger });
   return { ...broker, close: () => broker.close().finally(() => http.close()) };
 }
 

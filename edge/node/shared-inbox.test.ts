@@ -11,7 +11,7 @@ import { startUpstashRestServer, type UpstashRestServer } from '../../dev/upstas
 import { redisKeys } from '../../shared/keys.ts';
 import { createLogger } from '../../shared/log.ts';
 import type { JobResult } from '../../shared/protocol.ts';
-import { sharedInbox } from './shared-inbox.ts';
+import { LineSplitter, sharedInbox } from './shared-inbox.ts';
 import { createUpstashHttp } from './upstash-http.ts';
 
 const TOKEN = 'shared-inbox-test-token-0123456789';
@@ -43,7 +43,7 @@ describe('sharedInbox', () => {
   it('routes each result to the mailbox of its job, over one subscription', async () => {
     const rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
     const http = createUpstashHttp({ url: rest.url, token: TOKEN });
-    const inbox = sharedInbox({ http, keys: redisKeys('inbox-a'), logger });
+    const inbox = sharedInbox({ http, publish: (channel, message) => publisher.publish(channel, message), keys: redisKeys('inbox-a'), logger });
     try {
       const boxes = ['a', 'b', 'c'].map((id) => inbox.open(id));
       expect(await Promise.all(boxes.map((box) => box.ready))).toEqual([true, true, true]);
@@ -67,7 +67,7 @@ describe('sharedInbox', () => {
     const port = await freePort();
     let rest: UpstashRestServer = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port, logger });
     const http = createUpstashHttp({ url: rest.url, token: TOKEN });
-    const inbox = sharedInbox({ http, keys: redisKeys('inbox-b'), logger });
+    const inbox = sharedInbox({ http, publish: (channel, message) => publisher.publish(channel, message), keys: redisKeys('inbox-b'), logger });
     try {
       const waiting = inbox.open('before');
       expect(await waiting.ready).toBe(true);
@@ -91,5 +91,13 @@ describe('sharedInbox', () => {
       await http.close();
       await rest.close();
     }
+  });
+});
+
+describe('LineSplitter', () => {
+  it('splits at LF, CRLF and CR, across chunk boundaries (a CRLF split in two included)', () => {
+    const lines = new LineSplitter();
+    const out = [...lines.feed('data: a\n\ndata: b\nda'), ...lines.feed('ta: c\r'), ...lines.feed('\ndata: d\rdata: e'), ...lines.feed('\n')];
+    expect(out.filter((line) => line !== '')).toEqual(['data: a', 'data: b', 'data: c', 'data: d', 'data: e']);
   });
 });

@@ -5,21 +5,30 @@
  * subscription costs SUBSCRIBE + UNSUBSCRIBE). Node only: inside Workers a request cannot read a
  * stream that another request opened (see inbox.ts).
  *
- * The stream is opened with the edge's undici transport (upstash-http.ts) and split into events
- * with eventsource-parser, rather than with @upstash/redis `subscribe()`, which does not report a
- * stream that ends without an error; a long-lived stream must notice its end.
+ * The stream is opened with the edge's undici transport (upstash-http.ts), rather than with
+ * @upstash/redis `subscribe()`, which does not report a stream that ends without an error; a
+ * long-lived stream must notice each way it can die:
  *
- * When the stream fails or ends, the requests waiting on it fall back to polling their result keys
+ *  - it ends (cleanly or not), or the server sends an `unsubscribe` frame;
+ *  - it goes silent: while nothing arrives, the inbox PUBLISHes a keep-alive on its own channel
+ *    every KEEPALIVE_MS (so a busy stream costs nothing), and a stream with no bytes for
+ *    SILENT_AFTER_MS is taken for dead.
+ *
+ * Events are read line by line (`data: ` lines; LF, CRLF or CR), as the official client does:
+ * Upstash frames events with a blank line, the official client's own mock with a single newline,
+ * and a parser that waits for the blank line would hold every event of the second kind.
+ *
+ * When the stream dies, the requests waiting on it fall back to polling their result keys at once
  * (the broker's fallback path, as for a failed per-request subscription), and the inbox reconnects
  * with backoff (100 ms doubling to 2 s). While it is down, new requests poll from the start rather
  * than wait for it.
  *
  * @example
- * const inbox = sharedInbox({ http: createUpstashHttp({ url, token }), keys: redisKeys(), logger });
+ * const http = createUpstashHttp({ url, token });
+ * const inbox = sharedInbox({ http, publish: (channel, message) => new Redis(http).publish(channel, message), keys: redisKeys(), logger });
  * const broker = createUpstashBroker({ redis, keys, limits, scripts, inbox });
  */
 import { randomUUID } from 'node:crypto';
-import { createParser } from 'eventsource-parser';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/log.ts';
 import { sleep } from '../broker/broker.ts';
@@ -28,15 +37,23 @@ import type { UpstashHttp } from './upstash-http.ts';
 
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 2_000;
+/** With nothing received for this long, the inbox publishes a keep-alive to itself. */
+export const KEEPALIVE_MS = 5_000;
+/** With nothing received for this long (2.5 keep-alives), the stream is dead. */
+export const SILENT_AFTER_MS = 12_500;
+/** What the keep-alive publishes: not a result, so no mailbox takes it. */
+const KEEPALIVE_MESSAGE = 'keepalive';
 
 export interface SharedInboxOptions {
   /** The transport to the Upstash REST server (the broker's client uses the same). */
   http: Pick<UpstashHttp, 'eventStream'>;
+  /** PUBLISH, for the keep-alive (the broker's REST client). */
+  publish: (channel: string, message: string) => Promise<unknown>;
   keys: RedisKeys;
   logger?: Logger;
 }
 
-export function sharedInbox({ http, keys, logger }: SharedInboxOptions): ResultInbox {
+export function sharedInbox({ http, publish, keys, logger }: SharedInboxOptions): ResultInbox {
   const channel = keys.edgeChannel(randomUUID());
   const mailboxes = new Map<string, Mailbox>();
   const stop = new AbortController();
@@ -53,9 +70,13 @@ export function sharedInbox({ http, keys, logger }: SharedInboxOptions): ResultI
 
   let retryMs = RETRY_FIRST_MS;
   let lastError = '';
+  /** Ends the current stream's read (a frame or the silence watch says it is dead). */
+  let drop: ((reason: string) => void) | undefined;
   const onEvent = (data: string) => {
     const [kind, rest] = splitOnce(data);
-    if (kind === 'subscribe') {
+    if (kind === 'unsubscribe') {
+      drop?.('the server unsubscribed the result stream');
+    } else if (kind === 'subscribe') {
       if (state !== 'listening' && lastError) logger?.info({ channel }, 'result stream restored');
       state = 'listening';
       retryMs = RETRY_FIRST_MS;
@@ -69,14 +90,45 @@ export function sharedInbox({ http, keys, logger }: SharedInboxOptions): ResultI
     }
   };
 
+  /** Read one stream until it dies; throws why. */
+  const readStream = async () => {
+    const dead = new AbortController();
+    const abort = () => dead.abort();
+    stop.signal.addEventListener('abort', abort, { once: true });
+    let reason = 'the result stream ended';
+    drop = (why) => {
+      reason = why;
+      dead.abort();
+    };
+    let lastByteAt = Date.now();
+    const watch = setInterval(() => {
+      const quietMs = Date.now() - lastByteAt;
+      if (quietMs >= SILENT_AFTER_MS) drop?.(`the result stream was silent for ${quietMs} ms`);
+      else if (quietMs >= KEEPALIVE_MS && state === 'listening') void publish(channel, KEEPALIVE_MESSAGE).catch(() => {});
+    }, KEEPALIVE_MS / 5);
+    try {
+      // The path as @upstash/redis builds it (not URL-encoded; channel names are prefix:edge:<uuid>).
+      const chunks = await http.eventStream(`/subscribe/${channel}`, dead.signal);
+      const lines = new LineSplitter();
+      for await (const text of chunks) {
+        lastByteAt = Date.now();
+        for (const line of lines.feed(text)) if (line.startsWith('data:')) onEvent(line.slice(line.startsWith('data: ') ? 6 : 5));
+        if (dead.signal.aborted) break;
+      }
+    } catch (error) {
+      if (!dead.signal.aborted) throw error;
+    } finally {
+      clearInterval(watch);
+      stop.signal.removeEventListener('abort', abort);
+      drop = undefined;
+    }
+    throw new Error(reason);
+  };
+
   const run = async () => {
     while (!stop.signal.aborted) {
       try {
-        // The path as @upstash/redis builds it (not URL-encoded; channel names are prefix:edge:<uuid>).
-        const chunks = await http.eventStream(`/subscribe/${channel}`, stop.signal);
-        const parser = createParser({ onEvent: ({ data }) => onEvent(data) });
-        for await (const text of chunks) parser.feed(text);
-        throw new Error('the result stream ended');
+        await readStream();
       } catch (error) {
         if (stop.signal.aborted) break;
         const message = (error as Error)?.message ?? String(error);
@@ -109,6 +161,19 @@ export function sharedInbox({ http, keys, logger }: SharedInboxOptions): ResultI
       for (const mailbox of mailboxes.values()) mailbox.fail();
     },
   };
+}
+
+/** Splits a text stream into lines at LF, CRLF or CR, across chunk boundaries. */
+export class LineSplitter {
+  private rest = '';
+
+  feed(text: string): string[] {
+    const lines = (this.rest + text).split(/\r\n|\r|\n/);
+    // A chunk ending in CR may be the first half of a CRLF: keep the CR with the rest.
+    this.rest = lines.pop()!;
+    if (this.rest === '' && text.endsWith('\r')) this.rest = '\r';
+    return lines;
+  }
 }
 
 /** `a,b,c` -> [`a`, `b,c`]. */
