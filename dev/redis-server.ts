@@ -51,12 +51,13 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   throw new Error(`redis-server did not listen on port ${port} within ${timeoutMs} ms`);
 }
 
-export async function startRedisServer(options: { port?: number } = {}): Promise<RedisServerHandle> {
+/** `args`: more redis-server options (e.g. `--tls-port`, `--requirepass`, for tests). */
+export async function startRedisServer(options: { port?: number; args?: string[] } = {}): Promise<RedisServerHandle> {
   if (!hasRedisServer()) throw new Error(REDIS_INSTALL_HINT);
   const port = options.port ?? (await freePort());
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...(options.args ?? [])],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -190,6 +190,7 @@ try {
         readyMessage: 'edge listening',
         detached: true,
       });
+  say(`the edge started (pid ${edge.child.pid})`);
   // The edge is the front door: without it nothing is served, so the stack stops.
   edge.child.once('exit', (code, signal) => {
     if (stopping) return;

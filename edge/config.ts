@@ -37,6 +37,8 @@ export const EdgeEnv = z
     UPSTASH_REDIS_REST_URL: urlVar(['http:', 'https:']).optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
     REDIS_URL: urlVar(['redis:', 'rediss:']).optional(),
+    // PEM file of the CA that signed Redis' certificate, for a private CA (rediss:// only).
+    REDIS_TLS_CA: z.string().min(1).optional(),
     API_KEYS: z
       .string()
       .transform((value) => value.split(',').map((key) => key.trim()).filter(Boolean))
@@ -67,6 +69,10 @@ export const EdgeEnv = z
         path: [env.UPSTASH_REDIS_REST_URL ? 'UPSTASH_REDIS_REST_TOKEN' : 'UPSTASH_REDIS_REST_URL'],
         message: 'the Upstash REST broker needs both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN',
       });
+      return z.NEVER;
+    }
+    if (env.REDIS_TLS_CA && !env.REDIS_URL?.startsWith('rediss:')) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA'], message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA' });
       return z.NEVER;
     }
     if (broker === 'ioredis' && !env.REDIS_URL) {

@@ -44,6 +44,8 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 export const WorkerEnv = z
   .object({
     REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+    // PEM file of the CA that signed Redis' certificate, for a private CA (rediss:// only).
+    REDIS_TLS_CA: z.string().min(1).optional(),
     KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
     // Unset: per engine (see defaultBatchSize).
     BATCH_SIZE: optionalIntVar(1, 1024),
@@ -110,6 +112,10 @@ export const WorkerEnv = z
       });
       return z.NEVER;
     }
+    if (env.REDIS_TLS_CA && !env.REDIS_URL.startsWith('rediss:')) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA'], message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA' });
+      return z.NEVER;
+    }
     if (reclaimWithinMs({ claimIdleMs: env.CLAIM_IDLE_MS }) >= env.DEADLINE_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -130,6 +136,7 @@ export const WorkerEnv = z
     }
     return {
       redisUrl: env.REDIS_URL,
+      redisTlsCa: env.REDIS_TLS_CA,
       keyPrefix: env.KEY_PREFIX,
       batchSize: env.BATCH_SIZE,
       maxBatchDelayMs: env.MAX_BATCH_DELAY_MS,

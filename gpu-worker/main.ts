@@ -16,7 +16,7 @@
  * core (INFERENCE_PROCESSES=auto); this process then only supervises the children (supervisor.ts).
  * On a GPU keep 1: the GPU is the shared resource and one process with larger batches uses it best.
  */
-import { CONFIG_EXIT_CODE, configOrExit } from '../shared/config.ts';
+import { CONFIG_EXIT_CODE, ConfigError, configOrExit } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { parseWorkerConfig, type WorkerConfig } from './config.ts';
 import { EngineError } from './engine/image-classifier.ts';
@@ -78,9 +78,12 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
   }
 }
 
-/** An engine that was asked for and cannot start is a configuration problem: said plainly on stderr, exit 2. */
+/**
+ * An engine that was asked for and cannot start, or a Redis certificate or password that cannot
+ * work, is a configuration problem: said plainly on stderr, exit 2.
+ */
 function exitOnStartError(error: unknown): never {
-  if (!(error instanceof EngineError)) process.exit(1);
+  if (!(error instanceof EngineError || error instanceof ConfigError)) process.exit(1);
   console.error(error.message);
   process.exit(CONFIG_EXIT_CODE);
 }

@@ -33,7 +33,9 @@
  */
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
+import { ConfigError } from '../shared/config.ts';
 import { redisKeys } from '../shared/keys.ts';
+import { fatalRedisError, probeRedis, redisConnectionOptions } from '../shared/redis-connection.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { MAX_TOP_K, type ErrorCode } from '../shared/protocol.ts';
 import { claimFrom, claimOne, readBatch } from './batcher.ts';
@@ -163,6 +165,11 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     });
 
   async function start(): Promise<ImageClassifier | undefined> {
+    // Before the model (minutes, the first time): a certificate or password that cannot work stops
+    // the start with the reason; a Redis not up yet only warns, the connections keep trying.
+    const probe = await probeRedis(config);
+    if ('fatal' in probe) throw new ConfigError(`REDIS_URL: ${probe.fatal}`);
+    if ('error' in probe) log.warn({ err: probe.error }, 'Redis is not reachable yet; retrying in the background');
     let classifier = options.classifier;
     if (!classifier) {
       // Imported here: a worker with a synthetic model loads no engine.
@@ -172,15 +179,11 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     if (stopping) return classifier;
 
     const connect = (role: string) => {
-      const redis = new Redis(config.redisUrl, {
-        connectionName: `gpu-worker:${consumer}:${role}`,
-        // Reconnect at least every second while Redis is away, so service resumes soon after it is back.
-        retryStrategy: (times: number) => Math.min(times * 100, 1000),
-      });
+      const redis = new Redis(config.redisUrl, { ...redisConnectionOptions(config), connectionName: `gpu-worker:${consumer}:${role}` });
       let lastLogged = 0;
       redis.on('error', (error: Error) => {
         // ioredis reconnects by itself; say so once in a while, not on every retry.
-        if (Date.now() - lastLogged > 5000) log.warn({ role, err: error }, 'redis connection error');
+        if (Date.now() - lastLogged > 5000) log.warn({ role, err: error, ...(fatalRedisError(error) && { reason: fatalRedisError(error) }) }, 'redis connection error');
         lastLogged = Date.now();
       });
       return redis;

@@ -42,10 +42,17 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {
     const name = issue.path.join('.') || '(config)';
-    const got = issue.path.length ? cleaned[String(issue.path[0])] : undefined;
-    return `  ${name}: ${issue.message}${got !== undefined ? ` (got ${JSON.stringify(got)})` : ''}`;
+    const variable = String(issue.path[0] ?? '');
+    const got = issue.path.length ? cleaned[variable] : undefined;
+    return `  ${name}: ${issue.message}${got !== undefined ? ` (got ${shown(variable, got)})` : ''}`;
   });
   throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+}
+
+/** A bad value as an error may show it: secrets hidden, a URL's password masked. */
+function shown(variable: string, value: string): string {
+  if (/TOKEN|KEYS?$|SECRET|PASSWORD/i.test(variable)) return `${value.length} characters, not shown`;
+  return JSON.stringify(value.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*:)[^/@]*@/i, '$1***@'));
 }
 
 /** Exit code of a process stopped by bad configuration. */

@@ -15,7 +15,8 @@ export function createLogger(name: string, level: string = globalThis.process?.e
     name,
     level,
     // Defence in depth: these fields must never reach a log line.
-    redact: { paths: ['token', 'authorization', '*.authorization', 'headers.authorization', 'tensor', '*.tensor'], censor: '[redacted]' },
+    // ioredis puts the failed command on its errors: for AUTH and HELLO that is the password.
+    redact: { paths: ['token', 'authorization', '*.authorization', 'headers.authorization', 'tensor', '*.tensor', 'err.command.args'], censor: '[redacted]' },
   };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -37,12 +37,25 @@ beforeAll(async () => {
   await stack.ready;
 }, 240_000);
 
+/** Tiers run in process groups of their own: whatever the outcome, none may outlive the test. */
+function killLeftovers() {
+  for (const match of output.join('\n').matchAll(/started \(pid (\d+)\)/g)) {
+    try {
+      process.kill(Number(match[1]), 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
 afterAll(async () => {
-  if (!stack || stack.child.exitCode !== null) return;
+  if (!stack) return;
+  if (stack.child.exitCode !== null) return killLeftovers();
   const exited = new Promise((resolve) => stack.child.once('exit', resolve));
   // Ctrl-C: the terminal signals the whole foreground process group.
   process.kill(-stack.child.pid!, 'SIGINT');
   await exited;
+  killLeftovers();
   expect(stack.child.exitCode).toBe(0);
   const text = output.join('\n');
   const order = ['[stack] stopping the edge', '[stack] stopping 2 worker(s)', '[stack] stopping the queue', '[stack] stopped'].map((line) => text.indexOf(line));

@@ -82,6 +82,8 @@ export async function rideThrough(
   let lastError: unknown;
   const hold = (error: unknown) => {
     lastError = error;
+    // A certificate or password that cannot work: waiting would not help (redis-connection.ts).
+    if ((error as { fatal?: boolean })?.fatal) throw brokerUnavailable(error);
     if (held) return;
     if (!holds.tryAcquire()) throw brokerUnavailable(error);
     held = true;

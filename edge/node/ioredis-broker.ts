@@ -17,6 +17,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { fatalRedisError, FatalRedisError, redisConnectionOptions } from '../../shared/redis-connection.ts';
 import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
@@ -35,6 +36,8 @@ const OUTAGE_GRACE_MS = 1_000;
 
 export interface IoredisBrokerOptions {
   url: string;
+  /** REDIS_TLS_CA: PEM file of a private CA. */
+  tlsCa?: string;
   keys: RedisKeys;
   limits: BrokerLimits;
   scripts: Pick<LuaScripts, 'enqueue'>;
@@ -44,26 +47,26 @@ export interface IoredisBrokerOptions {
 /** Settles one waiting request's current wait. */
 type Waiter = (outcome: WaitOutcome) => void;
 
-export async function createIoredisBroker({ url, keys, limits, scripts, logger }: IoredisBrokerOptions): Promise<Broker> {
+export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, logger }: IoredisBrokerOptions): Promise<Broker> {
   // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
   // at least every second.
-  const options = {
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    lazyConnect: true,
-    retryStrategy: (times: number) => Math.min(times * 100, 1_000),
-  } as const;
+  const options = { ...redisConnectionOptions({ redisUrl: url, redisTlsCa: tlsCa }), maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true };
   const commands = new Redis(url, options);
   const subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
   let lastError = '';
+  /** Set while the last connection error is one no retry fixes (certificate, password): requests get 503 at once. */
+  let fatal: string | undefined;
   for (const connection of [commands, subscriber]) {
     connection.on('error', (error: Error) => {
+      fatal = fatalRedisError(error);
       // Log an outage once, not on every reconnection attempt.
-      if (error.message !== lastError) logger?.warn({ err: error }, 'redis connection error');
+      if (error.message !== lastError) logger?.warn({ err: error, ...(fatal && { reason: fatal }) }, 'redis connection error');
       lastError = error.message;
     });
+    connection.on('ready', () => (fatal = undefined));
   }
-  await Promise.all([commands.connect(), subscriber.connect()]);
+  // Serve even while Redis cannot be reached (requests ride the outage through, or get the reason).
+  await Promise.all([commands.connect(), subscriber.connect()].map((connecting) => connecting.catch(() => {})));
 
   const channel = keys.edgeChannel(randomUUID());
   const waiters = new Map<string, Waiter>();
@@ -76,7 +79,10 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
     }
     if (parsed.success) waiters.get(parsed.data.id)?.(parsed.data);
   });
-  await subscriber.subscribe(channel);
+  /** Whether results on `channel` reach us: no job is enqueued before (its publish would be lost). */
+  let listening = false;
+  subscriber.on('close', () => (listening = false));
+  subscriber.subscribe(channel).then(() => (listening = true), () => {}); // queued until connected
   commands.defineCommand('enqueueJob', { numberOfKeys: 1, lua: scripts.enqueue });
 
   // Outage watch on the subscriber connection (the one results arrive on).
@@ -105,6 +111,7 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
     // with Redis (ride-through.ts).
     subscriber.subscribe(channel).then(
       () => {
+        listening = true;
         for (const waiter of waiters.values()) waiter({ recheck: true });
       },
       () => {},
@@ -134,6 +141,8 @@ export async function createIoredisBroker({ url, keys, limits, scripts, logger }
           request,
           {
             enqueue: async () => {
+              if (fatal && commands.status !== 'ready') throw new FatalRedisError(fatal);
+              if (!listening) throw new Error(`not subscribed to the result channel yet (${lastError || 'connecting'})`);
               const fields = jobToFieldList({ id, enc: 'raw', tensor, enqueuedAt: Date.now(), deadline, reply: channel });
               const entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, admission.limit(deadline), ...fields);
               return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;

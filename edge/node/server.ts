@@ -40,7 +40,7 @@ export async function createNodeBroker(config: EdgeConfig, logger: Logger): Prom
   const keys = redisKeys(config.KEY_PREFIX);
   const limits: BrokerLimits = brokerLimits(config);
   const scripts = loadLuaScripts();
-  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, keys, limits, scripts, logger });
+  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, scripts, logger });
   const http = upstashHttp(config);
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);
