@@ -29,6 +29,8 @@ export const EdgeEnv = z
     // Requests an edge process holds (tensor and upload in memory, retrying) while the queue is
     // unreachable; beyond it, 503 broker_unavailable at once.
     OUTAGE_HOLD_MAX: intVar(128, 0, 100_000),
+    // Cloudflare Workers only: subrequests one request may make (Free plan 50, Paid 1,000).
+    WORKERS_SUBREQUESTS: intVar(50, 10, 100_000),
     // deadline: refuse at once (503 queue_full) a request the live workers could not answer before
     // its deadline, from their heartbeats; queue-max: refuse only at QUEUE_MAX (requests may wait for a 504).
     ADMISSION: z.enum(['deadline', 'queue-max'], { error: 'expected deadline or queue-max' }).default('deadline'),

@@ -89,6 +89,26 @@ describe('the result stream', () => {
     }
   });
 
+  it('under load, with a worker that answers at once, every result is pushed on both Node brokers (none found only by the read at the deadline)', async () => {
+    const prefix = 'rs-load';
+    await worker(prefix, 'synthetic:instant');
+    const brokers = {
+      upstash: () => inboxes.shared(prefix),
+      ioredis: () => startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix }), logger),
+    };
+    for (const [name, start] of Object.entries(brokers)) {
+      const edge = await start();
+      try {
+        const before = await gets();
+        const replies = await Promise.all(Array.from({ length: 200 }, () => predict(edge.url, image)));
+        expect(tally(replies), name).toEqual({ '200': 200 });
+        expect((await gets()) - before, `${name}: results read from their keys`).toBe(0);
+      } finally {
+        await edge.close();
+      }
+    }
+  });
+
   it.each([
     ['ends cleanly', (): void => rest.endStreams()],
     ['is unsubscribed by the server', (): void => rest.unsubscribeStreams()],

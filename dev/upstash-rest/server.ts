@@ -65,6 +65,8 @@ export interface UpstashRestServer {
   listenerCount(name: string, kind?: TopicKind): number;
   /** Tests only: how the SSE streams misbehave (read at every frame; change it at any time). */
   faults: StreamFaults;
+  /** HTTP requests received so far (what a Cloudflare Worker counts as subrequests). */
+  requestCount(): number;
   /** Tests only: end every open SSE stream cleanly (the server keeps running). */
   endStreams(): void;
   /** Tests only: send every open SSE stream an `unsubscribe` frame, stop its messages, keep it open. */
@@ -112,7 +114,9 @@ export function createUpstashRestApp({ redis, hub, token, logger, faults = { fra
   closeStreams(): void;
   unsubscribeStreams(): void;
   faults: StreamFaults;
+  requestCount(): number;
 } {
+  let requests = 0;
   if (!token) throw new Error('the Upstash REST token must not be empty');
   const expected = sha256(token);
   const streams = new Map<() => void, () => void>(); // end -> unsubscribe
@@ -130,6 +134,7 @@ export function createUpstashRestApp({ redis, hub, token, logger, faults = { fra
 
   // Debug log per request: the endpoint or command name only (paths and bodies may hold user data).
   app.use('*', async (c, next) => {
+    requests++;
     const started = performance.now();
     await next();
     const endpoint = new URL(c.req.url).pathname.split('/')[1] || '/';
@@ -314,6 +319,7 @@ export function createUpstashRestApp({ redis, hub, token, logger, faults = { fra
     unsubscribeStreams() {
       for (const unsubscribe of [...streams.values()]) unsubscribe();
     },
+    requestCount: () => requests,
   };
 }
 
@@ -364,7 +370,7 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
   let server: Server;
   let port: number;
   const hub = new PubSubHub(subscriber, logger);
-  const { app, closeStreams, unsubscribeStreams, faults } = createUpstashRestApp({ redis, hub, token: options.token, logger });
+  const { app, closeStreams, unsubscribeStreams, faults, requestCount } = createUpstashRestApp({ redis, hub, token: options.token, logger });
   try {
     ({ server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
       const created = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host }, (info) =>
@@ -387,6 +393,7 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
     stats: () => hub.stats(),
     listenerCount: (name, kind) => hub.listenerCount(name, kind),
     faults,
+    requestCount,
     endStreams: closeStreams,
     unsubscribeStreams,
     close() {

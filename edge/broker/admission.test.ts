@@ -76,10 +76,12 @@ describe('createAdmission', () => {
       return status([beat('a', { imagesPerSec: 16, batchMs: 250, lastSeen: Date.now(), expiresAt: Date.now() + 6_000 })]);
     }, limits);
     const deadline = Date.now() + 3_000;
-    expect(admission.limit(deadline)).toBe(512); // cold: the read has only started
+    admission.admit(deadline, 1)(); // a request starts the first read...
+    expect(admission.limit(deadline)).toBe(512); // ...still cold: the read has only started
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(admission.limit(deadline)).toBeGreaterThan(28);
     expect(admission.limit(deadline)).toBeLessThan(35);
+    admission.admit(deadline, 1)();
     expect(reads).toBe(1); // at most one read per second
     const refusal = admission.refusal(100, deadline);
     expect(refusal).toMatchObject({ status: 503, code: 'queue_full' });

@@ -120,7 +120,7 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
       };
     },
     limit(deadline, now = Date.now()) {
-      refresh(now);
+      // No read from here: admit() starts them, once per request (a Worker's subrequests are counted).
       const value = current(now);
       return value ? Math.min(limits.queueMax, admitBelow(value, deadline - now)) : limits.queueMax;
     },

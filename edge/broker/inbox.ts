@@ -20,6 +20,8 @@ import type { Logger } from '../../shared/log.ts';
 export interface ResultInbox {
   /** Start listening for job `id`'s result. */
   open(id: string): Mailbox;
+  /** Calls to the REST server each open() makes (a subscription per request: 1). */
+  readonly callsPerOpen: number;
   close(): Promise<void>;
 }
 
@@ -114,6 +116,7 @@ export function perRequestInbox(redis: Redis, keys: RedisKeys, logger?: Logger):
       });
       return mailbox;
     },
+    callsPerOpen: 1,
     async close() {},
   };
 }

@@ -28,6 +28,12 @@ import type { ApiError } from '../errors.ts';
 import type { JobResult } from '../../shared/protocol.ts';
 import { brokerUnavailable, deadlineExceeded, sleep, type SubmitRequest } from './broker.ts';
 
+/** Thrown by a step that must not be retried (a spent subrequest budget, say): 503 at once. */
+export class NoRetry extends Error {
+  override name = 'NoRetry';
+  readonly fatal = true;
+}
+
 const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 1_000;
 

@@ -36,7 +36,7 @@ import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { z85Encode } from '../../shared/z85.ts';
 import { createAdmission } from './admission.ts';
-import { Holds, rideThrough, type WaitOutcome } from './ride-through.ts';
+import { Holds, NoRetry, rideThrough, type WaitOutcome } from './ride-through.ts';
 import { perRequestInbox, type ResultInbox } from './inbox.ts';
 import {
   deadlineExceeded,
@@ -66,10 +66,47 @@ export interface UpstashBrokerOptions {
   scripts: Pick<LuaScripts, 'enqueue'>;
   /** Where results arrive (inbox.ts); default: a subscription per request (the only way on Workers). */
   inbox?: ResultInbox;
+  /**
+   * Calls to the REST server one request may make (Cloudflare Workers: 50 subrequests on the Free
+   * plan, 1,000 on Paid); default: no limit. Polling is spread to fit, and one call is kept for the
+   * last read at the deadline.
+   */
+  subrequests?: number;
   logger?: Logger;
 }
 
-export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perRequestInbox(redis, keys), logger }: UpstashBrokerOptions): Broker {
+/** One request's calls to the REST server, against its budget; the last one is kept for the read at the deadline. */
+class Subrequests {
+  private used = 0;
+
+  constructor(private readonly budget: number) {}
+
+  /** Whether a call may be made now (and counts it): false once only the last one is left. */
+  take(): boolean {
+    if (this.used >= this.budget - 1) return false;
+    this.used++;
+    return true;
+  }
+
+  /** The call kept for the read at the deadline. */
+  last(): boolean {
+    if (this.used >= this.budget) return false;
+    this.used++;
+    return true;
+  }
+
+  /** How long to wait for the next poll so the budget lasts until the deadline. */
+  spread(deadline: number): number {
+    const left = this.budget - 1 - this.used;
+    return left <= 0 ? Number.POSITIVE_INFINITY : (deadline - Date.now()) / left;
+  }
+
+  get count(): number {
+    return this.used;
+  }
+}
+
+export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perRequestInbox(redis, keys), subrequests = Number.POSITIVE_INFINITY, logger }: UpstashBrokerOptions): Broker {
   const enqueue = redis.createScript<string | number>(scripts.enqueue);
   const health = new Health(redis);
   // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
@@ -85,6 +122,8 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
       const giveUp = new AbortController(); // fires at the deadline, on a result, or when the client leaves
       const timer = setTimeout(() => giveUp.abort(), waitMs);
       clientSignal?.addEventListener('abort', () => giveUp.abort(), { once: true });
+      const calls = new Subrequests(subrequests);
+      if (inbox.callsPerOpen > 0) calls.take();
       const mailbox = inbox.open(id);
       try {
         const listening = await Promise.race([mailbox.ready, sleep(Math.min(SUBSCRIBE_TIMEOUT_MS, waitMs), giveUp.signal).then(() => false)]);
@@ -95,6 +134,7 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
           request,
           {
             enqueue: async () => {
+              if (!calls.take()) throw new NoRetry(`gave up after ${calls.count} calls to the queue (this request's budget)`);
               try {
                 const entryId = await enqueue.exec([keys.stream], [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)]);
                 health.succeeded();
@@ -105,9 +145,11 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
               }
             },
             wait: () => waitForResult(),
-            reachable: () => health.check(),
-            readResult: () => readResult(redis, keys.result(id)),
-            entryExists: async (entryId) => Object.keys(await redis.xrange(keys.stream, entryId, entryId)).length > 0,
+            reachable: async () => calls.take() && (await health.check()),
+            // The read at the deadline may use the call kept for it.
+            readResult: async () => (calls.take() || calls.last() ? readResult(redis, keys.result(id)) : null),
+            // Without a call left, take the job for queued: waiting is safe, a second copy is not.
+            entryExists: async (entryId) => !calls.take() || Object.keys(await redis.xrange(keys.stream, entryId, entryId)).length > 0,
           },
           { holds, signal: giveUp.signal, onHeld: (error) => logger?.warn({ id, err: error, held: holds.count }, 'queue unreachable; holding the request until it is back or its deadline') },
         );
@@ -130,9 +172,11 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
           const delivered = mailbox.delivered();
           if (delivered) return delivered;
           if (mailbox.failed()) {
-            await sleep(pollDelay, giveUp.signal);
+            // Backoff, slowed further where the budget would not last until the deadline.
+            await sleep(Math.max(pollDelay, calls.spread(deadline)), giveUp.signal);
             if (giveUp.signal.aborted) break;
             pollDelay = Math.min(pollDelay * 2, POLL_MAX_MS);
+            if (!calls.take()) continue;
             try {
               const result = await readResult(redis, keys.result(id));
               health.succeeded();
@@ -144,20 +188,21 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
             const result = await Promise.race([mailbox.pushed, sleep(nextProbeAt - Date.now(), giveUp.signal).then(() => null)]);
             if (result) return result;
             if (giveUp.signal.aborted || mailbox.failed()) continue;
-            if (!lookedOnce) {
+            if (!lookedOnce && calls.take()) {
               // A server may confirm a subscription a moment before it is live, and a fast worker's
               // publish then reaches nobody: look at the result key once, whatever the PING says.
               lookedOnce = true;
               const missed = await readResult(redis, keys.result(id)).catch(() => null);
               if (missed) return missed;
             }
-            const reachable = await health.check();
+            // Without a call to spare, assume it is: the read at the deadline still comes.
+            const reachable = calls.take() ? await health.check() : true;
             nextProbeAt = Date.now() + (reachable ? PROBE_EVERY_MS : PROBE_RETRY_MS);
             if (!reachable) publishMayBeLost = true;
             else if (publishMayBeLost) {
               // Back after a failure: the result may have been published while nobody listened.
               publishMayBeLost = false;
-              const missed = await readResult(redis, keys.result(id)).catch(() => null);
+              const missed = calls.take() ? await readResult(redis, keys.result(id)).catch(() => null) : null;
               if (missed) return missed;
             }
           }

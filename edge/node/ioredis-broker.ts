@@ -136,6 +136,13 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
       const timer = setTimeout(() => giveUp.abort(), deadline - Date.now());
       signal?.addEventListener('abort', () => giveUp.abort(), { once: true });
       const tensor = Buffer.from(request.tensor.buffer, request.tensor.byteOffset, request.tensor.byteLength) as Uint8Array;
+      // Registered before the first enqueue: a fast worker's result may arrive before wait() is called.
+      let arrived: JobResult | undefined;
+      let waiting: ((outcome: WaitOutcome) => void) | undefined;
+      waiters.set(id, (outcome) => {
+        if (waiting) waiting(outcome);
+        else if (outcome && !('lost' in outcome) && !('recheck' in outcome)) arrived ??= outcome;
+      });
       try {
         return await rideThrough(
           request,
@@ -149,11 +156,12 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
             },
             wait: () =>
               new Promise<WaitOutcome>((resolve) => {
+                if (arrived) return resolve(arrived);
                 if (giveUp.signal.aborted) return resolve(null);
                 // While the subscriber is down, its reconnection tells every waiter to check its job.
-                waiters.set(id, resolve);
+                waiting = resolve;
                 giveUp.signal.addEventListener('abort', () => resolve(null), { once: true });
-              }).finally(() => waiters.delete(id)),
+              }).finally(() => (waiting = undefined)),
             reachable: () => commands.ping().then(() => true, () => false),
             readResult: () => readResult(commands, keys.result(id)),
             entryExists: async (entryId) => (await commands.xrange(keys.stream, entryId, entryId)).length > 0,
@@ -163,6 +171,7 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
       } finally {
         clearTimeout(timer);
         giveUp.abort();
+        waiters.delete(id);
       }
     },
     admit: (deadline, jobs) => admission.admit(deadline, jobs),

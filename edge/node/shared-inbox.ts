@@ -155,6 +155,7 @@ export function sharedInbox({ http, publish, keys, logger }: SharedInboxOptions)
       else waiting.add(mailbox);
       return mailbox;
     },
+    callsPerOpen: 0,
     async close() {
       stop.abort();
       await running;

@@ -18,6 +18,9 @@ import enqueue from '../../shared/lua/enqueue.lua';
 
 type Env = Record<string, string | undefined>;
 
+/** Subrequests a request may make besides the broker's: the rate limiter (up to 2) and one heartbeats read. */
+const SUBREQUESTS_NOT_THE_QUEUES = 3;
+
 let app: ReturnType<typeof createApp> | undefined;
 let configError: string | undefined;
 
@@ -33,6 +36,8 @@ function appFor(env: Env) {
       keys: redisKeys(config.KEY_PREFIX),
       limits: brokerLimits(config),
       scripts: { enqueue },
+      // A few are the rate limiter's and the admission estimate's, not the queue's.
+      subrequests: config.WORKERS_SUBREQUESTS - SUBREQUESTS_NOT_THE_QUEUES,
       logger,
     });
     const rateLimit = config.rateLimit && {
