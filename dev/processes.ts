@@ -55,6 +55,16 @@ export function formatLogLine(line: string): { text: string; msg?: string } {
   return { text: `${label}${String(msg ?? '')}${extras ? ` ${extras}` : ''}`, msg: typeof msg === 'string' ? msg : undefined };
 }
 
+/** Signal a tier, and with `group` its process group (children included). */
+export function killTier(child: ChildProcess, group: boolean, signal: NodeJS.Signals): void {
+  try {
+    if (group && child.pid) process.kill(-child.pid, signal);
+    else child.kill(signal);
+  } catch {
+    // gone already
+  }
+}
+
 /** pino's `err` serializer output ({ type, message, stack }): the short line shows the message only. */
 const isSerializedError = (value: unknown): value is { message: string } =>
   typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
@@ -85,8 +95,10 @@ export function spawnTier({ name, entry, command, env, readyMessage, print = con
     ready,
     async stop(graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      // SIGTERM to the tier itself (a supervisor or wrangler passes it on once); past the grace
+      // period SIGKILL to its whole group when it has one, so no grandchild is left behind.
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const timer = setTimeout(() => killTier(child, detached, 'SIGKILL'), graceMs);
       await exited;
       clearTimeout(timer);
     },

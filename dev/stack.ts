@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { CONFIG_EXIT_CODE, configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
 import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
-import { REPO_ROOT, spawnTier, type TierProcess } from './processes.ts';
+import { killTier, REPO_ROOT, spawnTier, type TierProcess } from './processes.ts';
 import { startUpstashRestServer } from './upstash-rest/server.ts';
 
 const StackEnv = z.object({
@@ -127,7 +127,7 @@ function onSignal(signal: NodeJS.Signals) {
   if (++signals === 1) return void shutdown(0);
   // A second Ctrl-C: no more waiting for batches.
   say(`${signal} again: killing every tier now`);
-  for (const tier of [edge, ...workers.map((w) => w.tier)]) tier?.child.kill('SIGKILL');
+  for (const tier of [edge, ...workers.map((w) => w.tier)]) if (tier) killTier(tier.child, true, 'SIGKILL');
   process.exit(1);
 }
 

@@ -44,6 +44,8 @@ interface Decoded {
 interface PredictJob {
   /** Epoch ms the request started: timings and the deadline count from here. */
   started: number;
+  /** Images in the request (each a job). */
+  jobs: number;
   top: number;
   signal: AbortSignal;
 }
@@ -100,7 +102,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
 
   /** Queue one decoded image as job `jobId` and wait for its answer. */
   async function answer(decoded: Decoded, jobId: string, job: PredictJob): Promise<PredictionBody> {
-    const result = await broker.submit({ id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS }, job.signal);
+    const result = await broker.submit({ id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS, share: job.jobs }, job.signal);
     if (!result.ok) {
       throw new ApiError(result.error.code === 'bad_request' ? 400 : 500, result.error.code, result.error.message);
     }
@@ -132,9 +134,10 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
       const issue = query.error.issues[0]!;
       throw new ApiError(400, 'invalid_parameter', `${issue.path.join('.')}: ${issue.message}`);
     }
-    const job: PredictJob = { started: Date.now(), top: query.data.top, signal: c.req.raw.signal };
+    const started = Date.now();
     const resize = query.data.resize ?? config.DEFAULT_RESIZE;
     const images = await readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST });
+    const job: PredictJob = { started, jobs: images.length, top: query.data.top, signal: c.req.raw.signal };
     // Refused here, before the decode, when the workers cannot answer in time anyway.
     const release = broker.admit(job.started + config.DEADLINE_MS, images.length);
     try {

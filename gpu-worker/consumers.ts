@@ -55,7 +55,8 @@ export function deadConsumers(
   const beats = new Map(replies.heartbeats.map((beat) => [beat.id, beat]));
   const dead: DeadConsumer[] = [];
   for (const fields of replies.consumers ?? []) {
-    const field = (key: string) => fields[fields.indexOf(key) + 1];
+    // Key/value pairs: look keys up at even positions only (a consumer may be named "idle").
+    const field = (key: string) => fields[fields.findIndex((value, i) => i % 2 === 0 && value === key) + 1];
     const name = String(field('name'));
     const pending = holding.get(name) ?? 0;
     const idleMs = Number(field('idle'));

@@ -12,7 +12,7 @@
  * const throughput = new Throughput(32);
  * throughput.warmedUp(410);            // one full batch took 410 ms
  * throughput.record(32, 395);          // after each batch
- * throughput.load();                   // { imagesPerSec: 80, batchMs: 395, longestBatchMs: 395 }
+ * throughput.load();                   // { imagesPerSec: 80, batchMs: 395, longestBatchMs: 410 }
  */
 import type { HeartbeatLoad } from './heartbeat.ts';
 
@@ -29,17 +29,23 @@ interface BatchTime {
 export class Throughput {
   private readonly batches: BatchTime[] = [];
   private warmUpRate: number | undefined;
+  private warmUpMs = 0;
+  /** The longest batch ever seen (the warm-up's included): how long this worker may be silent. */
+  private longest = 0;
 
   constructor(private readonly batchSize: number) {}
 
   /** A full batch of the warm-up took `ms`. */
   warmedUp(ms: number): void {
     if (ms > 0) this.warmUpRate = (this.batchSize * 1000) / ms;
+    this.warmUpMs = ms;
+    this.longest = Math.max(this.longest, ms);
   }
 
   /** A batch of `images` jobs took `ms` from read to answers written. */
   record(images: number, ms: number, now = Date.now()): void {
     this.batches.push({ images, ms: Math.max(ms, 0.001), at: now });
+    this.longest = Math.max(this.longest, ms);
     if (this.batches.length > WINDOW_BATCHES) this.batches.shift();
   }
 
@@ -48,11 +54,11 @@ export class Throughput {
     const rate = (batches: BatchTime[]) =>
       batches.length === 0 ? undefined : (batches.reduce((sum, b) => sum + b.images, 0) * 1000) / batches.reduce((sum, b) => sum + b.ms, 0);
     const imagesPerSec = rate(recent.filter((batch) => batch.images >= this.batchSize)) ?? this.warmUpRate ?? rate(recent);
-    if (recent.length === 0) return imagesPerSec === undefined ? {} : { imagesPerSec: round(imagesPerSec) };
     return {
       ...(imagesPerSec !== undefined && { imagesPerSec: round(imagesPerSec) }),
-      batchMs: round(recent.reduce((sum, b) => sum + b.ms, 0) / recent.length),
-      longestBatchMs: Math.max(...recent.map((b) => b.ms)),
+      // The recent batches' mean; before any, the warm-up's full batch (an estimate needs both).
+      ...(recent.length > 0 ? { batchMs: round(recent.reduce((sum, b) => sum + b.ms, 0) / recent.length) } : this.warmUpMs > 0 && { batchMs: round(this.warmUpMs) }),
+      ...(this.longest > 0 && { longestBatchMs: this.longest }),
     };
   }
 }

@@ -52,7 +52,8 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
 /** A bad value as an error may show it: secrets hidden, a URL's password masked. */
 function shown(variable: string, value: string): string {
   if (/TOKEN|KEYS?$|SECRET|PASSWORD/i.test(variable)) return `${value.length} characters, not shown`;
-  return JSON.stringify(value.replace(/^([a-z][\w+.-]*:\/\/[^/@:]*:)[^/@]*@/i, '$1***@'));
+  // Everything up to the last @ of a URL-like value: a password may hold any character.
+  return JSON.stringify(value.replace(/^([a-z][\w+.-]*:\/\/).*@/i, '$1***@'));
 }
 
 /** Exit code of a process stopped by bad configuration. */

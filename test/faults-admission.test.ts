@@ -24,11 +24,11 @@ const PREFIX = 'f-admit';
 const keys = redisKeys(PREFIX);
 const DEADLINE_MS = 5_000;
 /**
- * 4 images per 500 ms batch: 8 images/s, so about 30 can be answered within the deadline. Slow on
+ * 4 images per 1 s batch: 4 images/s, so about 8 are admitted (80 % of the deadline, less two batches). Slow on
  * purpose: the edge spends about 10 ms of CPU on each admitted request here (decode, Z85, the REST
  * call) and the refused ones are read after those, so the more admitted, the later the refusals.
  */
-const WORKER_ENV = { MODEL: 'synthetic:timer:500', BATCH_SIZE: '4' };
+const WORKER_ENV = { MODEL: 'synthetic:timer:1000', BATCH_SIZE: '4' };
 
 let base: Backbone;
 let edge: { url: string; tier: TierProcess };
@@ -69,12 +69,12 @@ describe('admission by deadline', () => {
     const total = 200;
     const replies = await Promise.all(Array.from({ length: total }, () => predict(edge.url, image)));
     const counts = tally(replies);
-    expect(Object.keys(counts).sort()).toEqual(['200', '503 queue_full']);
+    expect(Object.keys(counts).sort(), JSON.stringify(counts)).toEqual(['200', '503 queue_full']);
     const answered = replies.filter((r) => r.status === 200);
     const refused = replies.filter((r) => r.status === 503);
-    // About 8 images/s x 4 s; the rest could only have waited for their deadline.
-    expect(answered.length).toBeGreaterThan(20);
-    expect(answered.length).toBeLessThan(60);
+    // About 4 images/s x 2 s; the rest could only have waited for their deadline.
+    expect(answered.length).toBeGreaterThanOrEqual(4);
+    expect(answered.length).toBeLessThan(40);
     // Within the deadline, which runs from when the edge took the request.
     const totalMs = (reply: Reply) => (reply.body.timings as { totalMs: number }).totalMs;
     expect(Math.max(...answered.map(totalMs))).toBeLessThan(DEADLINE_MS);
@@ -85,7 +85,7 @@ describe('admission by deadline', () => {
       expect(Number(reply.retryAfter)).toBeLessThanOrEqual(DEADLINE_MS / 1000);
     }
     await waitFor(async () => (await base.redis.xlen(keys.stream)) === 0, 10_000, 'the stream to drain');
-    summary('flood of 200 concurrent, 1 worker (8 img/s), deadline 5 s', total, 0, {
+    summary('flood of 200 concurrent, 1 worker (4 img/s), deadline 5 s', total, 0, {
       '200': answered.length,
       '503 queue_full': refused.length,
       'slowest answered ms (edge)': Math.max(...answered.map(totalMs)),
@@ -106,8 +106,9 @@ describe('admission by deadline', () => {
       'not-json': '{"id": "unterminated',
     });
     await sleep(1_100); // the edge reads them
-    const replies = await Promise.all(Array.from({ length: 20 }, () => predict(edge.url, image)));
-    expect(tally(replies)).toEqual({ '200': 20 });
+    // As many as the real worker alone gets admitted (about 8 at 4 images/s).
+    const replies = await Promise.all(Array.from({ length: 6 }, () => predict(edge.url, image)));
+    expect(tally(replies)).toEqual({ '200': 6 });
     const ready = await fetch(`${edge.url}/readyz`);
     expect(ready.status).toBe(200);
   });

@@ -122,7 +122,8 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
 
   it('refuses REDIS_TLS_CA with a redis:// URL, naming the variable; a bad URL is shown without its password', () => {
     expect(() => parseEdgeConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_TLS_CA: '/ca.pem' })).toThrow(/REDIS_TLS_CA: set, but REDIS_URL is not rediss:\/\//);
-    expect(() => parseEdgeConfig({ REDIS_URL: `http://default:${PASSWORD}@host:6379` })).toThrow(/REDIS_URL: .*\(got "http:\/\/default:\*\*\*@host:6379"\)/);
+    expect(() => parseEdgeConfig({ REDIS_URL: `http://default:${PASSWORD}@host:6379` })).toThrow(/REDIS_URL: .*\(got "http:\/\/\*\*\*@host:6379"\)/);
+    expect(() => parseEdgeConfig({ REDIS_URL: `redis://default:a/b${PASSWORD}@host:6379:x` })).not.toThrow(new RegExp(PASSWORD));
     expect(() => parseEdgeConfig({ UPSTASH_REDIS_REST_URL: 'ftp://x', UPSTASH_REDIS_REST_TOKEN: PASSWORD })).not.toThrow(new RegExp(PASSWORD));
   });
 });

@@ -21,8 +21,8 @@
  * worker publishes no rate (an older worker, or a heartbeat that does not parse), or when the
  * estimate is older than {@link ESTIMATE_MAX_AGE_MS}. Heartbeats come from Redis, where anything
  * may write, so no heartbeat can make the edge refuse everything: a batch per live worker is
- * always admitted, batch times are weighted by the rate each heartbeat claims, and a batch time
- * counts for at most half the deadline.
+ * always admitted, batch times are weighted by the rate each heartbeat claims, and batch times
+ * count for at most half the deadline.
  *
  * @example
  * const admission = createAdmission(() => broker.status(), limits);
@@ -63,9 +63,12 @@ export function estimateOf(workers: WorkerHeartbeat[], now: number): Estimate | 
   };
 }
 
-/** The most jobs the stream may hold for a job with `budgetMs` left to be admitted. */
+/**
+ * The most jobs the stream may hold for a job with `budgetMs` left to be admitted: what the
+ * workers answer in that time, less two batches (the one in hand may be partial, and the job's own).
+ */
 export function admitBelow(estimate: Estimate, budgetMs: number): number {
-  const waitMs = SAFETY * budgetMs - Math.min(estimate.batchMs, budgetMs / 2);
+  const waitMs = SAFETY * budgetMs - Math.min(2 * estimate.batchMs, budgetMs / 2);
   return Math.max(estimate.batchCapacity, Math.floor((estimate.imagesPerSec * waitMs) / 1000));
 }
 

@@ -13,6 +13,8 @@ export interface SubmitRequest {
   tensor: Uint8Array;
   /** Epoch ms; past it the edge answers 504 and workers skip the job. */
   deadline: number;
+  /** Jobs of the HTTP request this one belongs to (a batch request: its images), which share its budgets. Default 1. */
+  share?: number;
 }
 
 export interface Broker {

@@ -100,6 +100,10 @@ export async function rideThrough(
     held = false;
   };
   const timeUp = () => signal.aborted || Date.now() >= deadline;
+  // A step that never answers (a Redis that accepts the connection but says nothing) must not keep
+  // the request past its deadline: each is raced against it, and then counts as `fallback`.
+  const aborted = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  const bounded = <T>(step: Promise<T>, fallback: T) => Promise.race([step, aborted.then(() => fallback)]);
   const giveUp = () =>
     held
       ? brokerUnavailable(new Error(`still unreachable at this request's deadline (${(lastError as Error)?.message ?? String(lastError)})`))
@@ -110,8 +114,11 @@ export async function rideThrough(
       if (timeUp()) throw giveUp();
       let entryId: string | ApiError;
       try {
-        entryId = await steps.enqueue();
+        const enqueued = await bounded(steps.enqueue(), undefined);
+        if (enqueued === undefined) throw giveUp();
+        entryId = enqueued;
       } catch (error) {
+        if (timeUp()) throw giveUp();
         hold(error);
         await sleep(Math.min(delay, deadline - Date.now()), signal);
         continue;
@@ -124,23 +131,26 @@ export async function rideThrough(
         const outcome = await steps.wait(entryId);
         if (outcome === null) {
           // Deadline (or the client left): one last look, in case the push was missed.
-          const late = await steps.readResult().catch(() => null);
+          const late = await steps.readResult().catch(() => null); // its own timeout: see the broker
           if (late) return late;
           throw giveUp();
         }
         if (!('lost' in outcome) && !('recheck' in outcome)) return outcome;
         if ('lost' in outcome) {
           hold(outcome.lost);
-          for (let probe = RETRY_FIRST_MS; !(await steps.reachable()); probe = Math.min(probe * 2, RETRY_MAX_MS)) {
+          for (let probe = RETRY_FIRST_MS; !(await bounded(steps.reachable(), false)); probe = Math.min(probe * 2, RETRY_MAX_MS)) {
             if (timeUp()) throw giveUp();
             await sleep(Math.min(probe, deadline - Date.now()), signal);
           }
         }
-        const result = await steps.readResult().catch(() => undefined);
-        if (result) return result;
-        // Unknown (a failed read) counts as still there: waiting is safe, a second copy is not needed.
-        const queued = result === undefined || (await steps.entryExists(entryId).catch(() => true));
-        if (!queued) {
+        if (timeUp()) throw giveUp();
+        // The entry first: a worker deletes it only after writing the result, so an entry gone and
+        // then no result means Redis lost both (the other order races a worker finishing between
+        // the two reads). Unknown (a failed read) counts as still there: waiting is safe.
+        const queued = await bounded(steps.entryExists(entryId).catch(() => true), true);
+        const result = await bounded(steps.readResult().catch(() => undefined), undefined);
+        if (result) return result; // answered while nobody listened
+        if (!queued && result === null) {
           hold(new Error('the job was lost with Redis (restarted empty?)'));
           break; // enqueue it again
         }

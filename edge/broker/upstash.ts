@@ -75,6 +75,9 @@ export interface UpstashBrokerOptions {
   logger?: Logger;
 }
 
+/** Subscribe, enqueue, one look and the read at the deadline: a job's share of a budget is at least this. */
+const MIN_CALLS_PER_JOB = 4;
+
 /** One request's calls to the REST server, against its budget; the last one is kept for the read at the deadline. */
 class Subrequests {
   private used = 0;
@@ -95,10 +98,10 @@ class Subrequests {
     return true;
   }
 
-  /** How long to wait for the next poll so the budget lasts until the deadline. */
+  /** How long to wait for the next poll so the budget lasts until the deadline (all of it once spent). */
   spread(deadline: number): number {
     const left = this.budget - 1 - this.used;
-    return left <= 0 ? Number.POSITIVE_INFINITY : (deadline - Date.now()) / left;
+    return Math.max(0, left <= 0 ? deadline - Date.now() : (deadline - Date.now()) / left);
   }
 
   get count(): number {
@@ -122,7 +125,8 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
       const giveUp = new AbortController(); // fires at the deadline, on a result, or when the client leaves
       const timer = setTimeout(() => giveUp.abort(), waitMs);
       clientSignal?.addEventListener('abort', () => giveUp.abort(), { once: true });
-      const calls = new Subrequests(subrequests);
+      // A Worker's subrequests are counted per HTTP request: a batch request's images share them.
+      const calls = new Subrequests(Math.max(MIN_CALLS_PER_JOB, Math.floor(subrequests / (request.share ?? 1))));
       if (inbox.callsPerOpen > 0) calls.take();
       const mailbox = inbox.open(id);
       try {
@@ -140,8 +144,11 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
                 health.succeeded();
                 return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
               } catch (error) {
-                health.failed(error);
-                throw error;
+                // @upstash/redis appends the whole request body (the Z85 tensor) to its messages:
+                // keep it out of logs and error bodies.
+                const short = new Error(String((error as Error)?.message ?? error).split(', command was:')[0]);
+                health.failed(short);
+                throw short;
               }
             },
             wait: () => waitForResult(),

@@ -31,6 +31,8 @@ import {
   type SubmitRequest,
 } from '../broker/broker.ts';
 
+/** A command unanswered this long fails (and is retried like any failure). */
+const COMMAND_TIMEOUT_MS = 5_000;
 /** How long the subscriber connection may be down before waiting requests are answered 503. */
 const OUTAGE_GRACE_MS = 1_000;
 
@@ -51,16 +53,18 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
   // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
   // at least every second.
   const options = { ...redisConnectionOptions({ redisUrl: url, redisTlsCa: tlsCa }), maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true };
-  const commands = new Redis(url, options);
+  // A Redis that accepts the connection but never answers must not hold requests: commands time out.
+  const commands = new Redis(url, { ...options, commandTimeout: COMMAND_TIMEOUT_MS });
   const subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
   let lastError = '';
   /** Set while the last connection error is one no retry fixes (certificate, password): requests get 503 at once. */
   let fatal: string | undefined;
   for (const connection of [commands, subscriber]) {
     connection.on('error', (error: Error) => {
-      fatal = fatalRedisError(error);
+      const reason = fatalRedisError(error);
+      if (reason) fatal = reason;
       // Log an outage once, not on every reconnection attempt.
-      if (error.message !== lastError) logger?.warn({ err: error, ...(fatal && { reason: fatal }) }, 'redis connection error');
+      if (error.message !== lastError) logger?.warn({ err: error, ...(reason && { reason }) }, 'redis connection error');
       lastError = error.message;
     });
     connection.on('ready', () => (fatal = undefined));
@@ -154,14 +158,20 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
               const entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, admission.limit(deadline), ...fields);
               return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
             },
-            wait: () =>
-              new Promise<WaitOutcome>((resolve) => {
+            wait: () => {
+              let onAbort: (() => void) | undefined;
+              return new Promise<WaitOutcome>((resolve) => {
                 if (arrived) return resolve(arrived);
                 if (giveUp.signal.aborted) return resolve(null);
                 // While the subscriber is down, its reconnection tells every waiter to check its job.
                 waiting = resolve;
-                giveUp.signal.addEventListener('abort', () => resolve(null), { once: true });
-              }).finally(() => (waiting = undefined)),
+                onAbort = () => resolve(null);
+                giveUp.signal.addEventListener('abort', onAbort, { once: true });
+              }).finally(() => {
+                waiting = undefined;
+                if (onAbort) giveUp.signal.removeEventListener('abort', onAbort);
+              });
+            },
             reachable: () => commands.ping().then(() => true, () => false),
             readResult: () => readResult(commands, keys.result(id)),
             entryExists: async (entryId) => (await commands.xrange(keys.stream, entryId, entryId)).length > 0,
