@@ -5,7 +5,7 @@
  * The live workers' heartbeats say how many images a second each answers when busy
  * (`imagesPerSec`) and how long its batches take (`batchMs`); the broker reads them at most once a
  * second per edge process, in the background, so no request waits for it. A new job waits about
- * backlog / capacity, plus its own batch. It is admitted while the stream holds fewer jobs than
+ * backlog / capacity, plus two batches (the one in hand may be partial, and its own). It is admitted while the stream holds fewer jobs than
  * {@link admitBelow} gives for its time left, checked twice:
  *
  *  1. `admit()`, before the image is decoded: the backlog of the last read, less what the workers
