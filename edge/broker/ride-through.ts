@@ -13,10 +13,12 @@
  *     Redis: back to 1.
  *
  * Why a job is never answered twice, nor lost: the client gets the first result this function
- * returns, once. A job is enqueued again only when neither its result nor its entry exists; a
- * worker deletes an entry only after writing its result (protocol.ts completionCommands), so
- * "neither" means Redis lost both. If a worker still answers the lost copy after Redis is back, its
- * result and the new copy's share the result key (SET NX: first wins) and the edge keeps the first.
+ * returns, once. A job seen queued is enqueued again only when neither its entry nor its result
+ * exists; a worker deletes an entry only after writing its result (protocol.ts
+ * completionCommands), so "neither" means Redis lost both. Copies are still possible, answered
+ * once: an enqueue whose reply was lost (the XADD ran) is retried, and a worker may answer a lost
+ * copy after Redis is back; every copy writes the same result key (SET NX: the first wins) and
+ * the edge keeps the first answer.
  *
  * At the deadline: 504 `deadline_exceeded` while the queue works (the workers were too slow); 503
  * `broker_unavailable` with Retry-After while it is still unreachable.
