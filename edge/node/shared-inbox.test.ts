@@ -11,7 +11,7 @@ import { startUpstashRestServer, type UpstashRestServer } from '../../dev/upstas
 import { redisKeys } from '../../shared/keys.ts';
 import { createLogger } from '../../shared/log.ts';
 import type { JobResult } from '../../shared/protocol.ts';
-import { LineSplitter, sharedInbox } from './shared-inbox.ts';
+import { LineSplitter, SILENT_AFTER_MS, sharedInbox } from './shared-inbox.ts';
 import { createUpstashHttp } from './upstash-http.ts';
 
 const TOKEN = 'shared-inbox-test-token-0123456789';
@@ -92,6 +92,34 @@ describe('sharedInbox', () => {
       await rest.close();
     }
   });
+});
+
+describe('sharedInbox keep-alive', () => {
+  it('an idle stream stays up past SILENT_AFTER_MS: its own keep-alive keeps it from looking silent', async () => {
+    const rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
+    const http = createUpstashHttp({ url: rest.url, token: TOKEN });
+    const lines: string[] = [];
+    const inbox = sharedInbox({
+      http,
+      publish: (channel, message) => publisher.publish(channel, message),
+      keys: redisKeys('inbox-idle'),
+      logger: createLogger('inbox', 'info', { write: (line: string) => void lines.push(line) }),
+    });
+    try {
+      const box = inbox.open('idle');
+      expect(await box.ready).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, SILENT_AFTER_MS + 2_000));
+      expect(lines.filter((line) => line.includes('result stream'))).toEqual([]);
+      expect(box.failed()).toBe(false);
+      await publisher.publish(box.channel, JSON.stringify(answer('idle')));
+      expect((await box.pushed)?.id).toBe('idle');
+      box.close();
+    } finally {
+      await inbox.close();
+      await http.close();
+      await rest.close();
+    }
+  }, SILENT_AFTER_MS + 10_000);
 });
 
 describe('LineSplitter', () => {

@@ -39,8 +39,8 @@ const RETRY_FIRST_MS = 100;
 const RETRY_MAX_MS = 2_000;
 /** With nothing received for this long, the inbox publishes a keep-alive to itself. */
 export const KEEPALIVE_MS = 5_000;
-/** With nothing received for this long (2.5 keep-alives), the stream is dead. */
-export const SILENT_AFTER_MS = 12_500;
+/** With nothing received for this long the stream is dead: a live one hears its own keep-alive within about KEEPALIVE_MS. */
+export const SILENT_AFTER_MS = 10_000;
 /** What the keep-alive publishes: not a result, so no mailbox takes it. */
 const KEEPALIVE_MESSAGE = 'keepalive';
 
