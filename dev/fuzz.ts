@@ -28,6 +28,7 @@ import { probeImage } from '../edge/image/probe.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { createPhotonCodec, createPhotonDecoder } from '../edge/workers/photon-codec.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
+import { withTimeout } from '../shared/timeout.ts';
 import { mulberry32 } from './random.ts';
 
 export const FIXTURES_DIR = new URL('../../shared/fixtures/images/', import.meta.url).pathname;
@@ -386,12 +387,12 @@ function percentile(sorted: Float64Array, p: number): number {
 
 /** probeImage then codec.toTensor, as the edge runs them; 'ok', 'refused <status> <code>', or a failure. */
 async function runPipeline(codec: ImageCodec, bytes: Uint8Array, mode: ResizeMode, maxPixels: number, hardTimeoutMs: number) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer after ${hardTimeoutMs} ms (hang)`)), hardTimeoutMs);
-  });
   try {
-    const tensor = await Promise.race([codec.toTensor(bytes, probeImage(bytes, maxPixels), mode), timeout]);
+    const tensor = await withTimeout(
+      Promise.resolve().then(() => codec.toTensor(bytes, probeImage(bytes, maxPixels), mode)),
+      hardTimeoutMs,
+      `no answer after ${hardTimeoutMs} ms (hang)`,
+    );
     if (tensor.length !== TENSOR_BYTES) return { kind: 'failure' as const, reason: `tensor of ${tensor.length} bytes, expected ${TENSOR_BYTES}` };
     return { kind: 'ok' as const };
   } catch (error) {
@@ -400,8 +401,6 @@ async function runPipeline(codec: ImageCodec, bytes: Uint8Array, mode: ResizeMod
     }
     const e = error as Error;
     return { kind: 'failure' as const, reason: error instanceof ApiError ? `ApiError ${error.status} ${error.code}: ${e.message}` : `${e?.name ?? 'thrown'}: ${e?.stack ?? String(error)}` };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -28,6 +28,7 @@ import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
 import { parseHeartbeats, type WorkerHeartbeat } from '../shared/protocol.ts';
+import { withTimeout } from '../shared/timeout.ts';
 import { deadConsumers, type ConsumersReply, type DeadConsumer, type PendingSummaryReply } from './consumers.ts';
 
 /** An entry is stale after this many missed beats. */
@@ -77,7 +78,7 @@ export function startHeartbeat({ redis, keys, intervalMs, log, info, load, onBea
     const silentMs = Math.max(staleAfterMs(intervalMs), intervalMs + 2 * longestBatchMs);
     const entry: WorkerHeartbeat = { ...info, ...measured, lastSeen: now, expiresAt: now + silentMs };
     try {
-      const replies = await withTimeout(
+      const replies = await bounded(
         redis
           .pipeline()
           .hset(keys.workers, info.id, JSON.stringify(entry))
@@ -93,7 +94,7 @@ export function startHeartbeat({ redis, keys, intervalMs, log, info, load, onBea
       const hash = (replies?.[2]?.[1] ?? {}) as Record<string, string>;
       const stale = staleFields(hash, now);
       if (stale.length > 0) {
-        await withTimeout(redis.hdel(keys.workers, ...stale));
+        await bounded(redis.hdel(keys.workers, ...stale));
         log.info({ workers: stale }, 'pruned stale worker heartbeats');
       }
       if (failing) log.info('heartbeat restored');
@@ -131,7 +132,7 @@ export function startHeartbeat({ redis, keys, intervalMs, log, info, load, onBea
       stopped = true;
       clearTimeout(timer);
       await inFlight;
-      await withTimeout(redis.hdel(keys.workers, info.id)).catch((error: Error) =>
+      await bounded(redis.hdel(keys.workers, info.id)).catch((error: Error) =>
         log.warn({ err: error }, 'could not remove the worker heartbeat; it expires by itself'),
       );
     },
@@ -152,10 +153,4 @@ function staleFields(hash: Record<string, string>, now: number): string[] {
     .map(([field]) => field);
 }
 
-function withTimeout<T>(promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${CALL_TIMEOUT_MS} ms`)), CALL_TIMEOUT_MS);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const bounded = <T>(promise: Promise<T>): Promise<T> => withTimeout(promise, CALL_TIMEOUT_MS, `no answer from Redis within ${CALL_TIMEOUT_MS} ms`);

@@ -16,6 +16,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../shared/log.ts';
+import { withTimeout } from '../shared/timeout.ts';
 
 export const METRIC_PREFIX = 'resnet_worker_';
 
@@ -128,20 +129,12 @@ export class WorkerMetrics {
 
   private async readBacklog(log?: Logger): Promise<Backlog | undefined> {
     if (!this.backlogSource) return undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      return await Promise.race([
-        this.backlogSource(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer from Redis within ${SCRAPE_TIMEOUT_MS} ms`)), SCRAPE_TIMEOUT_MS);
-        }),
-      ]);
+      return await withTimeout(this.backlogSource(), SCRAPE_TIMEOUT_MS, `no answer from Redis within ${SCRAPE_TIMEOUT_MS} ms`);
     } catch (error) {
       // The gauges keep their last value; the scrape still succeeds.
       log?.warn({ err: error }, 'could not read the backlog for /metrics');
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

@@ -34,6 +34,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Redis, type Pipeline, type RedisOptions } from 'ioredis';
 import { createLogger, type Logger } from '../../shared/log.ts';
+import { reconnectDelayMs } from '../../shared/redis-connection.ts';
 import { parseCommand, RawCommand } from './commands.ts';
 import { encodeReply, type JsonReply } from './encode.ts';
 import { openEventStream, PubSubHub, type StreamFaults, type PubSubStats, type TopicKind } from './sse.ts';
@@ -102,7 +103,7 @@ export function redisConnectionOptions(role: 'commands' | 'subscriber'): RedisOp
     maxRetriesPerRequest: 1,
     autoResendUnfulfilledCommands: false, // a command cut by a disconnect fails; it is not silently re-run
     commandTimeout: 30_000, // last resort against a Redis that accepts but never answers
-    retryStrategy: (times) => Math.min(times * 100, 1_000),
+    retryStrategy: reconnectDelayMs,
     // After a reconnect PubSubHub re-subscribes what still has listeners (and nothing else).
     autoResubscribe: false,
   };

@@ -5,6 +5,7 @@
  */
 import { ApiError } from '../errors.ts';
 import { parseHeartbeats } from '../../shared/protocol.ts';
+import { withTimeout } from '../../shared/timeout.ts';
 import type { JobResult, WorkerHeartbeat } from '../../shared/protocol.ts';
 
 export interface SubmitRequest {
@@ -55,19 +56,11 @@ export const STATUS_TIMEOUT_MS = 2_000;
 /** Run a status read (`read` returns the raw HGETALL reply and XLEN) with a timeout; never throws. */
 export async function readStatus(read: () => Promise<[unknown, unknown]>): Promise<BrokerStatus> {
   const started = Date.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const [hash, length] = await Promise.race([
-      read(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${STATUS_TIMEOUT_MS} ms`)), STATUS_TIMEOUT_MS);
-      }),
-    ]);
+    const [hash, length] = await withTimeout(read(), STATUS_TIMEOUT_MS, `no answer within ${STATUS_TIMEOUT_MS} ms`);
     return { redisOk: true, redisMs: Date.now() - started, workers: parseHeartbeats(hash as Record<string, unknown> | null), backlog: Number(length ?? 0) };
   } catch (error) {
     return { redisOk: false, redisMs: Date.now() - started, error: (error as Error)?.message ?? String(error), workers: [], backlog: 0 };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

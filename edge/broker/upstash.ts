@@ -34,6 +34,7 @@ import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
+import { withTimeout } from '../../shared/timeout.ts';
 import { z85Encode } from '../../shared/z85.ts';
 import { createAdmission } from './admission.ts';
 import { Holds, NoRetry, rideThrough, type WaitOutcome } from './ride-through.ts';
@@ -272,11 +273,7 @@ class Health {
   check(): Promise<boolean> {
     const interval = this.failingSince === undefined ? PROBE_EVERY_MS : PROBE_RETRY_MS;
     if (this.probe && Date.now() - this.probe.at < interval) return this.probe.reachable;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer to PING within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
-    });
-    const reachable = Promise.race([this.redis.ping(), timeout]).then(
+    const reachable = withTimeout(this.redis.ping(), PROBE_TIMEOUT_MS, `no answer to PING within ${PROBE_TIMEOUT_MS} ms`).then(
       () => {
         this.succeeded();
         return true;
@@ -286,7 +283,6 @@ class Health {
         return false;
       },
     );
-    void reachable.finally(() => clearTimeout(timer));
     this.probe = { at: Date.now(), reachable };
     return reachable;
   }
