@@ -77,7 +77,7 @@ async function runChild(options: ConversionOptions & { scratch: string }): Promi
   const convertMs = performance.now() - started;
   if (!model.converted) throw new Error('expected a conversion on an empty cache');
   started = performance.now();
-  const classifier = await onnx.loadOnnxClassifier(model, files, config, ['cpu'], log);
+  const classifier = await onnx.loadOnnxClassifier(model, files, config, ['cpu']);
   const sessionMs = performance.now() - started;
   const { randomImage } = await import('../test/helpers/tiny-model.ts');
   const image = [randomImage(1)];

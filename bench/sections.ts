@@ -11,13 +11,11 @@
  *   targetsSection     the ratios of the issue's targets, from the rows above
  */
 import { availableParallelism } from 'node:os';
-import { Redis } from 'ioredis';
 import type { StressOptions } from '../dev/stress.ts';
-import { startRedisServer } from '../dev/redis-server.ts';
 import { benchPreprocess, type PreprocessResult } from './preprocess.ts';
 import { HOUSEKEEPING_COMMANDS, measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
 import type { ConversionResult } from './conversion.ts';
-import { benchEngine, median, round, setupEnv, setupLabel, type EngineResult, type EngineSetup } from './engine.ts';
+import { benchEngine, median, round, setupEnv, type EngineResult, type EngineSetup } from './engine.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
 import { seedBytesPerJob, startSeedStack } from './seed/stack.ts';

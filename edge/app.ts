@@ -7,7 +7,6 @@
  * serve({ fetch: app.fetch, port: 8787 });
  */
 import { OpenAPIHono, type z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
 import { cors } from 'hono/cors';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';

@@ -5,8 +5,7 @@
  * `UPSTASH_REDIS_REST_URL` is set, else a direct connection to `REDIS_URL`.
  */
 import { z } from 'zod';
-import { intVar, parseEnv, urlVar } from '../shared/config.ts';
-import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
+import { intVar, keyPrefixVar, logLevelVar, parseEnv, urlVar } from '../shared/config.ts';
 import type { BrokerLimits } from './broker/broker.ts';
 import { RESIZE_MODES } from './image/codec.ts';
 
@@ -16,7 +15,7 @@ export const EdgeEnv = z
   .object({
     PORT: intVar(8787, 0, 65535),
     HOST: z.string().default('0.0.0.0'),
-    KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
+    KEY_PREFIX: keyPrefixVar(),
     MAX_BODY_BYTES: intVar(10 * MiB, 1024, 100 * MiB),
     MAX_PIXELS: intVar(40_000_000, 1, 1_000_000_000),
     // Most "image" files in one POST /predict (a batch request); MAX_BODY_BYTES bounds them all together.
@@ -53,7 +52,7 @@ export const EdgeEnv = z
       .regex(/^\d+\/\d+(ms|s|m|h|d)$/, { error: 'expected <requests>/<window>, e.g. 60/1m or 10/10s' })
       .optional(),
     CORS_ORIGINS: z.string().optional(),
-    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_LEVEL: logLevelVar(),
   })
   .transform((env, ctx) => {
     const broker = env.EDGE_BROKER ?? (env.UPSTASH_REDIS_REST_URL ? 'upstash' : env.REDIS_URL ? 'ioredis' : undefined);

@@ -8,8 +8,7 @@
 import { availableParallelism, homedir, hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { intVar, optionalIntVar, parseEnv, urlVar } from '../shared/config.ts';
-import { DEFAULT_KEY_PREFIX } from '../shared/keys.ts';
+import { intVar, keyPrefixVar, logLevelVar, optionalIntVar, parseEnv, urlVar } from '../shared/config.ts';
 import type { EngineInfo } from './engine/image-classifier.ts';
 import { BUILTIN_MODEL } from './model/builtin.ts';
 import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
@@ -39,14 +38,13 @@ export type ModelSource =
 const SYNTHETIC_MODEL = /^synthetic:(?:instant|timer:(\d{1,6}))$/;
 const MAX_SYNTHETIC_DELAY_MS = 600_000;
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const WorkerEnv = z
   .object({
     REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
     // PEM file of the CA that signed Redis' certificate, for a private CA (rediss:// only).
     REDIS_TLS_CA: z.string().min(1).optional(),
-    KEY_PREFIX: z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX),
+    KEY_PREFIX: keyPrefixVar(),
     // Unset: per engine (see defaultBatchSize).
     BATCH_SIZE: optionalIntVar(1, 1024),
     // Like Triton's max_queue_delay: how long a partial batch waits for more jobs after its first
@@ -87,7 +85,7 @@ export const WorkerEnv = z
     METRICS_HOST: z.string().default('0.0.0.0'),
     // Tests and benchmarks only: a synthetic delay added to every batch's inference.
     INFERENCE_DELAY_MS: intVar(0, 0, 600_000),
-    LOG_LEVEL: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+    LOG_LEVEL: logLevelVar(),
   })
   .transform((env, ctx) => {
     const engine = resolveEngine(env, ctx);

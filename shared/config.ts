@@ -7,6 +7,7 @@
  * const { BATCH_SIZE } = parseEnv(Schema, process.env); // throws ConfigError on BATCH_SIZE=abc
  */
 import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX } from './keys.ts';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -22,6 +23,13 @@ export const optionalIntVar = (min: number, max: number) => {
 export const intVar = (fallback: number, min: number, max: number) => optionalIntVar(min, max).default(fallback);
 
 /** A URL variable; `protocols` restricts the scheme (e.g. ['redis:', 'rediss:']). */
+/** KEY_PREFIX: both tiers must agree on it (shared/keys.ts). */
+export const keyPrefixVar = () => z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX);
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+/** LOG_LEVEL: pino's levels. */
+export const logLevelVar = () => z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info');
+
 export const urlVar = (protocols: string[]) =>
   z.string().refine(
     (value) => {

@@ -30,7 +30,6 @@ const DEPLOY = join(REPO_ROOT, 'deploy');
 const COMPOSE = join(DEPLOY, 'gpu-worker/compose.yaml');
 const UNIT = join(DEPLOY, 'gpu-worker/resnet-edge-worker.service');
 const FLY = join(DEPLOY, 'fly/fly.toml');
-const PROVIDERS_DIR = 'node_modules/onnxruntime-node/bin/napi-v6/linux/x64';
 
 /** Each image, and what must hold for it. */
 const IMAGES = [

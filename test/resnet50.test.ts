@@ -178,7 +178,7 @@ describe('the same weights on ONNX Runtime (converted from the tfjs model)', () 
     const log = createLogger('resnet50-onnx', process.env.TEST_LOG_LEVEL ?? 'silent');
     const started = Date.now();
     const model = await prepareOnnxModel(files, config, log);
-    onnx = await loadOnnxClassifier(model, files, config, ['cpu'], log);
+    onnx = await loadOnnxClassifier(model, files, config, ['cpu']);
     console.info(`resnet50 onnx: ${model.converted ? `converted in ${model.entry.convertMs} ms` : 'from the cache'}, ready in ${Date.now() - started} ms`);
   }, 300_000);
   afterAll(() => onnx?.dispose());

@@ -106,7 +106,7 @@ function engineSteps(config: EngineSettings, log: Logger): Step[] {
         throw new EngineUnavailableError(`no execution provider of ${list.join(', ')} is installed`, { details: missing.map(([p, why]) => `${p}: ${why}`) });
       }
       onnxModel ??= onnx.prepareOnnxModel(files, config, log);
-      return onnx.loadOnnxClassifier(await onnxModel, files, config, list, log);
+      return onnx.loadOnnxClassifier(await onnxModel, files, config, list);
     },
   });
   const tfjsStep = (what: string, gpuOnly: boolean): Step => ({

@@ -12,7 +12,7 @@
  *
  * @example
  * const model = await prepareOnnxModel(files, config, log);            // converted or cached
- * const classifier = await loadOnnxClassifier(model, files, config, ['cuda', 'cpu'], log);
+ * const classifier = await loadOnnxClassifier(model, files, config, ['cuda', 'cpu']);
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -72,7 +72,6 @@ export async function loadOnnxClassifier(
   files: ModelFiles,
   config: OnnxSettings,
   providers: readonly ExecutionProvider[],
-  log: Logger,
 ): Promise<OnnxClassifier> {
   const ort = await importOrt();
   const reasons: string[] = [];
