@@ -23,7 +23,8 @@ export async function pipelineBytesPerJob(image: { name: string; bytes: Uint8Arr
     const form = new FormData();
     form.append('image', new Blob([new Uint8Array(image.bytes)]), image.name);
     const response = await fetch(`${stack.url}/predict`, { method: 'POST', body: form });
-    if (response.status !== 504) throw new Error(`expected 504 from an edge without workers, got ${response.status}: ${await response.text()}`);
+    if (response.status !== 504)
+      throw new Error(`expected 504 from an edge without workers, got ${response.status}: ${await response.text()}`);
     const stream = redisKeys().stream;
     const entries = (await stack.redis.xrangeBuffer(stream, '-', '+')) as [Buffer, Buffer[]][];
     if (entries.length !== 1) throw new Error(`expected 1 queued job, found ${entries.length}`);

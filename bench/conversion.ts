@@ -68,7 +68,12 @@ async function runChild(options: ConversionOptions & { scratch: string }): Promi
     import('../shared/log.ts'),
   ]);
   const log = createLogger('bench-conversion', 'warn', process.stderr);
-  const config = parseWorkerConfig({ MODEL: options.model, PREPROCESS: options.preprocess, MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR, EXECUTION_PROVIDER: 'cpu' });
+  const config = parseWorkerConfig({
+    MODEL: options.model,
+    PREPROCESS: options.preprocess,
+    MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR,
+    EXECUTION_PROVIDER: 'cpu',
+  });
   let started = performance.now();
   const files = await readModelFiles(config);
   const readMs = performance.now() - started;

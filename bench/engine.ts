@@ -49,7 +49,8 @@ export interface EngineSetup {
 }
 
 /** 'onnx', 'tfjs x2': how tables and progress lines name a setup. */
-export const setupLabel = (setup: Pick<EngineSetup, 'engine' | 'replicas'>) => `${setup.engine}${setup.replicas > 1 ? ` x${setup.replicas}` : ''}`;
+export const setupLabel = (setup: Pick<EngineSetup, 'engine' | 'replicas'>) =>
+  `${setup.engine}${setup.replicas > 1 ? ` x${setup.replicas}` : ''}`;
 
 /**
  * The worker settings that run `setup` (the bench's workers get the same); ONNX Runtime's threads
@@ -93,7 +94,17 @@ export type EngineProgress =
   | { kind: 'loading'; setup: string; replicas: number }
   | { kind: 'warming'; setup: string; replicas: number; batchSize: number }
   /** done/total: this setup's batches at this batch size so far; roundEnd: the last of this round's turn. */
-  | { kind: 'batch'; setup: string; replicas: number; batchSize: number; done: number; total: number; round: number; rounds: number; roundEnd: boolean };
+  | {
+      kind: 'batch';
+      setup: string;
+      replicas: number;
+      batchSize: number;
+      done: number;
+      total: number;
+      round: number;
+      rounds: number;
+      roundEnd: boolean;
+    };
 
 /** What a child reports once its engine and model are loaded. */
 export interface ReplicaInfo {
@@ -155,10 +166,15 @@ type FromChild =
 // Parent
 
 export async function benchEngine(options: EngineBenchOptions): Promise<EngineResult[]> {
-  for (const [name, list] of [['batchSizes', options.batchSizes], ['replicas', options.setups.map((s) => s.replicas)]] as const) {
-    if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new RangeError(`${name}: expected positive integers, got ${JSON.stringify(list)}`);
+  for (const [name, list] of [
+    ['batchSizes', options.batchSizes],
+    ['replicas', options.setups.map((s) => s.replicas)],
+  ] as const) {
+    if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1))
+      throw new RangeError(`${name}: expected positive integers, got ${JSON.stringify(list)}`);
   }
-  if (options.model !== 'resnet50' && !options.preprocess) throw new Error(`preprocess is required for a model directory (${options.model})`);
+  if (options.model !== 'resnet50' && !options.preprocess)
+    throw new Error(`preprocess is required for a model directory (${options.model})`);
 
   const repeatsFor = (batchSize: number) => {
     const n = typeof options.repeats === 'function' ? options.repeats(batchSize) : options.repeats;
@@ -167,7 +183,11 @@ export async function benchEngine(options: EngineBenchOptions): Promise<EngineRe
   };
   const model = options.model === 'resnet50' ? 'resnet50' : resolve(options.model);
   // Downloaded and converted once, here, so the children do not race to fill the cache.
-  await prepareModel(model, options.preprocess, options.setups.some((s) => s.engine === 'onnx'));
+  await prepareModel(
+    model,
+    options.preprocess,
+    options.setups.some((s) => s.engine === 'onnx'),
+  );
   const progress = options.onProgress ?? (() => {});
   const timeoutMs = options.stepTimeoutMs ?? 10 * 60_000;
 
@@ -205,7 +225,17 @@ export async function benchEngine(options: EngineBenchOptions): Promise<EngineRe
           const reports = await group.all({ type: 'go', batchSize, repeats: chunk }, 'done', (message) => {
             if (message.type !== 'progress') return;
             m.done++;
-            progress({ kind: 'batch', setup, replicas, batchSize, done: m.done, total: repeats * replicas, round: round + 1, rounds: chunks.length, roundEnd: m.done === turnEnd });
+            progress({
+              kind: 'batch',
+              setup,
+              replicas,
+              batchSize,
+              done: m.done,
+              total: repeats * replicas,
+              round: round + 1,
+              rounds: chunks.length,
+              roundEnd: m.done === turnEnd,
+            });
           });
           m.wallMs += performance.now() - started;
           m.reports.push(...reports);
@@ -219,7 +249,10 @@ export async function benchEngine(options: EngineBenchOptions): Promise<EngineRe
     await Promise.all(groups.map(({ group }) => group.stop()));
   }
   const order = groups.map((g) => g.setup);
-  return results.sort((a, b) => order.indexOf(a.setup) - order.indexOf(b.setup) || options.batchSizes.indexOf(a.batchSize) - options.batchSizes.indexOf(b.batchSize));
+  return results.sort(
+    (a, b) =>
+      order.indexOf(a.setup) - order.indexOf(b.setup) || options.batchSizes.indexOf(a.batchSize) - options.batchSizes.indexOf(b.batchSize),
+  );
 }
 
 /** `total` as `parts` whole numbers that differ by at most one, larger first. */
@@ -277,7 +310,12 @@ async function prepareModel(model: string, preprocess: PreprocessMode | undefine
     import('../gpu-worker/model/fetch.ts'),
     import('../shared/log.ts'),
   ]);
-  const config = parseWorkerConfig({ MODEL: model, PREPROCESS: preprocess, MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR, ENGINE: onnx ? 'onnx' : 'tfjs' });
+  const config = parseWorkerConfig({
+    MODEL: model,
+    PREPROCESS: preprocess,
+    MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR,
+    ENGINE: onnx ? 'onnx' : 'tfjs',
+  });
   await engine.prepareModel(config, { log: createLogger('bench', 'warn'), onDownloadProgress: progressPrinter() });
 }
 
@@ -348,7 +386,11 @@ class ReplicaGroup {
   }
 
   /** Send `message` to every child at once and wait for each one's `reply`. */
-  async all<T extends FromChild['type']>(message: ToChild, reply: T, onMessage?: (m: FromChild) => void): Promise<Extract<FromChild, { type: T }>[]> {
+  async all<T extends FromChild['type']>(
+    message: ToChild,
+    reply: T,
+    onMessage?: (m: FromChild) => void,
+  ): Promise<Extract<FromChild, { type: T }>[]> {
     const waiting = this.collect(reply, onMessage);
     for (const child of this.children) child.send(message);
     return waiting;
@@ -370,7 +412,8 @@ class ReplicaGroup {
               reject(new Error(`bench replica ${i + 1}: ${why}${tail ? `\n${tail}` : ''}`));
             };
             const timer = setTimeout(() => fail(`no '${reply}' within ${this.timeoutMs} ms`), this.timeoutMs);
-            const onExit = (code: number | null, signal: string | null) => fail(`exited (${signal ?? `code ${code}`}) while waiting for '${reply}'`);
+            const onExit = (code: number | null, signal: string | null) =>
+              fail(`exited (${signal ?? `code ${code}`}) while waiting for '${reply}'`);
             const onChildMessage = (raw: unknown) => {
               const message = raw as FromChild;
               if (message.type === 'error') return fail(message.message);
@@ -416,7 +459,12 @@ async function runChild(options: ChildOptions): Promise<void> {
       import('../gpu-worker/engine/index.ts'),
       import('../shared/log.ts'),
     ]);
-    const config = parseWorkerConfig({ MODEL: options.model, PREPROCESS: options.preprocess, MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR, ...options.env });
+    const config = parseWorkerConfig({
+      MODEL: options.model,
+      PREPROCESS: options.preprocess,
+      MODEL_CACHE_DIR: process.env.MODEL_CACHE_DIR,
+      ...options.env,
+    });
     // Warnings on stderr (the parent shows its tail if this child fails).
     const classifier = await loadClassifier(config, { log: createLogger('bench-replica', 'warn', process.stderr) });
     await classifier.warmUp();

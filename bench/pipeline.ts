@@ -68,7 +68,9 @@ export function processTree(pid: number | undefined): number[] {
   let children: number[] = [];
   try {
     for (const task of readdirSync(`/proc/${pid}/task`)) {
-      children = children.concat(readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+      children = children.concat(
+        readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
+      );
     }
   } catch {
     // gone, or not Linux
@@ -81,7 +83,10 @@ export function cpuSampler(groups: Record<string, (number | undefined)[]>): () =
   return () => {
     const sample: Record<string, number> = {};
     for (const [name, pids] of Object.entries(groups)) {
-      const times = pids.flatMap(processTree).map(processCpuMs).filter((t): t is number => t !== undefined);
+      const times = pids
+        .flatMap(processTree)
+        .map(processCpuMs)
+        .filter((t): t is number => t !== undefined);
       if (times.length) sample[name] = times.reduce((a, b) => a + b, 0);
     }
     return sample;
@@ -107,7 +112,11 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
   const print = tierPrinter(options.log, options.verbose);
   const stop = async () => {
     // Edge first (no new jobs), then workers, then the REST server and Redis.
-    for (const group of [tiers.filter((t) => t.name === 'edge'), tiers.filter((t) => t.name !== 'edge' && t.name !== 'rest'), tiers.filter((t) => t.name === 'rest')]) {
+    for (const group of [
+      tiers.filter((t) => t.name === 'edge'),
+      tiers.filter((t) => t.name !== 'edge' && t.name !== 'rest'),
+      tiers.filter((t) => t.name === 'rest'),
+    ]) {
       await Promise.allSettled(group.map((tier) => tier.stop(5_000)));
     }
     inspector?.disconnect();
@@ -132,7 +141,13 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
         name: `worker-${i + 1}`,
         entry: 'gpu-worker/main.ts',
         // METRICS_PORT 0: no /metrics (several workers on one machine would want the same port).
-        env: { REDIS_URL: redisServer!.url, CONSUMER_NAME: `bench-${i + 1}`, INFERENCE_PROCESSES: '1', METRICS_PORT: '0', ...options.workerEnv },
+        env: {
+          REDIS_URL: redisServer!.url,
+          CONSUMER_NAME: `bench-${i + 1}`,
+          INFERENCE_PROCESSES: '1',
+          METRICS_PORT: '0',
+          ...options.workerEnv,
+        },
         readyMessage: 'worker ready',
         print,
       }),
@@ -147,7 +162,12 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
         HOST: '127.0.0.1',
         ...(options.broker === 'ioredis'
           ? { EDGE_BROKER: 'ioredis', REDIS_URL: redisServer.url, UPSTASH_REDIS_REST_URL: undefined, UPSTASH_REDIS_REST_TOKEN: undefined }
-          : { EDGE_BROKER: 'upstash', UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${restPort}`, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined }),
+          : {
+              EDGE_BROKER: 'upstash',
+              UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${restPort}`,
+              UPSTASH_REDIS_REST_TOKEN: token,
+              REDIS_URL: undefined,
+            }),
         // Access logs off: the bench measures the pipeline, not a terminal.
         LOG_LEVEL: 'warn',
         ...options.edgeEnv,
@@ -222,7 +242,6 @@ export interface LoadRow {
    */
   timingsMs?: { preprocess: number; queue?: number; inference: number; total: number; overhead: number };
 }
-
 
 /** One closed-loop load: `concurrency` requests in flight until `requests` have been answered. */
 export async function measureLoad(target: LoadTarget, images: StressOptions['images'], options: LoadOptions): Promise<LoadRow> {

@@ -32,7 +32,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadImages } from '../dev/stress.ts';
-import { BACKEND_CHOICES, ENGINE_CHOICES, parseWorkerConfig, PROVIDER_CHOICES, type BackendChoice, type EngineChoice, type ProviderChoice } from '../gpu-worker/config.ts';
+import {
+  BACKEND_CHOICES,
+  ENGINE_CHOICES,
+  parseWorkerConfig,
+  PROVIDER_CHOICES,
+  type BackendChoice,
+  type EngineChoice,
+  type ProviderChoice,
+} from '../gpu-worker/config.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { benchConversion, type ConversionResult } from './conversion.ts';
@@ -98,7 +106,10 @@ export function machineLine(): string {
 /** The GPU(s) nvidia-smi reports, if any: named in the header of a run on a GPU machine. */
 function gpuText(): string {
   try {
-    const gpus = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], { encoding: 'utf8', timeout: 10_000 })
+    const gpus = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
       .trim()
       .split('\n')
       .filter(Boolean);
@@ -113,7 +124,10 @@ async function prepareModel(which: RunSettings['model']): Promise<ModelUnderTest
     return { spec: 'resnet50', name: BUILTIN_MODEL.name, paramCount: BUILTIN_MODEL.paramCount, cleanup: async () => {} };
   }
   // The tiny model is made with tfjs in this process: any backend will do.
-  const [{ createTinyModel }, { ensureTfjsBackend }] = await Promise.all([import('../test/helpers/tiny-model.ts'), import('../gpu-worker/engine/onnx/convert.ts')]);
+  const [{ createTinyModel }, { ensureTfjsBackend }] = await Promise.all([
+    import('../test/helpers/tiny-model.ts'),
+    import('../gpu-worker/engine/onnx/convert.ts'),
+  ]);
   await ensureTfjsBackend();
   const tiny = await createTinyModel();
   return {
@@ -129,14 +143,19 @@ async function prepareModel(which: RunSettings['model']): Promise<ModelUnderTest
 export function engineSetups(settings: Pick<RunSettings, 'engine' | 'provider' | 'backend'>, cores: number): EngineSetup[] {
   const setups: EngineSetup[] = [];
   if (settings.engine !== 'tfjs') setups.push({ engine: 'onnx', provider: settings.provider, replicas: 1 });
-  if (settings.engine !== 'onnx') for (const replicas of new Set([1, Math.max(2, cores)])) setups.push({ engine: 'tfjs', provider: settings.backend, replicas });
+  if (settings.engine !== 'onnx')
+    for (const replicas of new Set([1, Math.max(2, cores)])) setups.push({ engine: 'tfjs', provider: settings.backend, replicas });
   return setups;
 }
 
 /** 'onnx (cpu, 2 threads: onnxruntime-node 1.30.0, ...)' for each engine that ran. */
 export function enginesText(results: EngineResult[]): string {
   const seen = new Map<string, string>();
-  for (const r of results) seen.set(r.engine.name, `${r.engine.name} (${r.engine.provider}, ${r.engine.threads} thread${r.engine.threads === 1 ? '' : 's'} per replica: ${r.engine.detail.replace(/; session in \d+ ms$/, '')})`);
+  for (const r of results)
+    seen.set(
+      r.engine.name,
+      `${r.engine.name} (${r.engine.provider}, ${r.engine.threads} thread${r.engine.threads === 1 ? '' : 's'} per replica: ${r.engine.detail.replace(/; session in \d+ ms$/, '')})`,
+    );
   return [...seen.values()].join(', ');
 }
 
@@ -156,7 +175,11 @@ export function engineSettings(settings: RunSettings, cores: number) {
   };
 }
 
-export async function engineSection(settings: RunSettings, model: ModelUnderTest, log: (line: string) => void): Promise<Section & { results: EngineResult[] }> {
+export async function engineSection(
+  settings: RunSettings,
+  model: ModelUnderTest,
+  log: (line: string) => void,
+): Promise<Section & { results: EngineResult[] }> {
   const plan = engineSettings(settings, availableParallelism());
   const started = Date.now();
   const step = (batchSize: number) => `[${plan.batchSizes.indexOf(batchSize) + 1}/${plan.batchSizes.length}] batch ${batchSize}`;
@@ -207,9 +230,17 @@ export async function engineSection(settings: RunSettings, model: ModelUnderTest
 // ---------------------------------------------------------------------------------------------
 // Section 2: the ONNX conversion
 
-export async function conversionSection(settings: RunSettings, model: ModelUnderTest, log: (line: string) => void): Promise<Section & { result: ConversionResult }> {
+export async function conversionSection(
+  settings: RunSettings,
+  model: ModelUnderTest,
+  log: (line: string) => void,
+): Promise<Section & { result: ConversionResult }> {
   log('  a fresh process, an empty cache: read the tfjs files, convert, write the cache, open a session, infer');
-  const result = await benchConversion({ model: model.spec, preprocess: model.preprocess, warm: settings.quick || settings.model === 'tiny' ? 5 : 20 });
+  const result = await benchConversion({
+    model: model.spec,
+    preprocess: model.preprocess,
+    warm: settings.quick || settings.model === 'tiny' ? 5 : 20,
+  });
   log(`    converted in ${result.convertMs} ms; first inference ${result.firstMs} ms, warm ${result.warmMedianMs} ms`);
   const markdown = [
     `What a worker's first start with ONNX Runtime does before it serves, in a process of its own with an empty ONNX cache (the tfjs files already downloaded), then a session on the ${result.provider} provider and ${result.warm + 1} inferences of one image:`,
@@ -253,11 +284,27 @@ export function parseRunArgs(argv: string[]): RunSettings {
   const provider = oneOf('provider', values.provider, PROVIDER_CHOICES);
   const backend = oneOf('backend', values.backend, BACKEND_CHOICES);
   // As in the worker, by the worker's own rules: naming a provider or a backend names its engine.
-  const engine = parseWorkerConfig({ ENGINE: oneOf('engine', values.engine, ENGINE_CHOICES), EXECUTION_PROVIDER: provider, BACKEND: backend }).engine;
-  const only = values.only.split(',').map((name) => name.trim()).filter(Boolean);
+  const engine = parseWorkerConfig({
+    ENGINE: oneOf('engine', values.engine, ENGINE_CHOICES),
+    EXECUTION_PROVIDER: provider,
+    BACKEND: backend,
+  }).engine;
+  const only = values.only
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   const unknown = only.filter((name) => !(SECTION_NAMES as readonly string[]).includes(name));
   if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(', ')}; expected some of ${SECTION_NAMES.join(', ')}`);
-  return { quick: values.quick, model, engine, provider, backend, only: only as SectionName[], images: values.images, out: resolve(values.out) };
+  return {
+    quick: values.quick,
+    model,
+    engine,
+    provider,
+    backend,
+    only: only as SectionName[],
+    images: values.images,
+    out: resolve(values.out),
+  };
 }
 
 async function main(): Promise<void> {
@@ -317,7 +364,16 @@ async function main(): Promise<void> {
     }
     if (engine && preprocess && e2e && capacity && scaleOut) {
       const targets = targetsSection(
-        computeTargets({ engine: engine.results, conversion: conversion?.result, preprocess: preprocess.result, e2e, seed, capacity, scaleOut, cores: availableParallelism() }),
+        computeTargets({
+          engine: engine.results,
+          conversion: conversion?.result,
+          preprocess: preprocess.result,
+          e2e,
+          seed,
+          capacity,
+          scaleOut,
+          cores: availableParallelism(),
+        }),
       );
       sections.unshift(targets);
     }

@@ -46,9 +46,9 @@ export async function defaultMaxPixels(): Promise<Record<CodecName, number>> {
 
 // ------------------------------------------------------------------------------------ PRNG
 
-
 /** The PRNG of case `index` under `seed`: every case is reproducible on its own. */
-export const caseRandom = (seed: number, index: number) => mulberry32(Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35));
+export const caseRandom = (seed: number, index: number) =>
+  mulberry32(Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 1, 0xc2b2ae35));
 
 type Random = () => number;
 const int = (random: Random, n: number) => Math.floor(random() * n);
@@ -81,7 +81,15 @@ function crc32(bytes: Uint8Array): number {
 }
 
 const formatOf = (b: Buffer) =>
-  b[0] === 0xff && b[1] === 0xd8 ? 'jpeg' : b[0] === 0x89 && b[1] === 0x50 ? 'png' : b.toString('latin1', 0, 3) === 'GIF' ? 'gif' : b.toString('latin1', 8, 12) === 'WEBP' ? 'webp' : 'other';
+  b[0] === 0xff && b[1] === 0xd8
+    ? 'jpeg'
+    : b[0] === 0x89 && b[1] === 0x50
+      ? 'png'
+      : b.toString('latin1', 0, 3) === 'GIF'
+        ? 'gif'
+        : b.toString('latin1', 8, 12) === 'WEBP'
+          ? 'webp'
+          : 'other';
 
 /** Header fields worth lying about, per format: [offset, size in bytes, endianness, label]. */
 function headerFields(b: Buffer): [at: number, size: 1 | 2 | 3 | 4, little: boolean, label: string][] {
@@ -94,7 +102,12 @@ function headerFields(b: Buffer): [at: number, size: 1 | 2 | 3 | 4, little: bool
       const name = `0xFF${marker.toString(16).toUpperCase()}`;
       fields.push([at + 2, 2, false, `${name} segment length`]);
       if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-        fields.push([at + 4, 1, false, 'SOF precision'], [at + 5, 2, false, 'SOF height'], [at + 7, 2, false, 'SOF width'], [at + 9, 1, false, 'SOF components']);
+        fields.push(
+          [at + 4, 1, false, 'SOF precision'],
+          [at + 5, 2, false, 'SOF height'],
+          [at + 7, 2, false, 'SOF width'],
+          [at + 9, 1, false, 'SOF components'],
+        );
         if (at + 11 < b.length) fields.push([at + 11, 1, false, 'SOF sampling factors'], [at + 12, 1, false, 'SOF quant table']);
       }
       if (marker === 0xda) {
@@ -105,7 +118,14 @@ function headerFields(b: Buffer): [at: number, size: 1 | 2 | 3 | 4, little: bool
       at += 2 + length;
     }
   } else if (format === 'png') {
-    fields.push([16, 4, false, 'IHDR width'], [20, 4, false, 'IHDR height'], [24, 1, false, 'IHDR bit depth'], [25, 1, false, 'IHDR colour type'], [26, 1, false, 'IHDR compression'], [28, 1, false, 'IHDR interlace']);
+    fields.push(
+      [16, 4, false, 'IHDR width'],
+      [20, 4, false, 'IHDR height'],
+      [24, 1, false, 'IHDR bit depth'],
+      [25, 1, false, 'IHDR colour type'],
+      [26, 1, false, 'IHDR compression'],
+      [28, 1, false, 'IHDR interlace'],
+    );
     for (let at = 8; at + 12 <= b.length; ) {
       const length = b.readUInt32BE(at);
       fields.push([at, 4, false, `${b.toString('latin1', at + 4, at + 8)} chunk length`]);
@@ -116,7 +136,14 @@ function headerFields(b: Buffer): [at: number, size: 1 | 2 | 3 | 4, little: bool
     fields.push([6, 2, true, 'screen width'], [8, 2, true, 'screen height'], [10, 1, true, 'screen flags']);
     const descriptor = b.indexOf(0x2c, 13);
     if (descriptor > 0 && descriptor + 11 <= b.length) {
-      fields.push([descriptor + 1, 2, true, 'frame left'], [descriptor + 3, 2, true, 'frame top'], [descriptor + 5, 2, true, 'frame width'], [descriptor + 7, 2, true, 'frame height'], [descriptor + 9, 1, true, 'frame flags'], [descriptor + 10, 1, true, 'LZW code size']);
+      fields.push(
+        [descriptor + 1, 2, true, 'frame left'],
+        [descriptor + 3, 2, true, 'frame top'],
+        [descriptor + 5, 2, true, 'frame width'],
+        [descriptor + 7, 2, true, 'frame height'],
+        [descriptor + 9, 1, true, 'frame flags'],
+        [descriptor + 10, 1, true, 'LZW code size'],
+      );
     }
   } else if (format === 'webp') {
     fields.push([4, 4, true, 'RIFF size']);
@@ -126,7 +153,8 @@ function headerFields(b: Buffer): [at: number, size: 1 | 2 | 3 | 4, little: bool
       fields.push([at + 4, 4, true, `${type} chunk size`]);
       if (type === 'VP8 ') fields.push([at + 14, 2, true, 'VP8 width'], [at + 16, 2, true, 'VP8 height']);
       if (type === 'VP8L') fields.push([at + 9, 4, true, 'VP8L size bits']);
-      if (type === 'VP8X') fields.push([at + 8, 1, true, 'VP8X flags'], [at + 12, 3, true, 'VP8X canvas width'], [at + 15, 3, true, 'VP8X canvas height']);
+      if (type === 'VP8X')
+        fields.push([at + 8, 1, true, 'VP8X flags'], [at + 12, 3, true, 'VP8X canvas width'], [at + 15, 3, true, 'VP8X canvas height']);
       at += 8 + size + (size & 1);
     }
   }
@@ -177,7 +205,10 @@ export const MUTATIONS: Mutation[] = [
       const spots = run ? [at] : Array.from({ length: count }, () => position(random, out.length));
       if (run) out.fill(value, at, Math.min(out.length, at + count));
       else for (const p of spots) out[p] = value;
-      return { bytes: out, what: run ? `set ${count} bytes from ${at} to 0x${value.toString(16)}` : `set 0x${value.toString(16)} @ ${spots.join(',')}` };
+      return {
+        bytes: out,
+        what: run ? `set ${count} bytes from ${at} to 0x${value.toString(16)}` : `set 0x${value.toString(16)} @ ${spots.join(',')}`,
+      };
     },
   },
   {
@@ -197,7 +228,10 @@ export const MUTATIONS: Mutation[] = [
       const from = position(random, bytes.length);
       const to = Math.min(bytes.length, from + 1 + int(random, Math.min(65536, Math.max(1, bytes.length >> 3))));
       const at = random() < 0.5 ? to : position(random, bytes.length);
-      return { bytes: Buffer.concat([bytes.subarray(0, at), bytes.subarray(from, to), bytes.subarray(at)]), what: `copy ${from}..${to} to ${at}` };
+      return {
+        bytes: Buffer.concat([bytes.subarray(0, at), bytes.subarray(from, to), bytes.subarray(at)]),
+        what: `copy ${from}..${to} to ${at}`,
+      };
     },
   },
   {
@@ -206,7 +240,12 @@ export const MUTATIONS: Mutation[] = [
     apply(bytes, random) {
       // Near the start (headers), anywhere, or just short of the end.
       const r = random();
-      const length = r < 0.3 ? int(random, Math.min(bytes.length, 2048)) : r < 0.7 ? int(random, bytes.length) : bytes.length - 1 - int(random, Math.min(bytes.length - 1, 64));
+      const length =
+        r < 0.3
+          ? int(random, Math.min(bytes.length, 2048))
+          : r < 0.7
+            ? int(random, bytes.length)
+            : bytes.length - 1 - int(random, Math.min(bytes.length - 1, 64));
       return { bytes: bytes.subarray(0, Math.max(0, length)), what: `truncate to ${length} of ${bytes.length}` };
     },
   },
@@ -247,7 +286,10 @@ export const MUTATIONS: Mutation[] = [
     apply(bytes, random) {
       const at = position(random, bytes.length);
       const junk = Buffer.from(Array.from({ length: 1 + int(random, 64) }, () => int(random, 256)));
-      return { bytes: Buffer.concat([bytes.subarray(0, at), junk, bytes.subarray(at)]), what: `insert ${junk.length} random bytes @ ${at}` };
+      return {
+        bytes: Buffer.concat([bytes.subarray(0, at), junk, bytes.subarray(at)]),
+        what: `insert ${junk.length} random bytes @ ${at}`,
+      };
     },
   },
 ];
@@ -281,7 +323,8 @@ export interface Seed {
 export async function loadSeeds(dir = FIXTURES_DIR): Promise<Seed[]> {
   const names = (await readdir(dir)).filter((n) => /\.(jpe?g|png|webp|gif)$/i.test(n)).sort();
   const seeds = await Promise.all(names.map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
-  const small = seeds.find((s) => s.name === 'ort_golden_retriever.jpg') ?? seeds.reduce((a, b) => (a.bytes.length <= b.bytes.length ? a : b));
+  const small =
+    seeds.find((s) => s.name === 'ort_golden_retriever.jpg') ?? seeds.reduce((a, b) => (a.bytes.length <= b.bytes.length ? a : b));
   const base = small.name.replace(/\.\w+$/, '');
   seeds.push(
     { name: `${base}.webp (sharp)`, bytes: await sharp(small.bytes).webp({ quality: 80 }).toBuffer() },
@@ -393,18 +436,28 @@ async function runPipeline(codec: ImageCodec, bytes: Uint8Array, mode: ResizeMod
       hardTimeoutMs,
       `no answer after ${hardTimeoutMs} ms (hang)`,
     );
-    if (tensor.length !== TENSOR_BYTES) return { kind: 'failure' as const, reason: `tensor of ${tensor.length} bytes, expected ${TENSOR_BYTES}` };
+    if (tensor.length !== TENSOR_BYTES)
+      return { kind: 'failure' as const, reason: `tensor of ${tensor.length} bytes, expected ${TENSOR_BYTES}` };
     return { kind: 'ok' as const };
   } catch (error) {
     if (error instanceof ApiError && (error.status === 400 || error.status === 413 || error.status === 415)) {
       return { kind: 'refused' as const, refusal: `${error.status} ${error.code}` };
     }
     const e = error as Error;
-    return { kind: 'failure' as const, reason: error instanceof ApiError ? `ApiError ${error.status} ${error.code}: ${e.message}` : `${e?.name ?? 'thrown'}: ${e?.stack ?? String(error)}` };
+    return {
+      kind: 'failure' as const,
+      reason:
+        error instanceof ApiError
+          ? `ApiError ${error.status} ${error.code}: ${e.message}`
+          : `${e?.name ?? 'thrown'}: ${e?.stack ?? String(error)}`,
+    };
   }
 }
 
-const extension = (b: Uint8Array) => ({ jpeg: 'jpg', png: 'png', gif: 'gif', webp: 'webp', other: 'bin' })[formatOf(Buffer.from(b.buffer, b.byteOffset, Math.min(b.length, 16)))];
+const extension = (b: Uint8Array) =>
+  ({ jpeg: 'jpg', png: 'png', gif: 'gif', webp: 'webp', other: 'bin' })[
+    formatOf(Buffer.from(b.buffer, b.byteOffset, Math.min(b.length, 16)))
+  ];
 
 export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const codecs = options.codecs ?? ['sharp', 'photon'];
@@ -419,7 +472,16 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   };
   const indices = options.only !== undefined ? [options.only] : Array.from({ length: options.cases }, (_, i) => i);
   const times = Object.fromEntries(codecs.map((c) => [c, new Float64Array(indices.length)])) as Record<CodecName, Float64Array>;
-  const emptyStats = (): CodecStats => ({ runs: 0, ok: 0, refused: {}, maxMs: 0, p99Ms: 0, p50Ms: 0, meanMs: 0, slowest: { index: -1, ms: 0, seedFile: '', mutations: [] } });
+  const emptyStats = (): CodecStats => ({
+    runs: 0,
+    ok: 0,
+    refused: {},
+    maxMs: 0,
+    p99Ms: 0,
+    p50Ms: 0,
+    meanMs: 0,
+    slowest: { index: -1, ms: 0, seedFile: '', mutations: [] },
+  });
   const stats: Record<CodecName, CodecStats> = { sharp: emptyStats(), photon: emptyStats() };
   const failures: FuzzFailure[] = [];
   const control = seeds[0]!.bytes;
@@ -472,7 +534,14 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
       else if (result.kind === 'refused') s.refused[result.refusal] = (s.refused[result.refusal] ?? 0) + 1;
       const base = { index, codec, seedFile: seed.name, mutations: what, mode, ms: round(ms) };
       if (result.kind === 'failure') await fail({ ...base, reason: result.reason }, bytes);
-      else if (ms > budgetMs) await fail({ ...base, reason: `took ${round(ms)} ms, over the ${budgetMs} ms budget (${result.kind === 'ok' ? 'decoded' : result.refusal})` }, bytes);
+      else if (ms > budgetMs)
+        await fail(
+          {
+            ...base,
+            reason: `took ${round(ms)} ms, over the ${budgetMs} ms budget (${result.kind === 'ok' ? 'decoded' : result.refusal})`,
+          },
+          bytes,
+        );
     }
 
     // Memory and liveness, now and then.
@@ -481,14 +550,30 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
       rssPeak = Math.max(rssPeak, rss);
       if (!rssAfterWarmup && n >= indices.length / 10) rssAfterWarmup = rss;
       if (rss > maxRssBytes && !failures.some((f) => f.codec === 'memory')) {
-        await fail({ index, codec: 'memory', seedFile: seed.name, mutations: what, mode, ms: 0, reason: `RSS ${round(rss / MB)} MB is over ${round(maxRssBytes / MB)} MB` });
+        await fail({
+          index,
+          codec: 'memory',
+          seedFile: seed.name,
+          mutations: what,
+          mode,
+          ms: 0,
+          reason: `RSS ${round(rss / MB)} MB is over ${round(maxRssBytes / MB)} MB`,
+        });
       }
     }
     if (n % 500 === 499) {
       for (const codec of codecs) {
         const result = await runPipeline(implementations[codec], control, 'squash', maxPixels[codec], 10_000);
         if (result.kind !== 'ok') {
-          await fail({ index, codec, seedFile: seeds[0]!.name, mutations: ['(control: the unmutated photo)'], mode: 'squash', ms: 0, reason: `no longer decodes a good photo after case ${index}: ${result.kind === 'refused' ? result.refusal : result.reason}` });
+          await fail({
+            index,
+            codec,
+            seedFile: seeds[0]!.name,
+            mutations: ['(control: the unmutated photo)'],
+            mode: 'squash',
+            ms: 0,
+            reason: `no longer decodes a good photo after case ${index}: ${result.kind === 'refused' ? result.refusal : result.reason}`,
+          });
         }
       }
     }
@@ -529,7 +614,14 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
       heapUsedEndMB: round(memory.heapUsed / MB),
       rssAfterWarmupMB: round((rssAfterWarmup || memory.rss) / MB),
       ...(codecs.includes('photon')
-        ? { photon: { wasmPeakMB: round(photon.peakWasmBytes / MB), wasmEndMB: round(photon.wasmBytes / MB), instances: photon.instances, traps: photon.traps } }
+        ? {
+            photon: {
+              wasmPeakMB: round(photon.peakWasmBytes / MB),
+              wasmEndMB: round(photon.wasmBytes / MB),
+              instances: photon.instances,
+              traps: photon.traps,
+            },
+          }
         : {}),
     },
   };
@@ -553,9 +645,13 @@ export function formatReport(report: FuzzReport): string {
     );
   }
   const m = report.memory;
-  lines.push(`  memory: RSS ${m.rssStartMB} MB at start, ${m.rssAfterWarmupMB} MB after 10%, peak ${m.rssPeakMB} MB, ${m.rssEndMB} MB at end; heap ${m.heapUsedEndMB} MB`);
+  lines.push(
+    `  memory: RSS ${m.rssStartMB} MB at start, ${m.rssAfterWarmupMB} MB after 10%, peak ${m.rssPeakMB} MB, ${m.rssEndMB} MB at end; heap ${m.heapUsedEndMB} MB`,
+  );
   if (m.photon) {
-    lines.push(`  photon: ${m.photon.traps} traps, ${m.photon.instances} instances; WASM memory peak ${m.photon.wasmPeakMB} MB, ${m.photon.wasmEndMB} MB at end`);
+    lines.push(
+      `  photon: ${m.photon.traps} traps, ${m.photon.instances} instances; WASM memory peak ${m.photon.wasmPeakMB} MB, ${m.photon.wasmEndMB} MB at end`,
+    );
   }
   for (const f of report.failures.slice(0, 20)) {
     lines.push(
@@ -613,7 +709,10 @@ async function main() {
     only: values.only === undefined ? undefined : number('only', values.only, 0),
     codecs: values.codec === 'both' ? ['sharp', 'photon'] : [values.codec as CodecName],
     budgetMs: number('budget-ms', values['budget-ms'], 1),
-    maxPixels: values['max-pixels'] === undefined ? undefined : { sharp: number('max-pixels', values['max-pixels'], 1), photon: number('max-pixels', values['max-pixels'], 1) },
+    maxPixels:
+      values['max-pixels'] === undefined
+        ? undefined
+        : { sharp: number('max-pixels', values['max-pixels'], 1), photon: number('max-pixels', values['max-pixels'], 1) },
     maxRssBytes: number('max-rss-mb', values['max-rss-mb'], 64) * MB,
     saveFailures: values['no-save'] ? false : values.save,
     onProgress: (p) =>

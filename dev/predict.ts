@@ -58,4 +58,8 @@ if (!body || !body.success) {
   process.exit(1);
 }
 body.predictions.forEach((p, i) => console.log(`${i + 1}. ${p.label}: ${p.probability.toFixed(4)}`));
-console.log(`(${body.model}; ${Object.entries(body.timings).map(([k, v]) => `${k} ${v}`).join(', ')})`);
+console.log(
+  `(${body.model}; ${Object.entries(body.timings)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')})`,
+);

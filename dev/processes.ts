@@ -69,7 +69,15 @@ export function killTier(child: ChildProcess, group: boolean, signal: NodeJS.Sig
 const isSerializedError = (value: unknown): value is { message: string } =>
   typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
 
-export function spawnTier({ name, entry, command, env, readyMessage, print = console.log, detached = false }: SpawnTierOptions): TierProcess {
+export function spawnTier({
+  name,
+  entry,
+  command,
+  env,
+  readyMessage,
+  print = console.log,
+  detached = false,
+}: SpawnTierOptions): TierProcess {
   const [program, ...args] = command ?? [process.execPath, '--import', 'tsx', entry!];
   const child = spawn(program!, args, {
     cwd: REPO_ROOT,

@@ -57,7 +57,9 @@ let secretsDir: string | undefined;
 async function writeSecretsFile(values: Record<string, string | undefined>): Promise<string> {
   secretsDir = await mkdtemp(join(tmpdir(), 'resnet-edge-'));
   const file = join(secretsDir, '.dev.vars');
-  const lines = Object.entries(values).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+  const lines = Object.entries(values)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${v}`);
   await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600 });
   return file;
 }
@@ -105,7 +107,10 @@ function startWorker(i: number, redisUrl: string): WorkerSlot {
         if (stopping) return;
         slot.tier = spawnOne();
         watch(slot.tier);
-        slot.tier.ready.then(() => say(`${name} is back`), () => {});
+        slot.tier.ready.then(
+          () => say(`${name} is back`),
+          () => {},
+        );
       }, delay);
       delay = Math.min(delay * 2, RESTART_MAX_MS);
     });
@@ -174,10 +179,19 @@ try {
     ? spawnTier({
         name: 'edge',
         command: [
-          process.execPath, `${REPO_ROOT}node_modules/wrangler/bin/wrangler.js`, 'dev', '--env', 'local',
-          '--ip', '127.0.0.1', '--port', String(env.PORT), '--show-interactive-dev-session=false',
+          process.execPath,
+          `${REPO_ROOT}node_modules/wrangler/bin/wrangler.js`,
+          'dev',
+          '--env',
+          'local',
+          '--ip',
+          '127.0.0.1',
+          '--port',
+          String(env.PORT),
+          '--show-interactive-dev-session=false',
           // The URL and token reach the Worker as secrets from a private file, not on a command line.
-          '--env-file', await writeSecretsFile(edgeSettings),
+          '--env-file',
+          await writeSecretsFile(edgeSettings),
         ],
         env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
         readyMessage: 'Ready on',

@@ -37,12 +37,21 @@ export interface StressSummary {
   connectionErrors: number;
 }
 
-const IMAGE_TYPES: Record<string, string> = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.webp': 'image/webp', '.gif': 'image/gif' };
+const IMAGE_TYPES: Record<string, string> = {
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.png': 'image/png',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+};
 
 /** The images at `path`: one file, or every JPEG/PNG/WebP/GIF in a folder. */
 export async function loadImages(path: string): Promise<StressOptions['images']> {
   const files = (await stat(path)).isDirectory()
-    ? (await readdir(path)).filter((f) => extname(f).toLowerCase() in IMAGE_TYPES).sort().map((f) => join(path, f))
+    ? (await readdir(path))
+        .filter((f) => extname(f).toLowerCase() in IMAGE_TYPES)
+        .sort()
+        .map((f) => join(path, f))
     : [path];
   if (files.length === 0) throw new Error(`no JPEG, PNG, WebP or GIF images in ${path}`);
   return Promise.all(files.map(async (file) => ({ name: basename(file), bytes: new Uint8Array(await readFile(file)) })));
@@ -118,8 +127,19 @@ export async function runStress(options: StressOptions): Promise<StressSummary> 
 function printSummary(s: StressSummary) {
   console.log(`\n${s.requests} requests to ${s.url} in ${s.seconds.toFixed(1)} s: ${s.throughput} req/s`);
   console.log(`latency ms: p50 ${s.latencyMs.p50}  p90 ${s.latencyMs.p90}  p99 ${s.latencyMs.p99}  max ${s.latencyMs.max}`);
-  console.log(`by status: ${Object.entries(s.byStatus).map(([k, v]) => `${k} x${v}`).join(', ') || 'none'}`);
-  if (Object.keys(s.byErrorCode).length) console.log(`by error code: ${Object.entries(s.byErrorCode).map(([k, v]) => `${k} x${v}`).join(', ')}`);
+  console.log(
+    `by status: ${
+      Object.entries(s.byStatus)
+        .map(([k, v]) => `${k} x${v}`)
+        .join(', ') || 'none'
+    }`,
+  );
+  if (Object.keys(s.byErrorCode).length)
+    console.log(
+      `by error code: ${Object.entries(s.byErrorCode)
+        .map(([k, v]) => `${k} x${v}`)
+        .join(', ')}`,
+    );
   if (s.connectionErrors) console.log(`connection errors / timeouts: ${s.connectionErrors}`);
 }
 

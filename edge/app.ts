@@ -73,18 +73,22 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
   if (limits) app.use('/predict', rateLimit({ ...limits, logger }));
 
   // The demo page for browsers (Accept: text/html), this JSON for other clients.
-  app.get('/', withDemoPage((c) =>
-    c.json({
-      service: 'image classification (Keras ResNet50, ImageNet)',
-      endpoints: {
-        'POST /predict': 'multipart field "image" (or a raw image/* body; several "image" fields: a batch); ?top=1..20, ?resize=squash|center-crop',
-        'GET /healthz': 'liveness',
-        'GET /readyz': 'readiness: Redis answers and a worker is alive',
-        'GET /v1/models': 'the model served, its input and the live workers',
-        'GET /openapi.json': 'this API as an OpenAPI 3 document',
-      },
-    }),
-  ));
+  app.get(
+    '/',
+    withDemoPage((c) =>
+      c.json({
+        service: 'image classification (Keras ResNet50, ImageNet)',
+        endpoints: {
+          'POST /predict':
+            'multipart field "image" (or a raw image/* body; several "image" fields: a batch); ?top=1..20, ?resize=squash|center-crop',
+          'GET /healthz': 'liveness',
+          'GET /readyz': 'readiness: Redis answers and a worker is alive',
+          'GET /v1/models': 'the model served, its input and the live workers',
+          'GET /openapi.json': 'this API as an OpenAPI 3 document',
+        },
+      }),
+    ),
+  );
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: config.READY_WORKER_MAX_AGE_MS ?? 15_000 }));
 
@@ -101,7 +105,10 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
 
   /** Queue one decoded image as job `jobId` and wait for its answer. */
   async function answer(decoded: Decoded, jobId: string, job: PredictJob): Promise<PredictionBody> {
-    const result = await broker.submit({ id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS, share: job.jobs }, job.signal);
+    const result = await broker.submit(
+      { id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS, share: job.jobs },
+      job.signal,
+    );
     if (!result.ok) {
       throw new ApiError(result.error.code === 'bad_request' ? 400 : 500, result.error.code, result.error.message);
     }

@@ -42,7 +42,12 @@ export const EdgeEnv = z
     REDIS_TLS_CA: z.string().min(1).optional(),
     API_KEYS: z
       .string()
-      .transform((value) => value.split(',').map((key) => key.trim()).filter(Boolean))
+      .transform((value) =>
+        value
+          .split(',')
+          .map((key) => key.trim())
+          .filter(Boolean),
+      )
       .refine((keys) => keys.every((key) => /^[A-Za-z0-9._~+/-]{16,}=*$/.test(key)), {
         error: 'comma-separated keys of at least 16 characters from A-Z a-z 0-9 . _ ~ + / -',
       })
@@ -73,7 +78,11 @@ export const EdgeEnv = z
       return z.NEVER;
     }
     if (env.REDIS_TLS_CA && !env.REDIS_URL?.startsWith('rediss:')) {
-      ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA'], message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_TLS_CA'],
+        message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA',
+      });
       return z.NEVER;
     }
     if (broker === 'ioredis' && !env.REDIS_URL) {
@@ -93,7 +102,9 @@ export const EdgeEnv = z
       broker,
       apiKeys: env.API_KEYS ?? [],
       rateLimit: env.RATE_LIMIT ? parseRateLimit(env.RATE_LIMIT) : undefined,
-      corsOrigins: env.CORS_ORIGINS?.split(',').map((origin) => origin.trim()).filter(Boolean),
+      corsOrigins: env.CORS_ORIGINS?.split(',')
+        .map((origin) => origin.trim())
+        .filter(Boolean),
     };
   });
 export type EdgeConfig = z.infer<typeof EdgeEnv>;

@@ -25,11 +25,23 @@ export const PredictQuery = z.object({
     .transform(Number)
     .pipe(z.number().min(1, { error: topError }).max(MAX_TOP_K, { error: topError }))
     .default(DEFAULT_TOP_K)
-    .openapi({ param: { name: 'top', in: 'query' }, description: `How many predictions`, type: 'integer', minimum: 1, maximum: MAX_TOP_K, default: DEFAULT_TOP_K, example: 3 }),
-  resize: z.enum(RESIZE_MODES).optional().openapi({
-    param: { name: 'resize', in: 'query' },
-    description: '`squash` (default): the whole image to 224x224, nearest neighbour, like Keras `load_img`. `center-crop`: short side to 224 (antialiased), centre crop.',
-  }),
+    .openapi({
+      param: { name: 'top', in: 'query' },
+      description: `How many predictions`,
+      type: 'integer',
+      minimum: 1,
+      maximum: MAX_TOP_K,
+      default: DEFAULT_TOP_K,
+      example: 3,
+    }),
+  resize: z
+    .enum(RESIZE_MODES)
+    .optional()
+    .openapi({
+      param: { name: 'resize', in: 'query' },
+      description:
+        '`squash` (default): the whole image to 224x224, nearest neighbour, like Keras `load_img`. `center-crop`: short side to 224 (antialiased), centre crop.',
+    }),
 });
 
 export const ErrorBody = z
@@ -37,7 +49,9 @@ export const ErrorBody = z
     success: z.literal(false),
     error: z.object({ code: ErrorCode, message: z.string() }),
   })
-  .openapi('Error', { example: { success: false, error: { code: 'unsupported_media_type', message: 'Not a JPEG, PNG, WebP or GIF image' } } });
+  .openapi('Error', {
+    example: { success: false, error: { code: 'unsupported_media_type', message: 'Not a JPEG, PNG, WebP or GIF image' } },
+  });
 
 const Prediction = z.object({ label: z.string(), probability: z.number().min(0).max(1) }).openapi('Prediction');
 
@@ -78,7 +92,9 @@ export const BatchResult = z
   .object({
     success: z.literal(true),
     id: z.string(),
-    results: z.array(z.union([PredictionResult, ErrorBody])).openapi({ description: 'One entry per "image" file, in request order; each succeeds or fails on its own' }),
+    results: z
+      .array(z.union([PredictionResult, ErrorBody]))
+      .openapi({ description: 'One entry per "image" file, in request order; each succeeds or fails on its own' }),
   })
   .openapi('BatchResult');
 
@@ -98,13 +114,22 @@ export const Models = z
     models: z.array(
       z.object({
         name: z.string(),
-        input: z.object({ width: z.literal(IMAGE_SIZE), height: z.literal(IMAGE_SIZE), channels: z.literal(CHANNELS), dtype: z.literal('uint8') }),
+        input: z.object({
+          width: z.literal(IMAGE_SIZE),
+          height: z.literal(IMAGE_SIZE),
+          channels: z.literal(CHANNELS),
+          dtype: z.literal('uint8'),
+        }),
         labels: z.number().int().nonnegative().openapi({ description: 'number of classes' }),
         workers: z.array(
           z.object({
             id: z.string(),
-            engine: z.string().openapi({ description: 'what computes: onnx (ONNX Runtime), tfjs (TensorFlow.js), or synthetic (benchmarks)' }),
-            provider: z.string().openapi({ description: "ONNX Runtime's execution provider (tensorrt, cuda, cpu) or the tfjs backend (tensorflow, wasm, cpu)" }),
+            engine: z
+              .string()
+              .openapi({ description: 'what computes: onnx (ONNX Runtime), tfjs (TensorFlow.js), or synthetic (benchmarks)' }),
+            provider: z.string().openapi({
+              description: "ONNX Runtime's execution provider (tensorrt, cuda, cpu) or the tfjs backend (tensorflow, wasm, cpu)",
+            }),
             threads: z.number().int().nonnegative().optional().openapi({ description: 'CPU threads one inference uses' }),
             batchSize: z.number().int().positive(),
             startedAt: z.number(),
@@ -119,7 +144,8 @@ export const Models = z
 export const ServiceInfo = z.object({ service: z.string(), endpoints: z.record(z.string(), z.string()) }).openapi('ServiceInfo');
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ description, content: { 'application/json': { schema } } });
-const errors = (description: string, codes: ErrorCode[]) => json(ErrorBody, `${description} (error codes: ${codes.map((code) => `\`${code}\``).join(', ')})`);
+const errors = (description: string, codes: ErrorCode[]) =>
+  json(ErrorBody, `${description} (error codes: ${codes.map((code) => `\`${code}\``).join(', ')})`);
 
 /** Register every route of the app and serve the document at `GET /openapi.json`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any app's Env
@@ -145,7 +171,9 @@ export function documentApi(app: OpenAPIHono<any>): void {
         content: {
           'multipart/form-data': {
             schema: z.object({
-              image: z.union([z.string().openapi({ format: 'binary' }), z.array(z.string().openapi({ format: 'binary' }))]).openapi({ description: 'the image file; repeat the field for a batch request' }),
+              image: z
+                .union([z.string().openapi({ format: 'binary' }), z.array(z.string().openapi({ format: 'binary' }))])
+                .openapi({ description: 'the image file; repeat the field for a batch request' }),
             }),
           },
           'image/*': { schema: z.string().openapi({ format: 'binary' }) },
@@ -163,14 +191,17 @@ export function documentApi(app: OpenAPIHono<any>): void {
       415: errors('Not a JPEG, PNG, WebP or GIF, or neither multipart nor image/*', ['unsupported_media_type']),
       429: errors('Over RATE_LIMIT; see Retry-After', ['rate_limited']),
       500: errors('The worker could not run the model on this image', ['inference_failed', 'internal_error']),
-      503: errors('The queue is full (or the workers could not answer before the deadline) or unreachable; see Retry-After', ['queue_full', 'broker_unavailable']),
+      503: errors('The queue is full (or the workers could not answer before the deadline) or unreachable; see Retry-After', [
+        'queue_full',
+        'broker_unavailable',
+      ]),
       504: errors('No result within DEADLINE_MS', ['deadline_exceeded']),
     },
   });
   registry.registerPath({
     method: 'get',
     path: '/',
-    summary: 'The demo page (Accept: text/html), or this service\'s endpoints as JSON',
+    summary: "The demo page (Accept: text/html), or this service's endpoints as JSON",
     responses: {
       200: {
         description: 'HTML for browsers, JSON otherwise (Vary: Accept)',
@@ -178,7 +209,12 @@ export function documentApi(app: OpenAPIHono<any>): void {
       },
     },
   });
-  registry.registerPath({ method: 'get', path: '/healthz', summary: 'Liveness', responses: { 200: json(Health, 'The edge process answers') } });
+  registry.registerPath({
+    method: 'get',
+    path: '/healthz',
+    summary: 'Liveness',
+    responses: { 200: json(Health, 'The edge process answers') },
+  });
   registry.registerPath({
     method: 'get',
     path: '/readyz',

@@ -68,7 +68,15 @@ function imageParts(body: Uint8Array, contentType: string): MultipartPart[] {
   if (!boundary) throw malformed('no boundary in the Content-Type');
   if (body.byteLength === 0) throw malformed('the body is empty');
   try {
-    const parts = [...parseMultipart(body, { boundary, maxHeaderSize: MAX_PART_HEADER_BYTES, maxFileSize: body.byteLength + 1, maxTotalSize: body.byteLength + 1, maxParts: MAX_PARTS })];
+    const parts = [
+      ...parseMultipart(body, {
+        boundary,
+        maxHeaderSize: MAX_PART_HEADER_BYTES,
+        maxFileSize: body.byteLength + 1,
+        maxTotalSize: body.byteLength + 1,
+        maxParts: MAX_PARTS,
+      }),
+    ];
     return parts.filter((part) => part.name === 'image');
   } catch (error) {
     if (error instanceof MultipartParseError) throw malformed(error.message);

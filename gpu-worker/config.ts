@@ -38,7 +38,6 @@ export type ModelSource =
 const SYNTHETIC_MODEL = /^synthetic:(?:instant|timer:(\d{1,6}))$/;
 const MAX_SYNTHETIC_DELAY_MS = 600_000;
 
-
 export const WorkerEnv = z
   .object({
     REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
@@ -63,7 +62,10 @@ export const WorkerEnv = z
     INFERENCE_PROCESSES: countOrAuto('1', 64, 'auto (one per core)'),
     // ONNX Runtime's intra-op threads per process. auto: the cores shared out over INFERENCE_PROCESSES.
     INFERENCE_THREADS: countOrAuto('auto', 256, 'auto (cores / INFERENCE_PROCESSES)'),
-    CONSUMER_NAME: z.string().regex(/^[\w.:@-]+$/, { error: 'letters, digits, _ . : @ - only' }).optional(),
+    CONSUMER_NAME: z
+      .string()
+      .regex(/^[\w.:@-]+$/, { error: 'letters, digits, _ . : @ - only' })
+      .optional(),
     RESULT_TTL_MS: intVar(60_000, 1_000, 7 * 24 * 3_600_000),
     // A job delivered this long ago and still unanswered is taken over (XAUTOCLAIM) by another
     // worker: the backstop for a worker that is alive but stuck (a dead one is found sooner, by its
@@ -111,7 +113,11 @@ export const WorkerEnv = z
       return z.NEVER;
     }
     if (env.REDIS_TLS_CA && !env.REDIS_URL.startsWith('rediss:')) {
-      ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA'], message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_TLS_CA'],
+        message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA',
+      });
       return z.NEVER;
     }
     if (reclaimWithinMs({ claimIdleMs: env.CLAIM_IDLE_MS }) >= env.DEADLINE_MS) {
@@ -198,15 +204,23 @@ function countOrAuto(fallback: string, max: number, auto: string) {
  * ONNX Runtime, naming a tfjs backend picks tfjs (so settings written before ENGINE existed, such
  * as BACKEND=tensorflow, keep their meaning). Contradictions are refused.
  */
-function resolveEngine(env: { ENGINE: EngineChoice; EXECUTION_PROVIDER: ProviderChoice; BACKEND: BackendChoice }, ctx: z.RefinementCtx): EngineChoice | undefined {
+function resolveEngine(
+  env: { ENGINE: EngineChoice; EXECUTION_PROVIDER: ProviderChoice; BACKEND: BackendChoice },
+  ctx: z.RefinementCtx,
+): EngineChoice | undefined {
   const provider = env.EXECUTION_PROVIDER !== 'auto';
   const backend = env.BACKEND !== 'auto';
   const refuse = (path: string, message: string) => {
     ctx.addIssue({ code: 'custom', path: [path], message });
     return undefined;
   };
-  if (provider && backend) return refuse('EXECUTION_PROVIDER', `EXECUTION_PROVIDER=${env.EXECUTION_PROVIDER} is ONNX Runtime's, BACKEND=${env.BACKEND} is tfjs': set one of them`);
-  if (provider && env.ENGINE === 'tfjs') return refuse('EXECUTION_PROVIDER', `an ONNX Runtime provider, but ENGINE=tfjs (tfjs takes BACKEND)`);
+  if (provider && backend)
+    return refuse(
+      'EXECUTION_PROVIDER',
+      `EXECUTION_PROVIDER=${env.EXECUTION_PROVIDER} is ONNX Runtime's, BACKEND=${env.BACKEND} is tfjs': set one of them`,
+    );
+  if (provider && env.ENGINE === 'tfjs')
+    return refuse('EXECUTION_PROVIDER', `an ONNX Runtime provider, but ENGINE=tfjs (tfjs takes BACKEND)`);
   if (backend && env.ENGINE === 'onnx') return refuse('BACKEND', `a tfjs backend, but ENGINE=onnx (ONNX Runtime takes EXECUTION_PROVIDER)`);
   if (provider) return 'onnx';
   if (backend) return 'tfjs';

@@ -15,8 +15,25 @@ describe('deadConsumers', () => {
     consumer('idle-nothing-held', 9_000),
     consumer('me', 9_000),
   ];
-  const pending: PendingSummaryReply = [5, '1-0', '5-0', [['dead', '2'], ['dead-unlisted', '1'], ['alive-busy', '1'], ['just-read', '1'], ['me', '1']]];
-  const heartbeats = [beat('dead', now - 1), beat('alive-busy', now + 500), beat('just-read', now - 1), beat('idle-nothing-held', now - 1), beat('me', now - 1)];
+  const pending: PendingSummaryReply = [
+    5,
+    '1-0',
+    '5-0',
+    [
+      ['dead', '2'],
+      ['dead-unlisted', '1'],
+      ['alive-busy', '1'],
+      ['just-read', '1'],
+      ['me', '1'],
+    ],
+  ];
+  const heartbeats = [
+    beat('dead', now - 1),
+    beat('alive-busy', now + 500),
+    beat('just-read', now - 1),
+    beat('idle-nothing-held', now - 1),
+    beat('me', now - 1),
+  ];
 
   it('is a consumer holding jobs, with its heartbeat stale or gone, and idle as long', () => {
     expect(deadConsumers({ consumers, pending, heartbeats }, { self: 'me', now, idleMs: 6_000 })).toEqual([

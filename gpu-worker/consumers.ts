@@ -23,7 +23,9 @@ const script = loadLuaScripts()['prune-consumers'];
 /** The names of the consumers removed. */
 export async function pruneConsumers(redis: Redis, keys: RedisKeys, minIdleMs: number = CONSUMER_GONE_AFTER_MS): Promise<string[]> {
   if (!('pruneConsumers' in redis)) redis.defineCommand('pruneConsumers', { numberOfKeys: 2, lua: script });
-  const prune = (redis as unknown as { pruneConsumers(stream: string, workers: string, group: string, minIdleMs: number): Promise<string[]> }).pruneConsumers;
+  const prune = (
+    redis as unknown as { pruneConsumers(stream: string, workers: string, group: string, minIdleMs: number): Promise<string[]> }
+  ).pruneConsumers;
   return prune.call(redis, keys.stream, keys.workers, keys.group, minIdleMs);
 }
 

@@ -153,4 +153,5 @@ function staleFields(hash: Record<string, string>, now: number): string[] {
     .map(([field]) => field);
 }
 
-const bounded = <T>(promise: Promise<T>): Promise<T> => withTimeout(promise, CALL_TIMEOUT_MS, `no answer from Redis within ${CALL_TIMEOUT_MS} ms`);
+const bounded = <T>(promise: Promise<T>): Promise<T> =>
+  withTimeout(promise, CALL_TIMEOUT_MS, `no answer from Redis within ${CALL_TIMEOUT_MS} ms`);

@@ -93,8 +93,7 @@ export class WorkerMetrics {
     });
     // Read on scrape, not on a timer: no Redis commands while nobody looks.
     let last: Promise<Backlog | undefined> | undefined;
-    const read = () =>
-      (last ??= this.readBacklog(options.log).finally(() => setTimeout(() => (last = undefined), 0)));
+    const read = () => (last ??= this.readBacklog(options.log).finally(() => setTimeout(() => (last = undefined), 0)));
     new Gauge({
       name: `${METRIC_PREFIX}queue_length`,
       help: 'Jobs in the stream (XLEN: queued + in flight), read at scrape time',
@@ -145,7 +144,10 @@ export interface MetricsServer {
 }
 
 /** Serve GET /metrics. A port already taken is logged, not fatal: inference matters more than metrics. */
-export async function serveMetrics(metrics: WorkerMetrics, options: { port: number; host: string; log: Logger }): Promise<MetricsServer | undefined> {
+export async function serveMetrics(
+  metrics: WorkerMetrics,
+  options: { port: number; host: string; log: Logger },
+): Promise<MetricsServer | undefined> {
   const { registry } = metrics;
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];

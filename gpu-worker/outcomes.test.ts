@@ -44,7 +44,12 @@ describe('completion without a script', () => {
   it('a worker that died after its SET: the next writer acks and deletes, the first answer stays', async () => {
     const { keys, entryId, target, answer } = await pendingJob('done-a');
     // The dead worker's pipeline got as far as SET + PUBLISH.
-    const [set, publish] = completionCommands(keys, { entryId, id: 'job-1', reply: 'done-a:edge:x' }, JSON.stringify(result('job-1', 'dead')), 60_000);
+    const [set, publish] = completionCommands(
+      keys,
+      { entryId, id: 'job-1', reply: 'done-a:edge:x' },
+      JSON.stringify(result('job-1', 'dead')),
+      60_000,
+    );
     await redis.call(...set!);
     await redis.call(...publish!);
 

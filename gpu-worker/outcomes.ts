@@ -102,9 +102,23 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
       const json = JSON.stringify(result);
       if (deadLetter) {
         scripts.deadLetterJob(
-          keys.stream, keys.deadLetter, keys.result(id), keys.group, entryId, json, resultTtlMs, reply, deadLetterMaxLen,
-          'reason', deadLetter.reason, 'deliveries', String(deadLetter.deliveries), 'consumer', deadLetter.consumer,
-          'deadAt', String(Date.now()),
+          keys.stream,
+          keys.deadLetter,
+          keys.result(id),
+          keys.group,
+          entryId,
+          json,
+          resultTtlMs,
+          reply,
+          deadLetterMaxLen,
+          'reason',
+          deadLetter.reason,
+          'deliveries',
+          String(deadLetter.deliveries),
+          'consumer',
+          deadLetter.consumer,
+          'deadAt',
+          String(Date.now()),
         );
       } else {
         for (const [name, ...args] of completionCommands(keys, { entryId, id, reply }, json, resultTtlMs)) pipeline.call(name, ...args);

@@ -57,7 +57,9 @@ export class Throughput {
     return {
       ...(imagesPerSec !== undefined && { imagesPerSec: round(imagesPerSec) }),
       // The recent batches' mean; before any, the warm-up's full batch (an estimate needs both).
-      ...(recent.length > 0 ? { batchMs: round(recent.reduce((sum, b) => sum + b.ms, 0) / recent.length) } : this.warmUpMs > 0 && { batchMs: round(this.warmUpMs) }),
+      ...(recent.length > 0
+        ? { batchMs: round(recent.reduce((sum, b) => sum + b.ms, 0) / recent.length) }
+        : this.warmUpMs > 0 && { batchMs: round(this.warmUpMs) }),
       ...(this.longest > 0 && { longestBatchMs: this.longest }),
     };
   }

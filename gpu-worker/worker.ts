@@ -140,7 +140,16 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       (removed) => removed.length > 0 && log.info({ removed }, 'removed the consumers of workers that are gone'),
       (error: unknown) => log.warn({ err: error }, 'could not prune gone consumers'),
     );
-  const stats: WorkerStats = { batches: 0, jobs: 0, answered: 0, expired: 0, invalid: 0, inferenceFailures: 0, reclaimed: 0, deadLettered: 0 };
+  const stats: WorkerStats = {
+    batches: 0,
+    jobs: 0,
+    answered: 0,
+    expired: 0,
+    invalid: 0,
+    inferenceFailures: 0,
+    reclaimed: 0,
+    deadLettered: 0,
+  };
   let stopping = false;
   let batchSize = 1; // set once the engine is known
   let throughput = new Throughput(batchSize);
@@ -183,7 +192,8 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       let lastLogged = 0;
       redis.on('error', (error: Error) => {
         // ioredis reconnects by itself; say so once in a while, not on every retry.
-        if (Date.now() - lastLogged > 5000) log.warn({ role, err: error, ...(fatalRedisError(error) && { reason: fatalRedisError(error) }) }, 'redis connection error');
+        if (Date.now() - lastLogged > 5000)
+          log.warn({ role, err: error, ...(fatalRedisError(error) && { reason: fatalRedisError(error) }) }, 'redis connection error');
         lastLogged = Date.now();
       });
       return redis;
@@ -240,7 +250,8 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     const onRedisError = async (what: string, error: unknown) => {
       const message = (error as Error).message;
       log.warn({ err: error, retryMs: backoff }, what);
-      if (message.includes('NOGROUP')) await ensureGroup(); // the stream or group was deleted
+      if (message.includes('NOGROUP'))
+        await ensureGroup(); // the stream or group was deleted
       else await sleep(backoff);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     };
@@ -298,7 +309,13 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     let taken = 0;
     for (const from of deadConsumers) {
       while (!stopping && taken < batchSize) {
-        const claimed = await claimFrom(reader!, { stream: keys.stream, group: keys.group, consumer, from, minIdleMs: staleAfterMs(config.heartbeatMs) });
+        const claimed = await claimFrom(reader!, {
+          stream: keys.stream,
+          group: keys.group,
+          consumer,
+          from,
+          minIdleMs: staleAfterMs(config.heartbeatMs),
+        });
         if (!claimed) break;
         if (!claimed.entry) continue; // another worker was first, or the entry is gone
         taken++;
@@ -395,7 +412,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       });
     for (const job of invalid) failure(job, 'bad_request', job.message);
     for (const job of overDelivered) {
-      log.error({ id: job.id, entryId: job.entryId, deliveries, maxDeliveries: config.maxDeliveries }, 'dead-lettering a job that keeps failing');
+      log.error(
+        { id: job.id, entryId: job.entryId, deliveries, maxDeliveries: config.maxDeliveries },
+        'dead-lettering a job that keeps failing',
+      );
       failure(
         job,
         'inference_failed',
@@ -432,7 +452,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       });
     const run = async (jobs: Job[]): Promise<ClassifyRun | Error> => {
       try {
-        const result = await classifier.classifyWithStats(jobs.map((job) => job.tensor), MAX_TOP_K);
+        const result = await classifier.classifyWithStats(
+          jobs.map((job) => job.tensor),
+          MAX_TOP_K,
+        );
         ({ tensorsBefore, tensorsAfter } = result);
         inferenceMs += result.inferenceMs;
         return result;
@@ -447,7 +470,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         live.forEach((job, i) => succeed(job, batch.predictions[i], batch.inferenceMs, live.length));
       } else {
         inferenceError = batch.message;
-        log.error({ err: batch, batchSize: live.length }, live.length > 1 ? 'inference failed; running the jobs one by one' : 'inference failed');
+        log.error(
+          { err: batch, batchSize: live.length },
+          live.length > 1 ? 'inference failed; running the jobs one by one' : 'inference failed',
+        );
         // One bad input must not fail its batch-mates: run each alone. A job that fails alone gets
         // its error now (and a copy in the dead-letter stream): run again, it would fail again.
         for (const job of live) {
@@ -528,7 +554,11 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         const batchMs = batchSize > 1 ? await classifier!.warmUp(batchSize) : oneMs;
         throughput.warmedUp(batchMs);
         // A synthetic model has nothing to warm up: it only tells its batch time.
-        if (engine.name !== 'synthetic') log.info({ warmUpMs: Math.round(oneMs), ...(batchSize > 1 && { batchWarmUpMs: Math.round(batchMs), batchSize }) }, 'model warmed up');
+        if (engine.name !== 'synthetic')
+          log.info(
+            { warmUpMs: Math.round(oneMs), ...(batchSize > 1 && { batchWarmUpMs: Math.round(batchMs), batchSize }) },
+            'model warmed up',
+          );
         if (2 * batchMs > config.claimIdleMs) {
           log.warn(
             { batchWarmUpMs: Math.round(batchMs), claimIdleMs: config.claimIdleMs },
@@ -536,7 +566,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           );
         }
       }
-      metrics?.setInfo({ engine: engine.name, provider: engine.provider, threads: engine.threads, model: classifier!.name, batchSize, consumer });
+      metrics?.setInfo({
+        engine: engine.name,
+        provider: engine.provider,
+        threads: engine.threads,
+        model: classifier!.name,
+        batchSize,
+        consumer,
+      });
       metrics?.setBacklogSource(() => readBacklog(writer!));
       // Beat before saying ready (the log line and markReady), so an edge's /readyz already sees this worker.
       heartbeat = startHeartbeat({

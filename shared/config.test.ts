@@ -2,7 +2,12 @@ import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 import { keyPrefixVar, logLevelVar, parseEnv, urlVar } from './config.ts';
 
-const Env = z.object({ KEY_PREFIX: keyPrefixVar(), LOG_LEVEL: logLevelVar(), REDIS_URL: urlVar(['redis:']).optional(), API_TOKEN: z.string().min(99).optional() });
+const Env = z.object({
+  KEY_PREFIX: keyPrefixVar(),
+  LOG_LEVEL: logLevelVar(),
+  REDIS_URL: urlVar(['redis:']).optional(),
+  API_TOKEN: z.string().min(99).optional(),
+});
 
 describe('the variables both tiers share', () => {
   it('default KEY_PREFIX and LOG_LEVEL, and name each bad one', () => {

@@ -24,7 +24,11 @@ export const intVar = (fallback: number, min: number, max: number) => optionalIn
 
 /** A URL variable; `protocols` restricts the scheme (e.g. ['redis:', 'rediss:']). */
 /** KEY_PREFIX: both tiers must agree on it (shared/keys.ts). */
-export const keyPrefixVar = () => z.string().regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' }).default(DEFAULT_KEY_PREFIX);
+export const keyPrefixVar = () =>
+  z
+    .string()
+    .regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' })
+    .default(DEFAULT_KEY_PREFIX);
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 /** LOG_LEVEL: pino's levels. */

@@ -24,7 +24,9 @@ export function redisConnectionOptions(config: { redisUrl: string; redisTlsCa?: 
   try {
     ca = readFileSync(config.redisTlsCa);
   } catch (error) {
-    throw new ConfigError(`REDIS_TLS_CA: cannot read ${config.redisTlsCa} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new ConfigError(
+      `REDIS_TLS_CA: cannot read ${config.redisTlsCa} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
   }
   return { ...options, tls: { ca } };
 }
@@ -72,7 +74,10 @@ export class FatalRedisError extends Error {
  * ioredis reports says why; the connection itself only says "Connection is closed"), anything else
  * as `error` (Redis down or slow: it may come later).
  */
-export async function probeRedis(config: { redisUrl: string; redisTlsCa?: string }, timeoutMs = 5_000): Promise<{ ok: true } | { fatal: string } | { error: string }> {
+export async function probeRedis(
+  config: { redisUrl: string; redisTlsCa?: string },
+  timeoutMs = 5_000,
+): Promise<{ ok: true } | { fatal: string } | { error: string }> {
   const { Redis } = await import('ioredis');
   const probe = new Redis(config.redisUrl, {
     ...redisConnectionOptions(config),

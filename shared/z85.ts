@@ -57,7 +57,11 @@ export function z85Decode(text: string | Uint8Array): Uint8Array {
   const out = new Uint8Array((chars.length / 5) * 4);
   let bad = 0;
   for (let i = 0, o = 0; i < chars.length; i += 5, o += 4) {
-    const d0 = DECODE[chars[i]!]!, d1 = DECODE[chars[i + 1]!]!, d2 = DECODE[chars[i + 2]!]!, d3 = DECODE[chars[i + 3]!]!, d4 = DECODE[chars[i + 4]!]!;
+    const d0 = DECODE[chars[i]!]!,
+      d1 = DECODE[chars[i + 1]!]!,
+      d2 = DECODE[chars[i + 2]!]!,
+      d3 = DECODE[chars[i + 3]!]!,
+      d4 = DECODE[chars[i + 4]!]!;
     bad |= d0 | d1 | d2 | d3 | d4; // any 0xff sets bit 7, which no digit (< 85) has
     const n = d0 * 52200625 + ((d1 * 614125 + d2 * 7225 + d3 * 85 + d4) | 0); // < 85^5: exact in a double
     bad |= n > 0xffffffff ? 0x80 : 0;

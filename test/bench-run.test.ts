@@ -50,19 +50,27 @@ describe('npm run bench -- --model tiny --quick', () => {
   });
 
   it('names the machine, the engines and the model in the first line: as asked when printed, as they loaded when written', () => {
-    expect(stdout.split('\n')[0]).toMatch(/^Machine: .+ cores, .+; Node v\d+.*; engines onnx \(EXECUTION_PROVIDER=auto\), tfjs \(BACKEND=auto\); model tiny/);
-    expect(report.header).toMatch(/; engines onnx \(cpu, \d+ threads? per replica: onnxruntime-node \d+\.\d+\.\d+.*\), tfjs \(wasm, 1 thread per replica: .*\); model tiny/);
+    expect(stdout.split('\n')[0]).toMatch(
+      /^Machine: .+ cores, .+; Node v\d+.*; engines onnx \(EXECUTION_PROVIDER=auto\), tfjs \(BACKEND=auto\); model tiny/,
+    );
+    expect(report.header).toMatch(
+      /; engines onnx \(cpu, \d+ threads? per replica: onnxruntime-node \d+\.\d+\.\d+.*\), tfjs \(wasm, 1 thread per replica: .*\); model tiny/,
+    );
     expect(markdown.split('\n')[0]).toBe(report.header);
   });
 
   it('measures both engines side by side and the ONNX conversion on a cold cache', () => {
-    const { results } = section<{ results: { setup: string; batchSize: number; aggregateImgPerSec: number; cpuMsPerImage: number }[] }>('Bare engines');
+    const { results } = section<{ results: { setup: string; batchSize: number; aggregateImgPerSec: number; cpuMsPerImage: number }[] }>(
+      'Bare engines',
+    );
     expect([...new Set(results.map((r) => r.setup))]).toEqual(['onnx', 'tfjs', `tfjs x${Math.max(2, availableParallelism())}`]);
     for (const r of results) {
       expect(r.aggregateImgPerSec).toBeGreaterThan(0);
       expect(r.cpuMsPerImage).toBeGreaterThan(0);
     }
-    const conversion = section<{ convertMs: number; firstMs: number; warmMedianMs: number; nodes: number; provider: string }>('ONNX conversion');
+    const conversion = section<{ convertMs: number; firstMs: number; warmMedianMs: number; nodes: number; provider: string }>(
+      'ONNX conversion',
+    );
     expect(conversion).toMatchObject({ provider: 'cpu', nodes: expect.any(Number) });
     expect(conversion.convertMs).toBeGreaterThan(0);
     expect(conversion.warmMedianMs).toBeGreaterThan(0);
@@ -102,7 +110,11 @@ describe('npm run bench -- --model tiny --quick', () => {
     for (const row of anatomy) expect(row.overhead).toBeGreaterThan(0);
     // The bare engine measured a second time, beside the saturated levels; the fastest engine ran
     // the pipeline, and the same stack ran saturated on tfjs.
-    const e2e = section<{ setup: string; bareAfter: { aggregateImgPerSec: number; batchSize: number }; compared?: { setup: string; row: LoadRow } }>('End to end');
+    const e2e = section<{
+      setup: string;
+      bareAfter: { aggregateImgPerSec: number; batchSize: number };
+      compared?: { setup: string; row: LoadRow };
+    }>('End to end');
     expect(e2e.bareAfter).toMatchObject({ batchSize: 4, aggregateImgPerSec: expect.any(Number) });
     expect(e2e.setup).toBe('onnx');
     expect(e2e.compared?.setup).toBe(`tfjs x${Math.max(2, availableParallelism())}`);

@@ -46,7 +46,9 @@ describe('bench: bare engine (tiny model)', () => {
       ['tfjs x2', 4, 2],
     ]);
     for (const r of results) {
-      expect(r.engine).toMatchObject(r.setup === 'onnx' ? { name: 'onnx', provider: 'cpu' } : { name: 'tfjs', provider: 'wasm', threads: 1 });
+      expect(r.engine).toMatchObject(
+        r.setup === 'onnx' ? { name: 'onnx', provider: 'cpu' } : { name: 'tfjs', provider: 'wasm', threads: 1 },
+      );
       expect(r.cpuMsPerImage).toBeGreaterThan(0);
       expect(r.medianMs).toBeGreaterThan(0);
       expect(r.medianMsPerImage).toBeGreaterThan(0);
@@ -84,7 +86,14 @@ describe('bench: bare engine (tiny model)', () => {
 
   it('rejects a model that does not load, naming the cause', async () => {
     await expect(
-      benchEngine({ model: '/nonexistent-model-dir', preprocess: 'caffe', setups: [{ engine: 'tfjs', provider: 'wasm', replicas: 2 }], batchSizes: [1], repeats: 1, warmup: 0 }),
+      benchEngine({
+        model: '/nonexistent-model-dir',
+        preprocess: 'caffe',
+        setups: [{ engine: 'tfjs', provider: 'wasm', replicas: 2 }],
+        batchSizes: [1],
+        repeats: 1,
+        warmup: 0,
+      }),
     ).rejects.toThrow(/could not read/s);
   }, 30_000);
 });

@@ -81,8 +81,14 @@ describe('same top-1 on both paths (Keras ResNet50)', () => {
 
   it('gives every fixture photo the same top-1 from either codec', async () => {
     const tensors = await Promise.all(manifest.map(async ({ file }) => both(await readFile(images.FIXTURES + file), 'squash')));
-    const fromSharp = await classifier.classify(tensors.map(([a]) => a), 1);
-    const fromPhoton = await classifier.classify(tensors.map(([, b]) => b), 1);
+    const fromSharp = await classifier.classify(
+      tensors.map(([a]) => a),
+      1,
+    );
+    const fromPhoton = await classifier.classify(
+      tensors.map(([, b]) => b),
+      1,
+    );
     manifest.forEach(({ file }, i) => expect(fromPhoton[i]![0]!.label, file).toBe(fromSharp[i]![0]!.label));
   }, 120_000);
 });

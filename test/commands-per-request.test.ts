@@ -35,7 +35,9 @@ beforeAll(async () => {
   redisServer = await startRedisServer();
   rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
   inspector = new IoRedis(redisServer.url);
-  image = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 120, b: 40 } } }).png().toBuffer();
+  image = await sharp({ create: { width: 64, height: 48, channels: 3, background: { r: 200, g: 120, b: 40 } } })
+    .png()
+    .toBuffer();
 });
 
 afterAll(async () => {

@@ -37,7 +37,9 @@ const pageErrors: string[] = [];
 beforeAll(async () => {
   // Checked first so a missing browser fails in a second, with the fix in the message.
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium not found at ${CHROMIUM}: run \`sudo apt-get install -y chromium\` (CI installs it). The demo page browser test needs it.`);
+    throw new Error(
+      `Chromium not found at ${CHROMIUM}: run \`sudo apt-get install -y chromium\` (CI installs it). The demo page browser test needs it.`,
+    );
   }
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -105,7 +107,10 @@ describe('demo page in Chromium', () => {
     expect(parseFloat(percents[0]!)).toBeGreaterThan(97); // Keras: 99.0%
     for (const p of percents) expect(p).toMatch(/^\d{1,3}\.\d%$/);
     // The bars are drawn to scale (widths are set from script, which the CSP must allow).
-    const [fill, bar] = await Promise.all([page.locator('#predictions li .fill').first().boundingBox(), page.locator('#predictions li .bar').first().boundingBox()]);
+    const [fill, bar] = await Promise.all([
+      page.locator('#predictions li .fill').first().boundingBox(),
+      page.locator('#predictions li .bar').first().boundingBox(),
+    ]);
     expect(fill!.width / bar!.width).toBeGreaterThan(0.95);
 
     for (const id of ['timing-preprocess', 'timing-queue', 'timing-inference', 'timing-total', 'timing-roundtrip']) {
@@ -157,23 +162,36 @@ describe('demo page in Chromium', () => {
   it('sends the API key field as a bearer key to an edge that requires one', async () => {
     const key = 'demo-browser-key-0123456789';
     const locked = await startNodeEdge(
-      parseEdgeConfig({ UPSTASH_REDIS_REST_URL: base!.rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', API_KEYS: key }),
+      parseEdgeConfig({
+        UPSTASH_REDIS_REST_URL: base!.rest.url,
+        UPSTASH_REDIS_REST_TOKEN: TOKEN,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        API_KEYS: key,
+      }),
       createLogger('demo-edge-locked', 'silent'),
     );
     try {
       await page.goto(`${locked.url}/`);
       await page.getByTestId('file-input').setInputFiles(FIXTURES + 'beagle.jpg');
-      await page.getByTestId('error').waitFor({ state: 'visible', timeout: 20_000 }).catch(async (e) => {
-        throw new Error(`${e.message}\nstatus: ${await text('status')}\nerror: ${await text('error-message')}`);
-      });
+      await page
+        .getByTestId('error')
+        .waitFor({ state: 'visible', timeout: 20_000 })
+        .catch(async (e) => {
+          throw new Error(`${e.message}\nstatus: ${await text('status')}\nerror: ${await text('error-message')}`);
+        });
       expect(await text('error-code')).toBe('unauthorized');
 
       await page.getByText('API key (only if this edge requires one)').click();
       await page.getByTestId('api-key').fill(key);
       await page.getByTestId('file-input').setInputFiles(FIXTURES + 'beagle.jpg');
-      await page.getByTestId('prediction-label').first().waitFor({ timeout: 20_000 }).catch(async (e) => {
-        throw new Error(`${e.message}\nstatus: ${await text('status')}\nerror: ${await text('error-message')}`);
-      });
+      await page
+        .getByTestId('prediction-label')
+        .first()
+        .waitFor({ timeout: 20_000 })
+        .catch(async (e) => {
+          throw new Error(`${e.message}\nstatus: ${await text('status')}\nerror: ${await text('error-message')}`);
+        });
       expect(await page.getByTestId('prediction-label').first().textContent()).toBe('beagle');
       expect(await page.getByTestId('error').isHidden()).toBe(true);
     } finally {

@@ -40,7 +40,11 @@ const IMAGES = [
     baseImage: /^(?:docker\.io\/)?nvidia\/cuda:12\.\d+(?:\.\d+)?-cudnn(?:9)?-runtime-ubuntu\d+\.\d+(?:@sha256:[0-9a-f]{64})?$/,
     env: { ENGINE: 'onnx', EXECUTION_PROVIDER: 'cuda' },
     // The GPU providers installed at build time, and checked for.
-    install: [/ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install/, /libonnxruntime_providers_cuda\.so/, /libonnxruntime_providers_tensorrt\.so/],
+    install: [
+      /ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install/,
+      /libonnxruntime_providers_cuda\.so/,
+      /libonnxruntime_providers_tensorrt\.so/,
+    ],
     prefetchEngine: 'onnx',
   },
   {
@@ -122,7 +126,8 @@ function unitSettings(text: string): Map<string, string[]> {
   return settings;
 }
 
-const systemdAnalyze = ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((path) => existsSync(path)) ??
+const systemdAnalyze =
+  ['/usr/bin/systemd-analyze', '/bin/systemd-analyze'].find((path) => existsSync(path)) ??
   (spawnSync('systemd-analyze', ['--version']).status === 0 ? 'systemd-analyze' : undefined);
 
 // ================================================================ tests
@@ -142,7 +147,11 @@ describe.each(IMAGES)('deploy/gpu-worker/$file ($what)', (image) => {
 
   it('installs the GPU libraries its engine needs and prefetches the model at build time into the cache the worker reads', () => {
     const runs = stages.flatMap((stage) => keyword(stage, 'RUN').map((ins) => ({ stage, text: ins.getArgumentsContent() ?? '' })));
-    for (const step of image.install) expect(runs.some(({ text }) => step.test(text)), `a RUN step matching ${step}`).toBe(true);
+    for (const step of image.install)
+      expect(
+        runs.some(({ text }) => step.test(text)),
+        `a RUN step matching ${step}`,
+      ).toBe(true);
     const prefetch = runs.find(({ text }) => /npm run worker:prefetch|gpu-worker\/model\/prefetch\.ts/.test(text));
     expect(prefetch, 'a RUN step runs the prefetch CLI').toBeDefined();
     // For the image's engine: the ONNX image converts the graph at build time, the tfjs one does not.
@@ -171,8 +180,11 @@ describe.each(IMAGES)('deploy/gpu-worker/$file ($what)', (image) => {
     }
     const copied = contextCopies(final).flatMap((c) => c.sources);
     expect(copied.sort()).toEqual(['gpu-worker', 'package-lock.json', 'package.json', 'shared', 'tsconfig.json']);
-    const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
-    for (const entry of ['**/node_modules', '.git', 'bench/results', 'dist', 'deploy/gpu-worker/worker.env']) expect(ignored).toContain(entry);
+    const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim());
+    for (const entry of ['**/node_modules', '.git', 'bench/results', 'dist', 'deploy/gpu-worker/worker.env'])
+      expect(ignored).toContain(entry);
   });
 });
 
@@ -186,10 +198,12 @@ describe('deploy/gpu-worker/compose.yaml', () => {
     const context = resolve(DEPLOY, 'gpu-worker', service.build.context);
     expect(context).toBe(resolve(REPO_ROOT));
     // Compose's ${VAR:-default}, as a plain `up` and as the documented tfjs variant see it.
-    const dockerfile = (vars: Record<string, string>) => String(service.build.dockerfile).replace(/\$\{(\w+):-([^}]*)\}/g, (_, name: string, fallback: string) => vars[name] ?? fallback);
+    const dockerfile = (vars: Record<string, string>) =>
+      String(service.build.dockerfile).replace(/\$\{(\w+):-([^}]*)\}/g, (_, name: string, fallback: string) => vars[name] ?? fallback);
     expect(dockerfile({})).toBe('deploy/gpu-worker/Dockerfile');
     expect(dockerfile({ WORKER_DOCKERFILE: 'Dockerfile.tfjs' })).toBe('deploy/gpu-worker/Dockerfile.tfjs');
-    for (const file of [dockerfile({}), dockerfile({ WORKER_DOCKERFILE: 'Dockerfile.tfjs' })]) expect(existsSync(join(context, file)), file).toBe(true);
+    for (const file of [dockerfile({}), dockerfile({ WORKER_DOCKERFILE: 'Dockerfile.tfjs' })])
+      expect(existsSync(join(context, file)), file).toBe(true);
     expect(readFileSync(COMPOSE, 'utf8')).toContain('WORKER_DOCKERFILE=Dockerfile.tfjs');
   });
 
@@ -234,7 +248,10 @@ describe('deploy/gpu-worker/resnet-edge-worker.service', () => {
     expect(one('ProtectSystem')).toBe('strict');
     expect(one('PrivateTmp')).toBe('yes');
     // The model cache must stay writable under ProtectSystem=strict.
-    const cache = settings.get('Environment')!.find((e) => e.startsWith('MODEL_CACHE_DIR='))!.split('=')[1]!;
+    const cache = settings
+      .get('Environment')!
+      .find((e) => e.startsWith('MODEL_CACHE_DIR='))!
+      .split('=')[1]!;
     expect(settings.get('ReadWritePaths')?.some((path) => cache.startsWith(`${path}/`))).toBe(true);
     // PrivateDevices would hide /dev/nvidia*.
     expect(settings.has('PrivateDevices')).toBe(false);
@@ -276,7 +293,13 @@ describe('deploy/fly/fly.toml', () => {
   const text = readFileSync(FLY, 'utf8');
 
   it('asks for an A100 machine, runs the ONNX Runtime image on CUDA, stops with SIGTERM, and says plainly that Fly GPUs are deprecated', () => {
-    const fly = parseToml(text) as { vm: { size: string }[]; kill_signal: string; http_service?: unknown; metrics?: { port: number }; env: Record<string, string> };
+    const fly = parseToml(text) as {
+      vm: { size: string }[];
+      kill_signal: string;
+      http_service?: unknown;
+      metrics?: { port: number };
+      env: Record<string, string>;
+    };
     expect(fly.env).toMatchObject({ ENGINE: 'onnx', EXECUTION_PROVIDER: 'cuda' });
     expect(text).toContain('--dockerfile deploy/gpu-worker/Dockerfile\n');
     expect(fly.vm.map((vm) => vm.size)).toEqual(['a100-40gb']);
@@ -345,7 +368,11 @@ describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
           });
 
           // The HEALTHCHECK command, through a shell as Docker runs it.
-          const healthcheck = dockerfile.getHEALTHCHECKs().at(-1)!.getArgumentsContent()!.replace(/^.*?\bCMD\s+/s, '');
+          const healthcheck = dockerfile
+            .getHEALTHCHECKs()
+            .at(-1)!
+            .getArgumentsContent()!
+            .replace(/^.*?\bCMD\s+/s, '');
           const check = (port: number) => spawnSync('/bin/sh', ['-c', healthcheck], { env: { ...env, METRICS_PORT: String(port) } }).status;
           expect(check(metricsPort)).toBe(0);
           expect(check(await freePort())).not.toBe(0);
@@ -363,7 +390,7 @@ describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
     90_000,
   );
 
-  it("with a real model and no GPU, exits 2 saying why instead of serving from the CPU", async () => {
+  it('with a real model and no GPU, exits 2 saying why instead of serving from the CPU', async () => {
     const { cmd, dir, env } = await imageDir();
     const tiny = await createTinyModel({ seed: 3 });
     try {

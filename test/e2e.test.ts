@@ -25,7 +25,16 @@ import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
 const TOKEN = 'e2e-test-token-0123456789';
 const logger = createLogger('e2e', 'silent');
-const FILES = ['beagle.jpg', 'coral_cat_1080p.jpg', 'caffe_cat_gray.jpg', 'ort_horse_rgba.png', 'ort_lion.png', 'ort_golden_retriever.jpg', 'tfjsx_tiger.jpeg', 'rembg_sports_car_alpha.png'];
+const FILES = [
+  'beagle.jpg',
+  'coral_cat_1080p.jpg',
+  'caffe_cat_gray.jpg',
+  'ort_horse_rgba.png',
+  'ort_lion.png',
+  'ort_golden_retriever.jpg',
+  'tfjsx_tiger.jpeg',
+  'rembg_sports_car_alpha.png',
+];
 
 let base: Backbone;
 let redisServer: RedisServerHandle;
@@ -46,9 +55,22 @@ beforeAll(async () => {
 
   // The tiny model answers in well under a millisecond: a little delay per batch lets the
   // concurrent requests queue up behind it, so batches form as they would with a real model.
-  const workerEnv = { REDIS_URL: redisServer.url, ...tiny.env, PREPROCESS: 'caffe', BATCH_SIZE: '4', INFERENCE_DELAY_MS: '40', LOG_LEVEL: 'info' };
+  const workerEnv = {
+    REDIS_URL: redisServer.url,
+    ...tiny.env,
+    PREPROCESS: 'caffe',
+    BATCH_SIZE: '4',
+    INFERENCE_DELAY_MS: '40',
+    LOG_LEVEL: 'info',
+  };
   workers = [1, 2].map((i) =>
-    spawnTier({ name: `worker-${i}`, entry: 'gpu-worker/main.ts', env: { ...workerEnv, CONSUMER_NAME: `e2e-worker-${i}` }, readyMessage: 'worker ready', print: null }),
+    spawnTier({
+      name: `worker-${i}`,
+      entry: 'gpu-worker/main.ts',
+      env: { ...workerEnv, CONSUMER_NAME: `e2e-worker-${i}` },
+      readyMessage: 'worker ready',
+      print: null,
+    }),
   );
   edge = await startNodeEdge(edgeEnv(), logger);
 
@@ -147,7 +169,12 @@ describe('POST /predict end to end', () => {
     expect(answer.results).toHaveLength(5);
     const [lion, beagle, text, tiger, cat] = answer.results;
     expect(text).toEqual({ success: false, error: { code: 'unsupported_media_type', message: expect.any(String) } });
-    for (const [entry, file] of [[lion, files[0]!], [beagle, files[1]!], [tiger, files[2]!], [cat, files[3]!]] as const) {
+    for (const [entry, file] of [
+      [lion, files[0]!],
+      [beagle, files[1]!],
+      [tiger, files[2]!],
+      [cat, files[3]!],
+    ] as const) {
       expect(entry.success).toBe(true);
       expectPredictions(entry.predictions, file, 3);
     }

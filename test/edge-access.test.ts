@@ -21,7 +21,11 @@ let app: ReturnType<typeof createApp>;
 
 beforeAll(async () => {
   redisServer = await startRedisServer();
-  const config = parseEdgeConfig({ REDIS_URL: redisServer.url, API_KEYS: `${KEY}, k_live_second_key_98765`, CORS_ORIGINS: 'https://app.example' });
+  const config = parseEdgeConfig({
+    REDIS_URL: redisServer.url,
+    API_KEYS: `${KEY}, k_live_second_key_98765`,
+    CORS_ORIGINS: 'https://app.example',
+  });
   const logger = pino({}, new Writable({ write: (chunk, _encoding, done) => (logLines.push(String(chunk)), done()) }));
   broker = await createNodeBroker(config, logger);
   app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
@@ -68,7 +72,10 @@ describe('API keys', () => {
 
 describe('CORS', () => {
   const preflight = (origin: string) =>
-    app.request('/predict', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' } });
+    app.request('/predict', {
+      method: 'OPTIONS',
+      headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+    });
 
   it('allows the configured origin and no other', async () => {
     const allowed = await preflight('https://app.example');
@@ -82,8 +89,12 @@ describe('CORS', () => {
 describe('config', () => {
   it('refuses short API keys and a rate limit without the Upstash REST database', () => {
     expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, API_KEYS: 'short' })).toThrow(ConfigError);
-    expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, RATE_LIMIT: '10/1m' })).toThrow(/RATE_LIMIT: rate limiting runs on the Upstash REST database/);
+    expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, RATE_LIMIT: '10/1m' })).toThrow(
+      /RATE_LIMIT: rate limiting runs on the Upstash REST database/,
+    );
     expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, RATE_LIMIT: 'ten per minute' })).toThrow(/expected <requests>\/<window>/);
-    expect(parseEdgeConfig({ UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1', UPSTASH_REDIS_REST_TOKEN: 't', RATE_LIMIT: '60/1m' }).rateLimit).toEqual({ requests: 60, window: '1 m' });
+    expect(
+      parseEdgeConfig({ UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1', UPSTASH_REDIS_REST_TOKEN: 't', RATE_LIMIT: '60/1m' }).rateLimit,
+    ).toEqual({ requests: 60, window: '1 m' });
   });
 });

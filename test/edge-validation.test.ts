@@ -52,14 +52,21 @@ describe('bad uploads', () => {
 
   it('refuses a chunked body once it streams past the limit', async () => {
     const body = chunkedBody(4 * MAX_BODY_BYTES);
-    const response = await fetch(`${edge.url}/predict`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body, duplex: 'half' } as RequestInit);
+    const response = await fetch(`${edge.url}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/jpeg' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
     await expectError(response, 413, 'payload_too_large');
   });
 
   it('answers requests the HTTP parser rejects with JSON too', async () => {
     const { connect } = await import('node:net');
     const reply = await new Promise<string>((resolve, reject) => {
-      const socket = connect(edge.port, '127.0.0.1', () => socket.write('POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'));
+      const socket = connect(edge.port, '127.0.0.1', () =>
+        socket.write('POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n'),
+      );
       let data = '';
       socket.on('data', (chunk) => (data += chunk));
       socket.on('end', () => resolve(data));
@@ -83,12 +90,22 @@ describe('error logs', () => {
     const lines: string[] = [];
     const capture = createLogger('edge', 'info', { write: (line: string) => void lines.push(line) });
     // A REST URL where nothing listens: every call fails with the transport's own error.
-    const config = parseEdgeConfig({ UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${await freePort()}`, UPSTASH_REDIS_REST_TOKEN: 'x'.repeat(20), DEADLINE_MS: '300' });
+    const config = parseEdgeConfig({
+      UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${await freePort()}`,
+      UPSTASH_REDIS_REST_TOKEN: 'x'.repeat(20),
+      DEADLINE_MS: '300',
+    });
     const down = await createNodeBroker(config, capture);
     try {
-      const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#08f' } }).png().toBuffer();
+      const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#08f' } })
+        .png()
+        .toBuffer();
       const downApp = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker: down, config, logger: capture });
-      const response = await downApp.request('/predict', { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(png) });
+      const response = await downApp.request('/predict', {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: new Uint8Array(png),
+      });
       expect(response.status).toBe(503);
       expect(((await response.json()) as { error: { code: string } }).error.code).toBe('broker_unavailable');
       const failed = lines.filter((line) => line.includes('"request failed"'));

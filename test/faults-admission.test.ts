@@ -43,7 +43,14 @@ beforeAll(async () => {
   const tier = spawnTier({
     name: 'edge',
     entry: 'edge/node/main.ts',
-    env: { UPSTASH_REDIS_REST_URL: base.rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: String(port), HOST: '127.0.0.1', KEY_PREFIX: PREFIX, DEADLINE_MS: String(DEADLINE_MS) },
+    env: {
+      UPSTASH_REDIS_REST_URL: base.rest.url,
+      UPSTASH_REDIS_REST_TOKEN: TOKEN,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      KEY_PREFIX: PREFIX,
+      DEADLINE_MS: String(DEADLINE_MS),
+    },
     readyMessage: 'edge listening',
     print: null,
   });
@@ -100,8 +107,22 @@ describe('admission by deadline', () => {
     const now = Date.now();
     const parsed = JSON.parse(real) as Record<string, unknown>;
     await base.redis.hset(keys.workers, {
-      'wrong-types': JSON.stringify({ ...parsed, id: 'wrong-types', batchSize: 'lots', imagesPerSec: 'fast', lastSeen: now, expiresAt: now + 60_000 }),
-      'absurd-numbers': JSON.stringify({ ...parsed, id: 'absurd-numbers', imagesPerSec: 1e-300, batchMs: 3_600_000, lastSeen: now, expiresAt: now + 60_000 }),
+      'wrong-types': JSON.stringify({
+        ...parsed,
+        id: 'wrong-types',
+        batchSize: 'lots',
+        imagesPerSec: 'fast',
+        lastSeen: now,
+        expiresAt: now + 60_000,
+      }),
+      'absurd-numbers': JSON.stringify({
+        ...parsed,
+        id: 'absurd-numbers',
+        imagesPerSec: 1e-300,
+        batchMs: 3_600_000,
+        lastSeen: now,
+        expiresAt: now + 60_000,
+      }),
       'huge-string': JSON.stringify({ ...parsed, id: 'x'.repeat(2_000_000) }),
       'not-json': '{"id": "unterminated',
     });

@@ -76,7 +76,11 @@ describe('deadlines', () => {
       // by deadline they are refused at once: test/faults-admission.test.ts).
       const common = { PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: PREFIX, DEADLINE_MS: String(DEADLINE_MS), ADMISSION: 'queue-max' };
       const edge = await startNodeEdge(
-        parseEdgeConfig(broker === 'ioredis' ? { ...common, REDIS_URL: redisServer.url } : { ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }),
+        parseEdgeConfig(
+          broker === 'ioredis'
+            ? { ...common, REDIS_URL: redisServer.url }
+            : { ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN },
+        ),
         logger,
       );
       edges.push(edge);
@@ -123,7 +127,9 @@ describe('deadlines', () => {
       expect(await redis.xlen(keys.stream)).toBe(0);
       expect(await pendingEntries(redis, keys)).toEqual([]);
       const replies = [a1!, a2!, a3!, b];
-      const lost = replies.filter((r) => r.status === 0 || r.body.error?.code === 'not_json' || r.doneAt - r.sentAt > DEADLINE_MS + 1000).length;
+      const lost = replies.filter(
+        (r) => r.status === 0 || r.body.error?.code === 'not_json' || r.doneAt - r.sentAt > DEADLINE_MS + 1000,
+      ).length;
       summary(`deadline passed x2 (${broker} edge): 1 late result, 1 expired job`, replies.length, lost, {
         '200': 2,
         '504 deadline_exceeded': 2,

@@ -21,7 +21,19 @@ import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
-import { colourPng, entriesAdded, pendingEntries, predict, sleep, spawnWorker, summary, tally, waitFor, type Reply, type WorkerProcess } from './helpers/faults.ts';
+import {
+  colourPng,
+  entriesAdded,
+  pendingEntries,
+  predict,
+  sleep,
+  spawnWorker,
+  summary,
+  tally,
+  waitFor,
+  type Reply,
+  type WorkerProcess,
+} from './helpers/faults.ts';
 import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
 
 const TOKEN = 'outage-test-token-0123456789';
@@ -56,15 +68,29 @@ afterAll(async () => {
 
 describe('Redis outage', () => {
   it('redis-server killed under load and restarted empty 3 s later, default settings: requests held and re-enqueued, all answered, once each, over both brokers', async () => {
-    worker = spawnWorker(`${PREFIX}-w`, { REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX, ...tiny.env, BATCH_SIZE: '4', INFERENCE_DELAY_MS: '200' });
+    worker = spawnWorker(`${PREFIX}-w`, {
+      REDIS_URL: redisServer.url,
+      KEY_PREFIX: PREFIX,
+      ...tiny.env,
+      BATCH_SIZE: '4',
+      INFERENCE_DELAY_MS: '200',
+    });
     const common = { PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: PREFIX };
-    edges.push({ name: 'upstash', edge: await startNodeEdge(parseEdgeConfig({ ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger) });
+    edges.push({
+      name: 'upstash',
+      edge: await startNodeEdge(parseEdgeConfig({ ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger),
+    });
     edges.push({ name: 'ioredis', edge: await startNodeEdge(parseEdgeConfig({ ...common, REDIS_URL: redisServer.url }), logger) });
     const deadlineMs = parseEdgeConfig({ REDIS_URL: redisServer.url }).DEADLINE_MS; // the default
     await worker.tier.ready;
     const image = await colourPng(3);
     const keys = redisKeys(PREFIX);
-    const probe = new Redis(redisServer.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+    const probe = new Redis(redisServer.url, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
     await probe.connect();
     probe.on('error', () => {});
     const all: (Reply & { edge: string })[] = [];
@@ -112,13 +138,18 @@ describe('Redis outage', () => {
       expect(worker.alive()).toBe(true);
       expect(worker.lines.filter((l) => l.includes('worker ready'))).toHaveLength(1);
       expect(unhandled).toEqual([]);
-      summary(`redis-server killed under load, restarted empty ${(downMs / 1000).toFixed(1)} s later (2 brokers, default settings)`, all.length, all.length - answered, {
-        statuses: counts,
-        'sent while down': sentDuring,
-        'slowest ms': slowest,
-        'edge process RSS growth MB': Math.round((rssMax - rssBefore) / 2 ** 20),
-        'unhandled rejections': unhandled.length,
-      });
+      summary(
+        `redis-server killed under load, restarted empty ${(downMs / 1000).toFixed(1)} s later (2 brokers, default settings)`,
+        all.length,
+        all.length - answered,
+        {
+          statuses: counts,
+          'sent while down': sentDuring,
+          'slowest ms': slowest,
+          'edge process RSS growth MB': Math.round((rssMax - rssBefore) / 2 ** 20),
+          'unhandled rejections': unhandled.length,
+        },
+      );
     } finally {
       clearInterval(load);
       clearInterval(sampling);
@@ -131,9 +162,21 @@ describe('Redis outage', () => {
     const deadlineMs = 2_000;
     const prefix = 'f-hold';
     const down = await startRedisServer();
-    const settings = { PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix, DEADLINE_MS: String(deadlineMs), OUTAGE_HOLD_MAX: String(holdMax) };
+    const settings = {
+      PORT: '0',
+      HOST: '127.0.0.1',
+      KEY_PREFIX: prefix,
+      DEADLINE_MS: String(deadlineMs),
+      OUTAGE_HOLD_MAX: String(holdMax),
+    };
     const fronts = [
-      { name: 'upstash', edge: await startNodeEdge(parseEdgeConfig({ ...settings, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger) },
+      {
+        name: 'upstash',
+        edge: await startNodeEdge(
+          parseEdgeConfig({ ...settings, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }),
+          logger,
+        ),
+      },
       { name: 'ioredis', edge: await startNodeEdge(parseEdgeConfig({ ...settings, REDIS_URL: down.url }), logger) },
     ];
     const image = await colourPng(4);
@@ -141,7 +184,12 @@ describe('Redis outage', () => {
       // The ioredis edge's Redis goes away; the REST server's too, for the Upstash edge (its Redis is redisServer).
       await down.stop();
       await redisServer.stop();
-      const results = await Promise.all(fronts.map(async ({ name, edge }) => ({ name, replies: await Promise.all(Array.from({ length: 10 }, () => predict(edge.url, image))) })));
+      const results = await Promise.all(
+        fronts.map(async ({ name, edge }) => ({
+          name,
+          replies: await Promise.all(Array.from({ length: 10 }, () => predict(edge.url, image))),
+        })),
+      );
       for (const { name, replies } of results) {
         expect(tally(replies), name).toEqual({ '503 broker_unavailable': 10 });
         for (const reply of replies) expect(reply.retryAfter, name).toBe('1');
@@ -169,9 +217,21 @@ describe('Redis outage', () => {
     const keys = redisKeys(prefix);
     const port = await freePort();
     let restServer = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port, logger });
-    const restWorker = spawnWorker(`${prefix}-w`, { REDIS_URL: redisServer.url, KEY_PREFIX: prefix, MODEL: 'synthetic:timer:800', BATCH_SIZE: '4' });
+    const restWorker = spawnWorker(`${prefix}-w`, {
+      REDIS_URL: redisServer.url,
+      KEY_PREFIX: prefix,
+      MODEL: 'synthetic:timer:800',
+      BATCH_SIZE: '4',
+    });
     const edge = await startNodeEdge(
-      parseEdgeConfig({ PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix, DEADLINE_MS: String(DEADLINE_MS), UPSTASH_REDIS_REST_URL: restServer.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }),
+      parseEdgeConfig({
+        PORT: '0',
+        HOST: '127.0.0.1',
+        KEY_PREFIX: prefix,
+        DEADLINE_MS: String(DEADLINE_MS),
+        UPSTASH_REDIS_REST_URL: restServer.url,
+        UPSTASH_REDIS_REST_TOKEN: TOKEN,
+      }),
       logger,
     );
     const probe = new Redis(redisServer.url);
@@ -194,7 +254,9 @@ describe('Redis outage', () => {
       expect(tally(after)).toEqual({ '200': 4 });
       expect(restServer.stats().listeners).toBe(1);
       expect(unhandled).toEqual([]);
-      summary('local Upstash REST server restarted x1 with 8 requests waiting on the shared result stream', 12, 0, { statuses: tally([...replies, ...after]) });
+      summary('local Upstash REST server restarted x1 with 8 requests waiting on the shared result stream', 12, 0, {
+        statuses: tally([...replies, ...after]),
+      });
     } finally {
       probe.disconnect();
       await edge.close();

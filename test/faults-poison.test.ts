@@ -86,7 +86,13 @@ describe('poison jobs', () => {
     };
     const pool = [spawn(), spawn()];
     edge = await startNodeEdge(
-      parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix }),
+      parseEdgeConfig({
+        UPSTASH_REDIS_REST_URL: rest.url,
+        UPSTASH_REDIS_REST_TOKEN: TOKEN,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        KEY_PREFIX: prefix,
+      }),
       logger,
     );
     await Promise.all(pool.map((w) => w.tier.ready));
@@ -208,10 +214,22 @@ describe('poison jobs', () => {
         ok: false,
         error: { code: 'inference_failed', message: expect.stringMatching(/simulated crash .*dead-letter stream/) },
       });
-      expect(batches[0]).toMatchObject({ size: 8, live: 8, answered: 8, deadLettered: 1, retriedAlone: 8, inferenceError: expect.stringMatching(/simulated/) });
+      expect(batches[0]).toMatchObject({
+        size: 8,
+        live: 8,
+        answered: 8,
+        deadLettered: 1,
+        retriedAlone: 8,
+        inferenceError: expect.stringMatching(/simulated/),
+      });
       const dead = await streamEntries(queue.redis, queue.keys.deadLetter);
       expect(dead).toHaveLength(1);
-      expect(dead[0]!.fields).toMatchObject({ id: bad, deliveries: '1', consumer: `${prefix}-w`, reason: expect.stringMatching(/inference threw: simulated/) });
+      expect(dead[0]!.fields).toMatchObject({
+        id: bad,
+        deliveries: '1',
+        consumer: `${prefix}-w`,
+        reason: expect.stringMatching(/inference threw: simulated/),
+      });
       for (const id of [...good, bad, ...more]) expect(queue.results(id)).toHaveLength(1);
 
       // It keeps serving, in batches again.
@@ -221,7 +239,11 @@ describe('poison jobs', () => {
       expect(await queue.redis.xlen(queue.keys.stream)).toBe(0);
       expect(await queue.pendingCount()).toBe(0);
       expect(worker.stats()).toMatchObject({ deadLettered: 1, inferenceFailures: 1 });
-      summary('inference throws on 1 input of a batch of 8', 10, 0, { ok: 9, 'inference_failed (dead-lettered)': 1, 'batch-mates failed': 0 });
+      summary('inference throws on 1 input of a batch of 8', 10, 0, {
+        ok: 9,
+        'inference_failed (dead-lettered)': 1,
+        'batch-mates failed': 0,
+      });
     } finally {
       await worker.stop();
       classifier.dispose();

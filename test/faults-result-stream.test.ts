@@ -20,7 +20,17 @@ import { startNodeEdge } from '../edge/node/server.ts';
 import { SILENT_AFTER_MS } from '../edge/node/shared-inbox.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
-import { colourPng, entriesAdded, predict, spawnWorker, summary, tally, waitFor, type Reply, type WorkerProcess } from './helpers/faults.ts';
+import {
+  colourPng,
+  entriesAdded,
+  predict,
+  spawnWorker,
+  summary,
+  tally,
+  waitFor,
+  type Reply,
+  type WorkerProcess,
+} from './helpers/faults.ts';
 import { startPerRequestEdge } from './helpers/per-request-edge.ts';
 
 const TOKEN = 'result-stream-test-token-0123456789';
@@ -54,7 +64,8 @@ async function worker(prefix: string, model: string): Promise<WorkerProcess> {
   return started;
 }
 
-const edgeConfig = (prefix: string) => parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix });
+const edgeConfig = (prefix: string) =>
+  parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix });
 const inboxes = {
   shared: (prefix: string) => startNodeEdge(edgeConfig(prefix), logger),
   'per-request': (prefix: string) => startPerRequestEdge(edgeConfig(prefix), logger),
@@ -94,7 +105,8 @@ describe('the result stream', () => {
     await worker(prefix, 'synthetic:instant');
     const brokers = {
       upstash: () => inboxes.shared(prefix),
-      ioredis: () => startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix }), logger),
+      ioredis: () =>
+        startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix }), logger),
     };
     for (const [name, start] of Object.entries(brokers)) {
       const edge = await start();
@@ -113,33 +125,40 @@ describe('the result stream', () => {
     ['ends cleanly', (): void => rest.endStreams()],
     ['is unsubscribed by the server', (): void => rest.unsubscribeStreams()],
     ['goes silent', (): void => void (rest.faults.silent = true)],
-  ] as const)('a shared stream that %s: the waiting requests are answered well before their deadline, and it subscribes again', async (fault, inject) => {
-    const prefix = `rs-${fault.split(' ')[0]}`;
-    const keys = redisKeys(prefix);
-    await worker(prefix, 'synthetic:timer:1500');
-    const edge = await inboxes.shared(prefix);
-    try {
-      expect((await predict(edge.url, image)).status).toBe(200);
-      const waiting = Array.from({ length: 8 }, () => predict(edge.url, image));
-      await waitFor(async () => (await entriesAdded(redis, keys.stream)) === 9, 10_000, 'all 8 jobs queued');
-      inject();
-      const replies = await Promise.all(waiting);
-      rest.faults.silent = false;
-      expect(tally(replies)).toEqual({ '200': 8 });
-      const slowest = Math.max(...replies.map(latency));
-      // Two batches of 1.5 s; the silence is noticed after SILENT_AFTER_MS.
-      expect(slowest).toBeLessThan(DEADLINE_MS / 2);
-      // Subscribed again: a new request is pushed its result (no polling: at most the one look a second in).
-      await waitFor(() => rest.stats().listeners === 1, SILENT_AFTER_MS + 5_000, 'the edge to subscribe again');
-      const before = await gets();
-      expect((await predict(edge.url, image)).status).toBe(200);
-      expect((await gets()) - before).toBeLessThanOrEqual(1);
-      summary(`shared result stream ${fault} with 8 requests waiting`, 9, 0, { '200': 8, 'slowest ms': slowest, 'deadline ms': DEADLINE_MS });
-    } finally {
-      rest.faults.silent = false;
-      await edge.close();
-    }
-  });
+  ] as const)(
+    'a shared stream that %s: the waiting requests are answered well before their deadline, and it subscribes again',
+    async (fault, inject) => {
+      const prefix = `rs-${fault.split(' ')[0]}`;
+      const keys = redisKeys(prefix);
+      await worker(prefix, 'synthetic:timer:1500');
+      const edge = await inboxes.shared(prefix);
+      try {
+        expect((await predict(edge.url, image)).status).toBe(200);
+        const waiting = Array.from({ length: 8 }, () => predict(edge.url, image));
+        await waitFor(async () => (await entriesAdded(redis, keys.stream)) === 9, 10_000, 'all 8 jobs queued');
+        inject();
+        const replies = await Promise.all(waiting);
+        rest.faults.silent = false;
+        expect(tally(replies)).toEqual({ '200': 8 });
+        const slowest = Math.max(...replies.map(latency));
+        // Two batches of 1.5 s; the silence is noticed after SILENT_AFTER_MS.
+        expect(slowest).toBeLessThan(DEADLINE_MS / 2);
+        // Subscribed again: a new request is pushed its result (no polling: at most the one look a second in).
+        await waitFor(() => rest.stats().listeners === 1, SILENT_AFTER_MS + 5_000, 'the edge to subscribe again');
+        const before = await gets();
+        expect((await predict(edge.url, image)).status).toBe(200);
+        expect((await gets()) - before).toBeLessThanOrEqual(1);
+        summary(`shared result stream ${fault} with 8 requests waiting`, 9, 0, {
+          '200': 8,
+          'slowest ms': slowest,
+          'deadline ms': DEADLINE_MS,
+        });
+      } finally {
+        rest.faults.silent = false;
+        await edge.close();
+      }
+    },
+  );
 
   it('a subscription confirmed before it is live: the missed publish is found by one GET, long before the deadline', async () => {
     const prefix = 'rs-early';
@@ -154,7 +173,11 @@ describe('the result stream', () => {
       expect(slowest).toBeLessThan(DEADLINE_MS / 4);
       // Their publishes were missed: one GET each found the results, no polling.
       expect((await gets()) - before).toBe(4);
-      summary('per-request subscriptions confirmed before they are live, 4 requests', 4, 0, { '200': 4, 'slowest ms': slowest, GETs: (await gets()) - before });
+      summary('per-request subscriptions confirmed before they are live, 4 requests', 4, 0, {
+        '200': 4,
+        'slowest ms': slowest,
+        GETs: (await gets()) - before,
+      });
     } finally {
       rest.faults.confirmEarly = false;
       await edge.close();

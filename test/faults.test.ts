@@ -72,7 +72,14 @@ function worker(consumer: string, prefix: string, env: Record<string, string> = 
 
 async function edge(prefix: string, env: Record<string, string> = {}): Promise<NodeEdge> {
   const started = await startNodeEdge(
-    parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix, ...env }),
+    parseEdgeConfig({
+      UPSTASH_REDIS_REST_URL: rest.url,
+      UPSTASH_REDIS_REST_TOKEN: TOKEN,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      KEY_PREFIX: prefix,
+      ...env,
+    }),
     logger,
   );
   edges.push(started);
@@ -81,9 +88,7 @@ async function edge(prefix: string, env: Record<string, string> = {}): Promise<N
 
 /** Replies that are not one well-formed answer in time: no JSON body, transport failure, or late. */
 function lostOf(replies: Reply[], deadlineMs: number): Reply[] {
-  return replies.filter(
-    (r) => r.status === 0 || r.body.error?.code === 'not_json' || r.doneAt - r.sentAt > deadlineMs + SLACK_MS,
-  );
+  return replies.filter((r) => r.status === 0 || r.body.error?.code === 'not_json' || r.doneAt - r.sentAt > deadlineMs + SLACK_MS);
 }
 
 /** Every answered job was published exactly once on its reply channel. */
@@ -114,7 +119,11 @@ describe('faults', () => {
       expect(await victim.exited).toEqual({ code: null, signal: 'SIGKILL' });
       // What it held when it died (read after its death, so exact).
       const held = (await pendingEntries(redis, keys)).filter((p) => p.consumer === victim.consumer);
-      const heldJobs = await jobIdsOf(redis, keys, held.map((p) => p.entryId));
+      const heldJobs = await jobIdsOf(
+        redis,
+        keys,
+        held.map((p) => p.entryId),
+      );
       expect(held.length).toBeGreaterThan(0);
 
       const replies = await Promise.all(pending);
@@ -171,7 +180,11 @@ describe('faults', () => {
         'the first worker to hold a full batch with every job queued',
         5,
       );
-      const heldJobs = await jobIdsOf(redis, keys, held.map((p) => p.entryId));
+      const heldJobs = await jobIdsOf(
+        redis,
+        keys,
+        held.map((p) => p.entryId),
+      );
       const signalledAt = Date.now();
       first.kill('SIGTERM');
       expect(await first.exited).toEqual({ code: 0, signal: null });

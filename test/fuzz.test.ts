@@ -12,7 +12,14 @@ import { createPhotonDecoder } from '../edge/workers/photon-codec.ts';
 const CASES = 400;
 
 it(`survives ${CASES} mutated photos on sharp and photon (seed 1)`, async () => {
-  const report = await fuzz({ cases: CASES, seed: 1, codecs: ['sharp', 'photon'], seeds: await loadSeeds(), saveFailures: false, maxRssBytes: 1536 * 1024 * 1024 });
+  const report = await fuzz({
+    cases: CASES,
+    seed: 1,
+    codecs: ['sharp', 'photon'],
+    seeds: await loadSeeds(),
+    saveFailures: false,
+    maxRssBytes: 1536 * 1024 * 1024,
+  });
   console.log(formatReport(report));
   expect(report.failures, formatReport(report)).toEqual([]);
   for (const codec of ['sharp', 'photon'] as const) {

@@ -33,7 +33,10 @@ beforeAll(async () => {
   inspector = new Redis(redisServer.url, { retryStrategy: () => 200 });
   inspector.on('error', () => {});
   const common = { PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: PREFIX, READY_WORKER_MAX_AGE_MS: '3000' };
-  edges.push({ name: 'upstash', edge: await startNodeEdge(parseEdgeConfig({ ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger) });
+  edges.push({
+    name: 'upstash',
+    edge: await startNodeEdge(parseEdgeConfig({ ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger),
+  });
   edges.push({ name: 'ioredis', edge: await startNodeEdge(parseEdgeConfig({ ...common, REDIS_URL: redisServer.url }), logger) });
 });
 
@@ -90,8 +93,19 @@ describe('health and readiness', () => {
   it('a stale heartbeat (a worker that died) does not make the edge ready, and says when it was last seen', async () => {
     const now = Date.now();
     const dead: WorkerHeartbeat = {
-      id: 'dead-worker', engine: 'tfjs', provider: 'wasm', threads: 1, backend: 'wasm', model: 'm', labels: 1000, batchSize: 4, pid: 1, host: 'gone',
-      startedAt: now - 120_000, lastSeen: now - 42_000, expiresAt: now - 30_000,
+      id: 'dead-worker',
+      engine: 'tfjs',
+      provider: 'wasm',
+      threads: 1,
+      backend: 'wasm',
+      model: 'm',
+      labels: 1000,
+      batchSize: 4,
+      pid: 1,
+      host: 'gone',
+      startedAt: now - 120_000,
+      lastSeen: now - 42_000,
+      expiresAt: now - 30_000,
     };
     await inspector.hset(keys.workers, dead.id, JSON.stringify(dead));
     for (const { name, edge } of edges) {
@@ -110,7 +124,17 @@ describe('health and readiness', () => {
     const beats = await heartbeats();
     expect(Object.keys(beats)).toEqual(['health-w1']);
     const beat = beats['health-w1']!;
-    expect(beat).toMatchObject({ id: 'health-w1', engine: 'synthetic', provider: 'none', threads: 0, backend: 'none', model: 'synthetic:instant', labels: 1000, batchSize: 3, host: hostname() });
+    expect(beat).toMatchObject({
+      id: 'health-w1',
+      engine: 'synthetic',
+      provider: 'none',
+      threads: 0,
+      backend: 'none',
+      model: 'synthetic:instant',
+      labels: 1000,
+      batchSize: 3,
+      host: hostname(),
+    });
     expect(beat.pid).toBe(worker.tier.child.pid);
     expect(beat.startedAt).toBeLessThanOrEqual(beat.lastSeen);
     expect(Date.now() - beat.lastSeen).toBeLessThan(1000);
@@ -135,7 +159,17 @@ describe('health and readiness', () => {
             name: 'synthetic:instant',
             input: { width: 224, height: 224, channels: 3, dtype: 'uint8' },
             labels: 1000,
-            workers: [{ id: 'health-w1', engine: 'synthetic', provider: 'none', threads: 0, batchSize: 3, startedAt: beat.startedAt, lastSeenMsAgo: expect.any(Number) }],
+            workers: [
+              {
+                id: 'health-w1',
+                engine: 'synthetic',
+                provider: 'none',
+                threads: 0,
+                batchSize: 3,
+                startedAt: beat.startedAt,
+                lastSeenMsAgo: expect.any(Number),
+              },
+            ],
           },
         ],
       });
@@ -179,7 +213,12 @@ describe('health and readiness', () => {
 
     // Back on the same port, empty: the worker's next beats fill the hash again.
     redisServer = await startRedisServer({ port: redisServer.port });
-    await waitFor(async () => (await inspector.hexists(keys.workers, 'health-w2').catch(() => 0)) === 1, 8000, 'the heartbeat after the restart', 100);
+    await waitFor(
+      async () => (await inspector.hexists(keys.workers, 'health-w2').catch(() => 0)) === 1,
+      8000,
+      'the heartbeat after the restart',
+      100,
+    );
     for (const { name, edge } of edges) {
       await waitFor(async () => (await get(edge, '/readyz')).status === 200, 5000, `${name} ready again`, 100);
     }
@@ -193,8 +232,12 @@ describe('health and readiness', () => {
   it('config: bad values stop with a message naming the variable', () => {
     expect(() => parseWorkerConfig({ HEARTBEAT_MS: '0' })).toThrow(/HEARTBEAT_MS: expected an integer from 100 to 300000 \(got "0"\)/);
     expect(() => parseWorkerConfig({ METRICS_PORT: 'x' })).toThrow(/METRICS_PORT: expected an integer from 0 to 65535/);
-    expect(() => parseWorkerConfig({ METRICS_PORT: '65535', INFERENCE_PROCESSES: '2' })).toThrow(/METRICS_PORT: with INFERENCE_PROCESSES=2/);
-    expect(() => parseEdgeConfig({ REDIS_URL: 'redis://x', READY_WORKER_MAX_AGE_MS: '10' })).toThrow(/READY_WORKER_MAX_AGE_MS: expected an integer from 1000/);
+    expect(() => parseWorkerConfig({ METRICS_PORT: '65535', INFERENCE_PROCESSES: '2' })).toThrow(
+      /METRICS_PORT: with INFERENCE_PROCESSES=2/,
+    );
+    expect(() => parseEdgeConfig({ REDIS_URL: 'redis://x', READY_WORKER_MAX_AGE_MS: '10' })).toThrow(
+      /READY_WORKER_MAX_AGE_MS: expected an integer from 1000/,
+    );
     expect(parseWorkerConfig({})).toMatchObject({ heartbeatMs: 2000, metricsPort: 9464, metricsHost: '0.0.0.0' });
     expect(parseEdgeConfig({ REDIS_URL: 'redis://x' }).READY_WORKER_MAX_AGE_MS).toBe(15_000);
   });

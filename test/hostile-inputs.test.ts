@@ -21,7 +21,16 @@ import { createLogger } from '../shared/log.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import type { RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
-import { cases, expectedOutcome, inputBytes, MAX_BODY_BYTES, MAX_PIXELS, type HostileCase, type Outcome, type Send } from './corpus/cases.ts';
+import {
+  cases,
+  expectedOutcome,
+  inputBytes,
+  MAX_BODY_BYTES,
+  MAX_PIXELS,
+  type HostileCase,
+  type Outcome,
+  type Send,
+} from './corpus/cases.ts';
 import type { TinyModel } from './helpers/tiny-model.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
@@ -46,7 +55,14 @@ beforeAll(async () => {
   worker = spawnTier({
     name: 'worker',
     entry: 'gpu-worker/main.ts',
-    env: { REDIS_URL: redisServer.url, ...tiny.env, PREPROCESS: 'caffe', BATCH_SIZE: '4', CONSUMER_NAME: 'hostile-worker', LOG_LEVEL: 'info' },
+    env: {
+      REDIS_URL: redisServer.url,
+      ...tiny.env,
+      PREPROCESS: 'caffe',
+      BATCH_SIZE: '4',
+      CONSUMER_NAME: 'hostile-worker',
+      LOG_LEVEL: 'info',
+    },
     readyMessage: 'worker ready',
     print: (line) => workerOutput.push(line),
   });

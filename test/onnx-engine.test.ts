@@ -48,16 +48,24 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await tiny?.cleanup();
-  if (upsampling) await Promise.all([upsampling.dir, upsampling.env.MODEL_CACHE_DIR!].map((path) => rm(path, { recursive: true, force: true })));
+  if (upsampling)
+    await Promise.all([upsampling.dir, upsampling.env.MODEL_CACHE_DIR!].map((path) => rm(path, { recursive: true, force: true })));
   await redis?.stop();
 });
 
 describe('ENGINE=onnx in the worker', () => {
-  it("answers jobs with what the tfjs model computes, and names engine, provider and threads in its heartbeat", async () => {
+  it('answers jobs with what the tfjs model computes, and names engine, provider and threads in its heartbeat', async () => {
     const prefix = nextPrefix();
     const queue = await JobQueue.open(redis.url, prefix);
     const worker = startWorker(
-      parseWorkerConfig({ REDIS_URL: redis.url, KEY_PREFIX: prefix, ...tiny.env, ENGINE: 'onnx', BATCH_SIZE: '4', CONSUMER_NAME: `${prefix}-w` }),
+      parseWorkerConfig({
+        REDIS_URL: redis.url,
+        KEY_PREFIX: prefix,
+        ...tiny.env,
+        ENGINE: 'onnx',
+        BATCH_SIZE: '4',
+        CONSUMER_NAME: `${prefix}-w`,
+      }),
       { logger },
     );
     try {
@@ -71,7 +79,14 @@ describe('ENGINE=onnx in the worker', () => {
         expectSamePredictions(result.predictions, expectedPredictions(tiny.model, tiny.labels, images[i]!));
       });
       const [beat] = parseHeartbeats(await queue.redis.hgetall(redisKeys(prefix).workers));
-      expect(beat).toMatchObject({ id: `${prefix}-w`, engine: 'onnx', provider: 'cpu', threads: availableParallelism(), backend: 'cpu', batchSize: 4 });
+      expect(beat).toMatchObject({
+        id: `${prefix}-w`,
+        engine: 'onnx',
+        provider: 'cpu',
+        threads: availableParallelism(),
+        backend: 'cpu',
+        batchSize: 4,
+      });
       expect(await queue.pendingCount()).toBe(0);
     } finally {
       await worker.stop();
@@ -94,7 +109,9 @@ describe('npm run worker: which engine', () => {
       expect(selected).toContain('provider=cpu');
       expect(selected).toContain(`threads=${availableParallelism()}`);
       expect(selected).toMatch(/detail=onnxruntime-node \d+\.\d+\.\d+, cpu execution provider/);
-      expect(first.lines.find((line) => line.includes('] worker ready'))).toMatch(/engine=onnx provider=cpu threads=\d+ batchSize=8 maxBatchDelayMs=5/);
+      expect(first.lines.find((line) => line.includes('] worker ready'))).toMatch(
+        /engine=onnx provider=cpu threads=\d+ batchSize=8 maxBatchDelayMs=5/,
+      );
       expect(first.lines.some((line) => line.includes('] model converted to ONNX'))).toBe(true);
       expect((await readdir(join(cacheDir, 'onnx'))).filter((name) => name.endsWith('.onnx'))).toHaveLength(1);
 
@@ -115,7 +132,9 @@ describe('npm run worker: which engine', () => {
     try {
       await worker.tier.ready;
       const skipped = worker.lines.filter((line) => line.includes('] engine skipped')).join('\n');
-      expect(skipped).toMatch(/the model cannot be converted to ONNX: layer "upsample" \(UpSampling2D\): no ONNX conversion for UpSampling2D/);
+      expect(skipped).toMatch(
+        /the model cannot be converted to ONNX: layer "upsample" \(UpSampling2D\): no ONNX conversion for UpSampling2D/,
+      );
       expect(worker.lines.find((line) => line.includes('] engine selected'))).toMatch(/engine=tfjs provider=wasm/);
       const id = await queue.enqueue(randomImage(1));
       expect((await queue.waitForResults([id])).get(id)?.ok).toBe(true);
@@ -126,9 +145,21 @@ describe('npm run worker: which engine', () => {
   });
 
   it.each([
-    ['ENGINE=onnx, a model ONNX cannot take', () => ({ ...upsampling.env, ENGINE: 'onnx' }), /ENGINE=onnx: nothing could start here: onnx \(tensorrt, cuda\): no execution provider of tensorrt, cuda is installed .*; onnx \(cpu\): the model cannot be converted to ONNX: layer "upsample" \(UpSampling2D\)/],
-    ['EXECUTION_PROVIDER=cuda without the CUDA provider', () => ({ ...tiny.env, EXECUTION_PROVIDER: 'cuda' }), /EXECUTION_PROVIDER=cuda: nothing could start here: onnx \(cuda\): no execution provider of cuda is installed \(cuda: not installed \(onnxruntime-node has no libonnxruntime_providers_cuda\.so; on a GPU host: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\)\)/],
-    ['BACKEND=tensorflow without libtensorflow', () => ({ ...tiny.env, BACKEND: 'tensorflow' }), /BACKEND=tensorflow: nothing could start here: tfjs \(tensorflow\): BACKEND=tensorflow: no native TensorFlow binding/],
+    [
+      'ENGINE=onnx, a model ONNX cannot take',
+      () => ({ ...upsampling.env, ENGINE: 'onnx' }),
+      /ENGINE=onnx: nothing could start here: onnx \(tensorrt, cuda\): no execution provider of tensorrt, cuda is installed .*; onnx \(cpu\): the model cannot be converted to ONNX: layer "upsample" \(UpSampling2D\)/,
+    ],
+    [
+      'EXECUTION_PROVIDER=cuda without the CUDA provider',
+      () => ({ ...tiny.env, EXECUTION_PROVIDER: 'cuda' }),
+      /EXECUTION_PROVIDER=cuda: nothing could start here: onnx \(cuda\): no execution provider of cuda is installed \(cuda: not installed \(onnxruntime-node has no libonnxruntime_providers_cuda\.so; on a GPU host: ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\)\)/,
+    ],
+    [
+      'BACKEND=tensorflow without libtensorflow',
+      () => ({ ...tiny.env, BACKEND: 'tensorflow' }),
+      /BACKEND=tensorflow: nothing could start here: tfjs \(tensorflow\): BACKEND=tensorflow: no native TensorFlow binding/,
+    ],
   ])('%s: exits 2 with the reason', async (_what, env, reason) => {
     const prefix = nextPrefix();
     const worker = spawnWorker(`${prefix}-w`, { REDIS_URL: redis.url, KEY_PREFIX: prefix, METRICS_PORT: '0', ...env() });
@@ -146,7 +177,10 @@ describe('memory', () => {
       ['--expose-gc', '--import', 'tsx', 'test/helpers/onnx-memory.ts', JSON.stringify({ env: tiny.env, inferences: 2000 })],
       { cwd: REPO_ROOT, timeout: 120_000 },
     );
-    const { engine, samples } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { engine: { name: string }; samples: { after: number; rssMb: number }[] };
+    const { engine, samples } = JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+      engine: { name: string };
+      samples: { after: number; rssMb: number }[];
+    };
     expect(engine.name).toBe('onnx');
     expect(samples.map((s) => s.after)).toEqual([250, 500, 750, 1000, 1250, 1500, 1750, 2000]);
     // 2,000 inferences of 1 and 4 images move 750 MB of input: a per-call leak of even one input

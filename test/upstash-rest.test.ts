@@ -94,7 +94,9 @@ describe('commands through @upstash/redis', () => {
     expect(await redis.llen(key('l'))).toBe(3);
 
     // Replies that ioredis would reshape (HGETALL, WITHSCORES, XREAD) must reach the client as Redis sent them.
-    expect(await raw('/', { method: 'POST', body: JSON.stringify(['HGETALL', key('h')]) })).toMatchObject({ body: { result: expect.arrayContaining(['name', 'beagle']) } });
+    expect(await raw('/', { method: 'POST', body: JSON.stringify(['HGETALL', key('h')]) })).toMatchObject({
+      body: { result: expect.arrayContaining(['name', 'beagle']) },
+    });
     await redis.zadd(key('z'), { score: 1.5, member: 'a' }, { score: 2, member: 'b' });
     expect(await redis.zrange(key('z'), 0, -1, { withScores: true })).toEqual(['a', 1.5, 'b', 2]);
     expect(await redis.zscore(key('z'), 'a')).toBe(1.5);
@@ -172,7 +174,11 @@ describe('authentication', () => {
     const wrong = new UpstashRedis({ url: rest.url, token: 'not-the-token' });
     await expect(wrong.get(key('s'))).rejects.toThrow(/Unauthorized/);
 
-    expect(await raw('/', { method: 'POST', body: '["PING"]', auth: null })).toEqual({ status: 401, type: expect.stringContaining('application/json'), body: { error: 'Unauthorized' } });
+    expect(await raw('/', { method: 'POST', body: '["PING"]', auth: null })).toEqual({
+      status: 401,
+      type: expect.stringContaining('application/json'),
+      body: { error: 'Unauthorized' },
+    });
     expect((await raw('/pipeline', { method: 'POST', body: '[["PING"]]', auth: `${TOKEN}x` })).status).toBe(401);
     expect((await raw('/subscribe/x', { method: 'POST', auth: TOKEN.slice(0, -1) })).status).toBe(401);
     expect(await raw('/', { method: 'POST', body: '["PING"]' })).toMatchObject({ status: 200, body: { result: 'PONG' } });
@@ -187,8 +193,14 @@ describe('authentication', () => {
 
 describe('strict as Upstash documents', () => {
   it('streams /subscribe only to a POST that accepts text/event-stream', async () => {
-    expect(await raw('/subscribe/x', { method: 'GET' })).toMatchObject({ status: 405, body: { error: expect.stringMatching(/POST with Accept: text\/event-stream/) } });
-    expect(await raw('/subscribe/x', { method: 'POST' })).toMatchObject({ status: 400, body: { error: expect.stringMatching(/Accept: text\/event-stream/) } });
+    expect(await raw('/subscribe/x', { method: 'GET' })).toMatchObject({
+      status: 405,
+      body: { error: expect.stringMatching(/POST with Accept: text\/event-stream/) },
+    });
+    expect(await raw('/subscribe/x', { method: 'POST' })).toMatchObject({
+      status: 400,
+      body: { error: expect.stringMatching(/Accept: text\/event-stream/) },
+    });
     expect((await raw('/psubscribe/x*', { method: 'POST', headers: { Accept: 'application/json' } })).status).toBe(400);
   });
 });
@@ -219,7 +231,9 @@ describe('raw protocol', () => {
     const got = await raw('/', { method: 'POST', body: JSON.stringify(['GET', key('bin')]), base64: true });
     expect(Buffer.from((got.body as { result: string }).result, 'base64')).toEqual(bytes);
 
-    expect((await raw('/', { method: 'POST', body: JSON.stringify(['SET', key('ok'), 'OK']), base64: true })).body).toEqual({ result: 'OK' });
+    expect((await raw('/', { method: 'POST', body: JSON.stringify(['SET', key('ok'), 'OK']), base64: true })).body).toEqual({
+      result: 'OK',
+    });
     const nested = await raw('/', { method: 'POST', body: JSON.stringify(['EVAL', "return {7, 'OK', {'x'}, false}", '0']), base64: true });
     expect(nested.body).toEqual({ result: [7, 'T0s=', ['eA=='], null] });
     expect((await raw('/', { method: 'POST', body: JSON.stringify(['GET', key('ok')]) })).body).toEqual({ result: 'OK' });
@@ -240,7 +254,10 @@ describe('raw protocol', () => {
     // A body with an entry that is not a command is refused whole, as Upstash does: nothing runs.
     for (const bad of ['oops', [], [null], { cmd: 'GET' }]) {
       const refused = await raw('/pipeline', { method: 'POST', body: JSON.stringify([['SET', key('pw'), 'v'], bad]) });
-      expect(refused, JSON.stringify(bad)).toMatchObject({ status: 400, body: { error: expect.stringMatching(/^ERR command 2 of the pipeline: /) } });
+      expect(refused, JSON.stringify(bad)).toMatchObject({
+        status: 400,
+        body: { error: expect.stringMatching(/^ERR command 2 of the pipeline: /) },
+      });
     }
     expect(await direct.exists(key('pw'))).toBe(0);
 
@@ -375,7 +392,10 @@ describe('when Redis goes away', () => {
       const response = await fetch(`${server.url}/ping`, { headers: { Authorization: `Bearer ${TOKEN}` } });
       expect(response.status).toBe(503);
       expect(await response.json()).toEqual({ error: expect.stringMatching(/^ERR Redis is unavailable/) });
-      const sse = await fetch(`${server.url}/subscribe/x`, { method: 'POST', headers: { Authorization: `Bearer ${TOKEN}`, Accept: 'text/event-stream' } });
+      const sse = await fetch(`${server.url}/subscribe/x`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${TOKEN}`, Accept: 'text/event-stream' },
+      });
       expect(sse.status).toBe(503);
       expect(Date.now() - started).toBeLessThan(2_000);
     } finally {

@@ -30,7 +30,15 @@ const add = () => redis.xadd(keys.stream, '*', 'n', '1');
 /** Entries read, XREADGROUP calls it took, and whether a job added after the first read joined the batch. */
 async function read(previousBatchSize: number, queued: number) {
   for (let i = 0; i < queued; i++) await add();
-  const options: BatchReadOptions = { stream: keys.stream, group: keys.group, consumer: 'c', batchSize: 8, maxDelayMs: 300, blockMs: 1000, previousBatchSize };
+  const options: BatchReadOptions = {
+    stream: keys.stream,
+    group: keys.group,
+    consumer: 'c',
+    batchSize: 8,
+    maxDelayMs: 300,
+    blockMs: 1000,
+    previousBatchSize,
+  };
   const before = await xreadgroupCalls();
   // A job arriving during the fill wait: in the batch only if the batcher waited for company.
   const late = new Promise((resolve) => setTimeout(resolve, 100)).then(add);

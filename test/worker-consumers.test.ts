@@ -26,7 +26,9 @@ afterAll(async () => {
 });
 
 const consumerNames = async (keys: ReturnType<typeof redisKeys>) =>
-  ((await redis.xinfo('CONSUMERS', keys.stream, keys.group)) as unknown[][]).map((fields) => String(fields[fields.indexOf('name') + 1])).sort();
+  ((await redis.xinfo('CONSUMERS', keys.stream, keys.group)) as unknown[][])
+    .map((fields) => String(fields[fields.indexOf('name') + 1]))
+    .sort();
 
 describe('pruning gone consumers', () => {
   it('removes only consumers with nothing pending, idle long enough and no heartbeat', async () => {
@@ -55,7 +57,13 @@ describe('pruning gone consumers', () => {
     await redis.xgroup('CREATECONSUMER', keys.stream, keys.group, 'old-host-4242');
     await new Promise((resolve) => setTimeout(resolve, 80));
     expect(await consumerNames(keys)).toEqual(['old-host-4242']);
-    const config = parseWorkerConfig({ REDIS_URL: redisServer.url, KEY_PREFIX: 'prune-worker', MODEL: 'synthetic:instant', CONSUMER_NAME: 'new-host-1', METRICS_PORT: '0' });
+    const config = parseWorkerConfig({
+      REDIS_URL: redisServer.url,
+      KEY_PREFIX: 'prune-worker',
+      MODEL: 'synthetic:instant',
+      CONSUMER_NAME: 'new-host-1',
+      METRICS_PORT: '0',
+    });
     const worker = startWorker(config, { logger: createLogger('test', 'silent'), consumerGoneAfterMs: 50 });
     try {
       await worker.ready;

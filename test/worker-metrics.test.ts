@@ -90,7 +90,12 @@ function value(text: string, sample: string): number | undefined {
 describe('worker /metrics', () => {
   it('shows the backlog while jobs wait, then job outcomes, batch sizes, queue wait and inference times, and the info labels', async () => {
     const before = await scrape();
-    expect(value(before, 'resnet_worker_info{engine="synthetic",provider="none",threads="0",model="synthetic:timer:400",batch_size="2",consumer="metrics-w1"}')).toBe(1);
+    expect(
+      value(
+        before,
+        'resnet_worker_info{engine="synthetic",provider="none",threads="0",model="synthetic:timer:400",batch_size="2",consumer="metrics-w1"}',
+      ),
+    ).toBe(1);
     expect(value(before, 'resnet_worker_queue_length')).toBe(0);
     expect(value(before, 'resnet_worker_batch_size_count')).toBe(0);
     expect(before).toMatch(/^process_cpu_user_seconds_total \d/m); // prom-client's default process metrics
@@ -119,7 +124,14 @@ describe('worker /metrics', () => {
     await inspector.xadd(
       keys.stream,
       '*',
-      ...(jobToFieldList({ id: 'expired-job', enc: 'raw', tensor: Buffer.alloc(TENSOR_BYTES), enqueuedAt: Date.now() - 5000, deadline: Date.now() - 1000, reply: 'nobody' }) as string[]),
+      ...(jobToFieldList({
+        id: 'expired-job',
+        enc: 'raw',
+        tensor: Buffer.alloc(TENSOR_BYTES),
+        enqueuedAt: Date.now() - 5000,
+        deadline: Date.now() - 1000,
+        reply: 'nobody',
+      }) as string[]),
     );
 
     for (const reply of await replies) expect(reply.status, JSON.stringify(reply.body)).toBe(200);

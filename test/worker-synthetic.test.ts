@@ -30,8 +30,14 @@ afterAll(async () => {
 
 describe('config', () => {
   it('parses synthetic:instant and synthetic:timer:<ms> without PREPROCESS; batches 32 unless BATCH_SIZE is set', () => {
-    expect(parseWorkerConfig({ MODEL: 'synthetic:instant' })).toMatchObject({ model: { kind: 'synthetic', delayMs: 0 }, modelName: 'synthetic:instant' });
-    expect(parseWorkerConfig({ MODEL: 'synthetic:timer:50' })).toMatchObject({ model: { kind: 'synthetic', delayMs: 50 }, modelName: 'synthetic:timer:50' });
+    expect(parseWorkerConfig({ MODEL: 'synthetic:instant' })).toMatchObject({
+      model: { kind: 'synthetic', delayMs: 0 },
+      modelName: 'synthetic:instant',
+    });
+    expect(parseWorkerConfig({ MODEL: 'synthetic:timer:50' })).toMatchObject({
+      model: { kind: 'synthetic', delayMs: 50 },
+      modelName: 'synthetic:timer:50',
+    });
     expect(defaultBatchSize(new SyntheticClassifier({ delayMs: 0 }).engine)).toBe(32);
   });
 

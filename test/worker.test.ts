@@ -82,7 +82,9 @@ describe('backend choice', () => {
     expect(backend.name).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     // Absent, or (npm ci runs no install script) present without libtensorflow and its binding.
-    const missing = expect.stringMatching(/^(not installed|installed without its native binding \(its install script, which downloads libtensorflow, has not run: .*\))$/);
+    const missing = expect.stringMatching(
+      /^(not installed|installed without its native binding \(its install script, which downloads libtensorflow, has not run: .*\))$/,
+    );
     expect(backend.skipped).toEqual([
       { package: '@tensorflow/tfjs-node-gpu', reason: missing },
       { package: '@tensorflow/tfjs-node', reason: missing },
@@ -110,7 +112,9 @@ describe('backend choice', () => {
   it('refuses BACKEND=tensorflow when no native binding loads, naming why', async () => {
     const error = await selectBackend('tensorflow').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendError);
-    expect((error as Error).message).toMatch(/@tensorflow\/tfjs-node-gpu: (not installed|installed without its native binding .*); @tensorflow\/tfjs-node: (not installed|installed without its native binding .*)/);
+    expect((error as Error).message).toMatch(
+      /@tensorflow\/tfjs-node-gpu: (not installed|installed without its native binding .*); @tensorflow\/tfjs-node: (not installed|installed without its native binding .*)/,
+    );
     expect(tf.getBackend()).toBe('wasm');
   });
 });
@@ -147,11 +151,17 @@ describe('config', () => {
     });
     expect(config.consumerName).toMatch(new RegExp(`-${process.pid}$`));
     expect(config.modelCacheDir).toMatch(/\.cache\/resnet-edge\/models$/);
-    expect(parseWorkerConfig({ INFERENCE_PROCESSES: 'auto' })).toMatchObject({ inferenceProcesses: availableParallelism(), inferenceThreads: 1 });
-    expect(parseWorkerConfig({ INFERENCE_PROCESSES: '2', INFERENCE_THREADS: '3' })).toMatchObject({ inferenceProcesses: 2, inferenceThreads: 3 });
+    expect(parseWorkerConfig({ INFERENCE_PROCESSES: 'auto' })).toMatchObject({
+      inferenceProcesses: availableParallelism(),
+      inferenceThreads: 1,
+    });
+    expect(parseWorkerConfig({ INFERENCE_PROCESSES: '2', INFERENCE_THREADS: '3' })).toMatchObject({
+      inferenceProcesses: 2,
+      inferenceThreads: 3,
+    });
   });
 
-  it('takes over a stuck worker\'s jobs before the deadline by default, and follows a longer DEADLINE_MS', () => {
+  it("takes over a stuck worker's jobs before the deadline by default, and follows a longer DEADLINE_MS", () => {
     const defaults = parseWorkerConfig({});
     expect(1.5 * defaults.claimIdleMs).toBeLessThan(defaults.deadlineMs);
     expect(parseWorkerConfig({ CLAIM_IDLE_MS: '60000', DEADLINE_MS: '120000' }).claimIdleMs).toBe(60_000);
@@ -159,7 +169,11 @@ describe('config', () => {
 
   it('takes the engine from EXECUTION_PROVIDER or BACKEND when one of them is named', () => {
     expect(parseWorkerConfig({ EXECUTION_PROVIDER: 'cpu' })).toMatchObject({ engine: 'onnx', executionProvider: 'cpu', backend: 'auto' });
-    expect(parseWorkerConfig({ BACKEND: 'tensorflow' })).toMatchObject({ engine: 'tfjs', executionProvider: 'auto', backend: 'tensorflow' });
+    expect(parseWorkerConfig({ BACKEND: 'tensorflow' })).toMatchObject({
+      engine: 'tfjs',
+      executionProvider: 'auto',
+      backend: 'tensorflow',
+    });
     expect(parseWorkerConfig({ ENGINE: 'onnx', EXECUTION_PROVIDER: 'cuda' }).engine).toBe('onnx');
     expect(parseWorkerConfig({ ENGINE: 'tfjs' }).engine).toBe('tfjs');
   });
@@ -178,7 +192,10 @@ describe('config', () => {
     [{ PREPROCESS: 'imagenet' }, /PREPROCESS: expected one of caffe, tf, torch, none/],
     [{ INFERENCE_PROCESSES: 'many' }, /INFERENCE_PROCESSES: expected an integer from 1 to 64, or auto/],
     [{ MODEL: '/models/mine' }, /PREPROCESS: required for a custom MODEL/],
-    [{ CLAIM_IDLE_MS: '60000' }, /CLAIM_IDLE_MS: 60000 ms: a stuck worker's jobs would be taken over up to 90000 ms after delivery, after their DEADLINE_MS \(30000 ms\) has passed; use less than 20000/],
+    [
+      { CLAIM_IDLE_MS: '60000' },
+      /CLAIM_IDLE_MS: 60000 ms: a stuck worker's jobs would be taken over up to 90000 ms after delivery, after their DEADLINE_MS \(30000 ms\) has passed; use less than 20000/,
+    ],
     [{ CLAIM_IDLE_MS: '20000', DEADLINE_MS: '30000' }, /CLAIM_IDLE_MS: 20000 ms/],
   ])('rejects %j with a message naming the variable', (env, message) => {
     expect(() => parseWorkerConfig(env)).toThrow(ConfigError);
@@ -383,7 +400,10 @@ describe('worker loop', () => {
     const { worker } = await runWorker(prefix);
     try {
       const short = await queue.enqueue(randomImage(1), { rawTensorField: new Uint8Array(100) });
-      const longB64 = await queue.enqueue(randomImage(1), { enc: 'b64', rawTensorField: Buffer.alloc(TENSOR_BYTES + 3).toString('base64') });
+      const longB64 = await queue.enqueue(randomImage(1), {
+        enc: 'b64',
+        rawTensorField: Buffer.alloc(TENSOR_BYTES + 3).toString('base64'),
+      });
       const junkB64 = await queue.enqueue(randomImage(1), { enc: 'b64', rawTensorField: '!'.repeat(200_704) });
       const shortZ85 = await queue.enqueue(randomImage(1), { enc: 'z85', rawTensorField: '0'.repeat(188_155) });
       // Right length, one character outside the alphabet (a quote), and a group over 32 bits ('%nSc1' = 2^32).
@@ -425,7 +445,10 @@ describe('worker loop', () => {
       const ids = await Promise.all([1, 2].map((seed) => queue.enqueue(randomImage(seed))));
       const results = await queue.waitForResults(ids);
       for (const id of ids) {
-        expect(results.get(id)).toMatchObject({ ok: false, error: { code: 'inference_failed', message: expect.stringMatching(/disposed/) } });
+        expect(results.get(id)).toMatchObject({
+          ok: false,
+          error: { code: 'inference_failed', message: expect.stringMatching(/disposed/) },
+        });
       }
       expect(batches.length).toBeGreaterThan(0);
       expect(batches.every((b) => b.inferenceError !== undefined)).toBe(true);

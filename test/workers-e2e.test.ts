@@ -72,7 +72,11 @@ describe('edge on workerd (wrangler dev)', () => {
   });
 
   it('refuses an image over the Workers pixel limit from its header with 413', async () => {
-    const response = await fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: pngHeaderOnly(5000, 5000) as Uint8Array<ArrayBuffer> });
+    const response = await fetch(`${url}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: pngHeaderOnly(5000, 5000) as Uint8Array<ArrayBuffer>,
+    });
     await expectError(response, 413, 'image_too_large');
   });
 });

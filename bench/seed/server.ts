@@ -48,7 +48,9 @@ app.post('/predict', async (c) => {
   throw new ApiError(504, 'deadline_exceeded', `No result within ${maxWaitMs} ms`);
 });
 app.onError((error, c) =>
-  error instanceof ApiError ? c.json(errorBody(error.code, error.message), error.status) : c.json(errorBody('internal_error', String(error)), 500),
+  error instanceof ApiError
+    ? c.json(errorBody(error.code, error.message), error.status)
+    : c.json(errorBody('internal_error', String(error)), 500),
 );
 
 const server = serve({ fetch: app.fetch, port: Number(process.env.PORT ?? 0), hostname: '127.0.0.1' }, (info: AddressInfo) => {

@@ -60,7 +60,11 @@ export async function startSeedStack(options: {
       );
     }
     await Promise.all(tiers.map((tier) => tier.ready));
-    const cpuMs = cpuSampler({ server: [server.child.pid], workers: tiers.slice(1).map((t) => t.child.pid), redis: [redisServer.process.pid] });
+    const cpuMs = cpuSampler({
+      server: [server.child.pid],
+      workers: tiers.slice(1).map((t) => t.child.pid),
+      redis: [redisServer.process.pid],
+    });
     return { url, redis: inspector, cpuMs, stop };
   } catch (error) {
     await stop();

@@ -47,7 +47,10 @@ async function tfjsPredictor(): Promise<Predict> {
       const [values, indices] = [top.values.dataSync(), top.indices.dataSync()];
       const k = top.values.shape[1]!;
       return images.map((_, image) =>
-        Array.from({ length: k }, (_, rank) => ({ label: loaded.labels[indices[image * k + rank]!]!, probability: values[image * k + rank]! })),
+        Array.from({ length: k }, (_, rank) => ({
+          label: loaded.labels[indices[image * k + rank]!]!,
+          probability: values[image * k + rank]!,
+        })),
       );
     });
 }
@@ -66,10 +69,15 @@ async function onnxPredictor(): Promise<Predict> {
   });
   const classes = loaded.labels.length;
   return async (images) => {
-    const outputs = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', stack(images), [images.length, ...FLOAT32_SHAPE]) });
+    const outputs = await session.run({
+      [session.inputNames[0]!]: new ort.Tensor('float32', stack(images), [images.length, ...FLOAT32_SHAPE]),
+    });
     const probabilities = outputs[OUTPUT_NAME]!.data as Float32Array;
     return images.map((_, image) =>
-      Array.from(probabilities.subarray(image * classes, (image + 1) * classes), (probability, cls) => ({ label: loaded.labels[cls]!, probability }))
+      Array.from(probabilities.subarray(image * classes, (image + 1) * classes), (probability, cls) => ({
+        label: loaded.labels[cls]!,
+        probability,
+      }))
         .sort((a, b) => b.probability - a.probability)
         .slice(0, DEFAULT_TOP_K),
     );

@@ -58,7 +58,8 @@ const ISOLATE_LIMIT_MB = 128;
 /** Kept free under the limit: the isolate's own baseline (bundle, compiled WASM, heap) and GC slack. */
 const HEADROOM_MB = 28;
 /** The production Worker's limits, from the root wrangler.toml's [vars]. */
-const WORKER_VARS = (parseToml(readFileSync(new URL('../../wrangler.toml', import.meta.url), 'utf8')) as { vars: Record<string, string> }).vars;
+const WORKER_VARS = (parseToml(readFileSync(new URL('../../wrangler.toml', import.meta.url), 'utf8')) as { vars: Record<string, string> })
+  .vars;
 const MAX_PIXELS_NOW = Number(WORKER_VARS.MAX_PIXELS);
 /** The largest body, held twice at the peak (in JS and copied into WASM). */
 const MAX_BODY_MB = Number(WORKER_VARS.MAX_BODY_BYTES) / (1024 * 1024);
@@ -113,8 +114,6 @@ function progress(what: string, n: number, total: number) {
     say(`${what} ${n}/${total}`);
   }
 }
-
-
 
 // ---------------------------------------------------------------------------------------------
 // /proc: memory of a process, and the process tree
@@ -247,8 +246,17 @@ async function startDev(): Promise<DevServer> {
   const child = spawn(
     process.execPath,
     [
-      WRANGLER_JS, 'dev', '--config', CONFIG, '--ip', '127.0.0.1', '--port', String(port),
-      '--inspector-port', String(inspectorPort), '--show-interactive-dev-session=false',
+      WRANGLER_JS,
+      'dev',
+      '--config',
+      CONFIG,
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--inspector-port',
+      String(inspectorPort),
+      '--show-interactive-dev-session=false',
     ],
     {
       cwd: REPO_ROOT,
@@ -275,7 +283,9 @@ async function startDev(): Promise<DevServer> {
     };
     createInterface({ input: child.stdout! }).on('line', onLine);
     createInterface({ input: child.stderr! }).on('line', onLine);
-    child.once('exit', (code, signal) => reject(new Error(`wrangler dev exited (${signal ?? `code ${code}`}) before "Ready on":\n${log.slice(-20).join('\n')}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`wrangler dev exited (${signal ?? `code ${code}`}) before "Ready on":\n${log.slice(-20).join('\n')}`)),
+    );
   });
   ready.catch(() => {});
   const timeout = sleep(90_000).then(() => {
@@ -342,7 +352,11 @@ async function tryPost(url: string, body: Uint8Array<ArrayBuffer>): Promise<Tens
     return await post(url, body);
   } catch (error) {
     const cause = (error as { cause?: Error }).cause;
-    return { status: 0, ms: NaN, body: { error: 'request_failed', message: `${(error as Error).message}${cause ? `: ${cause.message}` : ''}` } };
+    return {
+      status: 0,
+      ms: NaN,
+      body: { error: 'request_failed', message: `${(error as Error).message}${cause ? `: ${cause.message}` : ''}` },
+    };
   }
 }
 
@@ -409,7 +423,13 @@ async function makeImage(spec: ImageSpec, dir: string, photos: string[]): Promis
       const w = Math.floor(((c + 1) * spec.width) / cols) - left;
       const h = Math.floor(((r + 1) * spec.height) / rows) - top;
       const photo = photos[(r * cols + c) % photos.length]!;
-      const input = await sharp(photo).rotate().flatten({ background: '#ffffff' }).resize(w, h, { fit: 'cover' }).removeAlpha().png().toBuffer();
+      const input = await sharp(photo)
+        .rotate()
+        .flatten({ background: '#ffffff' })
+        .resize(w, h, { fit: 'cover' })
+        .removeAlpha()
+        .png()
+        .toBuffer();
       composites.push({ input, left, top });
     }
   }
@@ -532,17 +552,35 @@ async function benchSharp(images: TestImage[], timings: Timing[], memory: Memory
         }
       }
       timings.push({
-        image: image.label, dims: dimsOf(image), megapixels: mpOf(image), fileMB: round(image.bytes.length / MB, 2)!,
-        path: 'node/sharp', mode, runs: samples.length, medianMs: round(median(samples)), rawMedianMs: round(median(samples)),
-        noopMedianMs: null, minMs: round(Math.min(...samples)), maxMs: round(Math.max(...samples)), checksum,
+        image: image.label,
+        dims: dimsOf(image),
+        megapixels: mpOf(image),
+        fileMB: round(image.bytes.length / MB, 2)!,
+        path: 'node/sharp',
+        mode,
+        runs: samples.length,
+        medianMs: round(median(samples)),
+        rawMedianMs: round(median(samples)),
+        noopMedianMs: null,
+        minMs: round(Math.min(...samples)),
+        maxMs: round(Math.max(...samples)),
+        checksum,
       });
     }
     const after = readMem(process.pid);
     const baseline = reset ? base : before;
     memory.push({
-      image: image.label, dims: dimsOf(image), megapixels: mpOf(image), path: 'node/sharp', where: 'this Node process',
-      baselineRssMB: mb(baseline?.rssKb), hwmAfterFirstMB: mb(hwmFirst), hwmAfterAllMB: mb(after?.hwmKb),
-      peakGrowthMB: after && baseline ? mb(after.hwmKb - baseline.rssKb) : null, rssAfterMB: mb(after?.rssKb), hwmReset: reset,
+      image: image.label,
+      dims: dimsOf(image),
+      megapixels: mpOf(image),
+      path: 'node/sharp',
+      where: 'this Node process',
+      baselineRssMB: mb(baseline?.rssKb),
+      hwmAfterFirstMB: mb(hwmFirst),
+      hwmAfterAllMB: mb(after?.hwmKb),
+      peakGrowthMB: after && baseline ? mb(after.hwmKb - baseline.rssKb) : null,
+      rssAfterMB: mb(after?.rssKb),
+      hwmReset: reset,
     });
   }
 }
@@ -580,9 +618,18 @@ async function benchWorkerdShared(images: TestImage[], timings: Timing[], memory
         wasm = t.wasmMemoryBytes ?? wasm;
         const raw = median(t.samples);
         timings.push({
-          image: image.label, dims: dimsOf(image), megapixels: mpOf(image), fileMB: round(image.bytes.length / MB, 2)!,
-          path: 'workerd/photon', mode, runs: t.samples.length, medianMs: round(raw - noopMedian), rawMedianMs: round(raw),
-          noopMedianMs: round(noopMedian), minMs: round(Math.min(...t.samples) - noopMedian), maxMs: round(Math.max(...t.samples) - noopMedian),
+          image: image.label,
+          dims: dimsOf(image),
+          megapixels: mpOf(image),
+          fileMB: round(image.bytes.length / MB, 2)!,
+          path: 'workerd/photon',
+          mode,
+          runs: t.samples.length,
+          medianMs: round(raw - noopMedian),
+          rawMedianMs: round(raw),
+          noopMedianMs: round(noopMedian),
+          minMs: round(Math.min(...t.samples) - noopMedian),
+          maxMs: round(Math.max(...t.samples) - noopMedian),
           checksum: t.checksum,
         });
       }
@@ -591,11 +638,21 @@ async function benchWorkerdShared(images: TestImage[], timings: Timing[], memory
       cumulativeHwmKb = Math.max(cumulativeHwmKb, after.hwmKb);
       const baseline = reset ? base : before;
       memory.push({
-        image: image.label, dims: dimsOf(image), megapixels: mpOf(image), path: 'workerd/photon', where: 'shared process',
-        baselineRssMB: mb(baseline.rssKb), hwmAfterFirstMB: mb(hwmFirst), hwmAfterAllMB: mb(after.hwmKb),
-        peakGrowthMB: mb(after.hwmKb - baseline.rssKb), rssAfterMB: mb(after.rssKb),
-        cumulativeHwmMB: mb(cumulativeHwmKb), cumulativeHwmGrowthMB: mb(cumulativeHwmKb - cumulativeBefore),
-        wasmMemoryMB: wasm == null ? null : round(wasm / MB), isolateEstimateMB: isolateEstimate(image, wasm), hwmReset: reset,
+        image: image.label,
+        dims: dimsOf(image),
+        megapixels: mpOf(image),
+        path: 'workerd/photon',
+        where: 'shared process',
+        baselineRssMB: mb(baseline.rssKb),
+        hwmAfterFirstMB: mb(hwmFirst),
+        hwmAfterAllMB: mb(after.hwmKb),
+        peakGrowthMB: mb(after.hwmKb - baseline.rssKb),
+        rssAfterMB: mb(after.rssKb),
+        cumulativeHwmMB: mb(cumulativeHwmKb),
+        cumulativeHwmGrowthMB: mb(cumulativeHwmKb - cumulativeBefore),
+        wasmMemoryMB: wasm == null ? null : round(wasm / MB),
+        isolateEstimateMB: isolateEstimate(image, wasm),
+        hwmReset: reset,
       });
     }
     const proxy = server.proxyPid ? readMem(server.proxyPid) : null;
@@ -647,8 +704,18 @@ async function freshRun(image: TestImage, modes: ResizeMode[], runs: number) {
     const after = readMem(server.workerPid);
     const hwmKb = after?.hwmKb ?? hwmFirst;
     return {
-      idleRssKb: idle.rssKb, baseRssKb: base.rssKb, hwmFirstKb: hwmFirst, hwmAllKb: hwmKb, rssAfterKb: after?.rssKb ?? null,
-      statuses, times, firstMs, wasm, error, crashed, log: server.log,
+      idleRssKb: idle.rssKb,
+      baseRssKb: base.rssKb,
+      hwmFirstKb: hwmFirst,
+      hwmAllKb: hwmKb,
+      rssAfterKb: after?.rssKb ?? null,
+      statuses,
+      times,
+      firstMs,
+      wasm,
+      error,
+      crashed,
+      log: server.log,
     };
   } finally {
     await stopDev(server.child);
@@ -661,10 +728,19 @@ async function benchWorkerdFresh(images: TestImage[], memory: MemoryRecord[]) {
     const r = await freshRun(image, MODES, FRESH_RUNS);
     if (r.error) throw new Error(`${image.label} failed in a fresh process: ${r.error}`);
     memory.push({
-      image: image.label, dims: dimsOf(image), megapixels: mpOf(image), path: 'workerd/photon', where: 'fresh process',
-      baselineRssMB: mb(r.baseRssKb), hwmAfterFirstMB: mb(r.hwmFirstKb), hwmAfterAllMB: mb(r.hwmAllKb),
-      peakGrowthMB: r.hwmAllKb == null ? null : mb(r.hwmAllKb - r.baseRssKb), rssAfterMB: mb(r.rssAfterKb),
-      wasmMemoryMB: r.wasm == null ? null : round(r.wasm / MB), isolateEstimateMB: isolateEstimate(image, r.wasm), hwmReset: true,
+      image: image.label,
+      dims: dimsOf(image),
+      megapixels: mpOf(image),
+      path: 'workerd/photon',
+      where: 'fresh process',
+      baselineRssMB: mb(r.baseRssKb),
+      hwmAfterFirstMB: mb(r.hwmFirstKb),
+      hwmAfterAllMB: mb(r.hwmAllKb),
+      peakGrowthMB: r.hwmAllKb == null ? null : mb(r.hwmAllKb - r.baseRssKb),
+      rssAfterMB: mb(r.rssAfterKb),
+      wasmMemoryMB: r.wasm == null ? null : round(r.wasm / MB),
+      isolateEstimateMB: isolateEstimate(image, r.wasm),
+      hwmReset: true,
     });
   }
 }
@@ -676,14 +752,26 @@ async function benchLimit(images: TestImage[], limit: LimitRecord[]) {
     const outcome = r.crashed ? 'crash' : r.error ? 'error' : 'ok';
     const growth = r.hwmAllKb == null ? null : mb(r.hwmAllKb - r.baseRssKb);
     limit.push({
-      image: image.label, dims: dimsOf(image), megapixels: mpOf(image), fileMB: round(image.bytes.length / MB, 2)!, outcome,
-      statuses: r.statuses, error: r.error, medianMs: r.times.length ? round(median(r.times)) : null,
-      firstRequestMs: r.firstMs == null ? null : round(r.firstMs), baselineRssMB: mb(r.baseRssKb), peakHwmMB: mb(r.hwmAllKb),
-      peakGrowthMB: growth, firstRequestGrowthMB: r.hwmFirstKb == null ? null : mb(r.hwmFirstKb - r.baseRssKb),
-      wasmMemoryMB: r.wasm == null ? null : round(r.wasm / MB), rgbaMB: round((image.width * image.height * 4) / MB)!,
+      image: image.label,
+      dims: dimsOf(image),
+      megapixels: mpOf(image),
+      fileMB: round(image.bytes.length / MB, 2)!,
+      outcome,
+      statuses: r.statuses,
+      error: r.error,
+      medianMs: r.times.length ? round(median(r.times)) : null,
+      firstRequestMs: r.firstMs == null ? null : round(r.firstMs),
+      baselineRssMB: mb(r.baseRssKb),
+      peakHwmMB: mb(r.hwmAllKb),
+      peakGrowthMB: growth,
+      firstRequestGrowthMB: r.hwmFirstKb == null ? null : mb(r.hwmFirstKb - r.baseRssKb),
+      wasmMemoryMB: r.wasm == null ? null : round(r.wasm / MB),
+      rgbaMB: round((image.width * image.height * 4) / MB)!,
       isolateEstimateMB: isolateEstimate(image, r.wasm),
     });
-    say(`  -> ${outcome}${r.error ? ` (${r.error})` : ''}; RSS peak growth ${growth ?? '?'} MB, WASM memory ${r.wasm == null ? '?' : (r.wasm / MB).toFixed(1)} MB, isolate estimate ${isolateEstimate(image, r.wasm) ?? '?'} MB`);
+    say(
+      `  -> ${outcome}${r.error ? ` (${r.error})` : ''}; RSS peak growth ${growth ?? '?'} MB, WASM memory ${r.wasm == null ? '?' : (r.wasm / MB).toFixed(1)} MB, isolate estimate ${isolateEstimate(image, r.wasm) ?? '?'} MB`,
+    );
     if (outcome !== 'ok') say(`  wrangler log tail:\n${r.log.slice(-10).join('\n')}`);
   }
 }
@@ -704,14 +792,26 @@ function fit(points: [number, number][]) {
 
 /** The code under test: hashed at start and end, since each wrangler dev start bundles the tree as it is then. */
 const SOURCES = [
-  'edge/workers/photon-codec.ts', 'edge/image/resample.ts', 'edge/image/probe.ts', 'edge/image/orientation.ts',
-  'edge/image/codec.ts', 'edge/node/sharp-codec.ts', 'edge/errors.ts', 'shared/tensor.ts',
+  'edge/workers/photon-codec.ts',
+  'edge/image/resample.ts',
+  'edge/image/probe.ts',
+  'edge/image/orientation.ts',
+  'edge/image/codec.ts',
+  'edge/node/sharp-codec.ts',
+  'edge/errors.ts',
+  'shared/tensor.ts',
 ];
 function sourceHashes(): Record<string, string> {
   return Object.fromEntries(
     SOURCES.map((f) => {
       try {
-        return [f, createHash('sha256').update(readFileSync(join(REPO_ROOT, f))).digest('hex').slice(0, 12)];
+        return [
+          f,
+          createHash('sha256')
+            .update(readFileSync(join(REPO_ROOT, f)))
+            .digest('hex')
+            .slice(0, 12),
+        ];
       } catch {
         return [f, 'missing'];
       }
@@ -808,7 +908,10 @@ async function main() {
   const elapsedS = (performance.now() - started) / 1000;
   const sourcesAtEnd = sourceHashes();
   const changedSources = SOURCES.filter((f) => sourcesAtStart[f] !== sourcesAtEnd[f]);
-  if (changedSources.length) say(`WARNING: code under test changed during the run (${changedSources.join(', ')}): later wrangler dev starts measured the new version`);
+  if (changedSources.length)
+    say(
+      `WARNING: code under test changed during the run (${changedSources.join(', ')}): later wrangler dev starts measured the new version`,
+    );
 
   let md = renderMarkdown(machine.line, main, timings, memory, limit, analysis, elapsedS);
   if (changedSources.length) md += `\n**Warning**: code under test changed during the run: ${changedSources.join(', ')}.\n`;
@@ -817,7 +920,14 @@ async function main() {
   const json = {
     machine: machine.info,
     settings: { runs: RUNS, freshRuns: FRESH_RUNS, limitRuns: LIMIT_RUNS, modes: MODES },
-    images: [...byId.values()].map((i) => ({ id: i.id, label: i.label, dims: dimsOf(i), megapixels: mpOf(i), format: i.format, bytes: i.bytes.length })),
+    images: [...byId.values()].map((i) => ({
+      id: i.id,
+      label: i.label,
+      dims: dimsOf(i),
+      megapixels: mpOf(i),
+      format: i.format,
+      bytes: i.bytes.length,
+    })),
     timings,
     memory,
     limit,
@@ -861,9 +971,7 @@ function analyse(limit: LimitRecord[]) {
   const rss = model(ok.filter((l) => l.firstRequestGrowthMB != null).map((l) => [l.megapixels, l.firstRequestGrowthMB!]));
   // The same estimate without the file (counted twice: JS body + WASM copy), then with the largest
   // body MAX_BODY_BYTES allows: a 10 MB PNG or high-quality JPEG at the same pixel count.
-  const pixelsOnly = model(
-    ok.filter((l) => l.isolateEstimateMB != null).map((l) => [l.megapixels, l.isolateEstimateMB! - 2 * l.fileMB]),
-  );
+  const pixelsOnly = model(ok.filter((l) => l.isolateEstimateMB != null).map((l) => [l.megapixels, l.isolateEstimateMB! - 2 * l.fileMB]));
   const budgetMB = ISOLATE_LIMIT_MB - HEADROOM_MB;
   const worstBodyLargestMp = pixelsOnly
     ? round((budgetMB - 2 * MAX_BODY_MB - pixelsOnly.interceptMB!) / pixelsOnly.mbPerMegapixel!, 2)
@@ -921,7 +1029,9 @@ function renderMarkdown(
     }
   }
   lines.push('');
-  lines.push('- **median ms**: workerd = client-side request median minus the `/noop` median for the same body (noop medians below); node = the `probeImage` + `toTensor` call in this process.');
+  lines.push(
+    '- **median ms**: workerd = client-side request median minus the `/noop` median for the same body (noop medians below); node = the `probeImage` + `toTensor` call in this process.',
+  );
   lines.push(
     '- **peak memory MB**: growth of the process high-water mark (VmHWM) over its RSS just before the image, absolute VmHWM in brackets. ' +
       `workerd: the Worker's own workerd process (not wrangler's proxy workerd), in a fresh \`wrangler dev\` per image, ${FRESH_RUNS} runs per mode; ` +
@@ -937,7 +1047,9 @@ function renderMarkdown(
   lines.push('| image | where | RSS before | HWM after 1st call | HWM after all | peak growth | RSS after |');
   lines.push('|---|---|---:|---:|---:|---:|---:|');
   for (const m of memory.filter((x) => x.path === 'node/sharp')) {
-    lines.push(`| ${m.image} | ${m.where} | ${fmt(m.baselineRssMB)} | ${fmt(m.hwmAfterFirstMB)} | ${fmt(m.hwmAfterAllMB)} | ${fmt(m.peakGrowthMB)} | ${fmt(m.rssAfterMB)} |`);
+    lines.push(
+      `| ${m.image} | ${m.where} | ${fmt(m.baselineRssMB)} | ${fmt(m.hwmAfterFirstMB)} | ${fmt(m.hwmAfterAllMB)} | ${fmt(m.peakGrowthMB)} | ${fmt(m.rssAfterMB)} |`,
+    );
   }
   lines.push('');
   lines.push(
@@ -946,7 +1058,9 @@ function renderMarkdown(
   lines.push('');
   lines.push('### workerd memory detail (MB)');
   lines.push('');
-  lines.push('| image | where | RSS before | HWM after 1st req | HWM after all | peak growth | RSS after | cumulative HWM (growth) | WASM memory | isolate estimate |');
+  lines.push(
+    '| image | where | RSS before | HWM after 1st req | HWM after all | peak growth | RSS after | cumulative HWM (growth) | WASM memory | isolate estimate |',
+  );
   lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const m of memory.filter((x) => x.path === 'workerd/photon')) {
     const cumulative = m.cumulativeHwmMB == null ? '-' : `${m.cumulativeHwmMB} (+${fmt(m.cumulativeHwmGrowthMB)})`;
@@ -970,7 +1084,9 @@ function renderMarkdown(
   lines.push('');
   lines.push(`### Largest JPEG the photon path decodes (fresh \`wrangler dev\` each, squash, ${LIMIT_RUNS} runs)`);
   lines.push('');
-  lines.push('| image | dims | file MB | outcome | 1st (cold) ms | median ms (raw, warm) | RSS growth 1st req | RSS growth all | WASM memory | RGBA copy | isolate estimate | fits 128 MB | fits 128 - headroom |');
+  lines.push(
+    '| image | dims | file MB | outcome | 1st (cold) ms | median ms (raw, warm) | RSS growth 1st req | RSS growth all | WASM memory | RGBA copy | isolate estimate | fits 128 MB | fits 128 - headroom |',
+  );
   lines.push('|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const l of limit) {
     const est = l.isolateEstimateMB;
@@ -983,7 +1099,9 @@ function renderMarkdown(
   const describe = (name: string, m: Analysis['isolateEstimateModel']) =>
     m
       ? `- ${name}: ${m.interceptMB} MB + ${m.mbPerMegapixel} MB/MP (${m.bytesPerPixel} B/px); 128 MB reached at ${m.largestMpUnder128MB} MP, ${analysis.budgetMB} MB at ${m.largestMpUnderBudget} MP; ` +
-        `predicted ${Object.entries(m.predictedMB).map(([k, v]) => `${k} ${fmt(v)}`).join(', ')} MB.`
+        `predicted ${Object.entries(m.predictedMB)
+          .map(([k, v]) => `${k} ${fmt(v)}`)
+          .join(', ')} MB.`
       : `- ${name}: not enough points.`;
   lines.push('Linear fits over the sweep:');
   lines.push('');
@@ -1000,7 +1118,9 @@ function renderMarkdown(
       `Suggested MAX_PIXELS (whole MP under the budget with a worst-case body): ${analysis.recommendedMaxPixels?.toLocaleString('en-US') ?? '-'}; the current ${MAX_PIXELS_NOW.toLocaleString('en-US')} is predicted at ${fmt(analysis.currentPredictedIsolateMB)} MB ` +
       `(${analysis.currentFitsBudget ? 'fits' : 'does NOT fit'}).`,
   );
-  lines.push('`wrangler dev` does not enforce the 128 MB isolate limit (every sweep size above that decoded was far beyond it), so the sizes are judged from the measured memory, not from local failures.');
+  lines.push(
+    '`wrangler dev` does not enforce the 128 MB isolate limit (every sweep size above that decoded was far beyond it), so the sizes are judged from the measured memory, not from local failures.',
+  );
   lines.push('');
   return lines.join('\n');
 }
@@ -1032,10 +1152,14 @@ async function sharpChild(imagePath: string, runs: number) {
 async function sharpFresh(images: TestImage[], memory: MemoryRecord[]) {
   for (const image of images) {
     say(`node/sharp ${image.label} in a fresh Node process (${FRESH_RUNS} runs per mode)...`);
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--sharp-child', image.path, String(FRESH_RUNS)], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(import.meta.url), '--sharp-child', image.path, String(FRESH_RUNS)],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
     const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
@@ -1043,9 +1167,17 @@ async function sharpFresh(images: TestImage[], memory: MemoryRecord[]) {
     if (code !== 0 || !last.startsWith('{')) throw new Error(`sharp child for ${image.label} failed (exit ${code}): ${out.slice(-300)}`);
     const r = JSON.parse(last) as { baseRssKb: number; hwmFirstKb: number | null; hwmAllKb: number; rssAfterKb: number };
     memory.push({
-      image: image.label, dims: dimsOf(image), megapixels: mpOf(image), path: 'node/sharp', where: 'fresh process',
-      baselineRssMB: mb(r.baseRssKb), hwmAfterFirstMB: mb(r.hwmFirstKb), hwmAfterAllMB: mb(r.hwmAllKb),
-      peakGrowthMB: mb(r.hwmAllKb - r.baseRssKb), rssAfterMB: mb(r.rssAfterKb), hwmReset: true,
+      image: image.label,
+      dims: dimsOf(image),
+      megapixels: mpOf(image),
+      path: 'node/sharp',
+      where: 'fresh process',
+      baselineRssMB: mb(r.baseRssKb),
+      hwmAfterFirstMB: mb(r.hwmFirstKb),
+      hwmAfterAllMB: mb(r.hwmAllKb),
+      peakGrowthMB: mb(r.hwmAllKb - r.baseRssKb),
+      rssAfterMB: mb(r.rssAfterKb),
+      hwmReset: true,
     });
   }
 }

@@ -20,7 +20,17 @@ import { Command } from 'ioredis';
 export type ParsedCommand = { ok: true; name: string; args: string[] } | { ok: false; error: string; malformed?: true };
 
 const BLOCKING = new Set(['BLPOP', 'BRPOP', 'BLMOVE', 'BRPOPLPUSH', 'BZPOPMIN', 'BZPOPMAX', 'BLMPOP', 'BZMPOP', 'WAIT', 'WAITAOF']);
-const PUBSUB = new Set(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE', 'UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE', 'MONITOR', 'SYNC', 'PSYNC']);
+const PUBSUB = new Set([
+  'SUBSCRIBE',
+  'PSUBSCRIBE',
+  'SSUBSCRIBE',
+  'UNSUBSCRIBE',
+  'PUNSUBSCRIBE',
+  'SUNSUBSCRIBE',
+  'MONITOR',
+  'SYNC',
+  'PSYNC',
+]);
 const TRANSACTION = new Set(['MULTI', 'EXEC', 'DISCARD', 'WATCH', 'UNWATCH']);
 const CONNECTION_STATE = new Set(['SELECT', 'AUTH', 'HELLO', 'QUIT', 'RESET']);
 
@@ -31,7 +41,12 @@ export function parseCommand(value: unknown): ParsedCommand {
   for (const item of value) {
     if (typeof item === 'string') parts.push(item);
     else if ((typeof item === 'number' && Number.isFinite(item)) || typeof item === 'boolean') parts.push(String(item));
-    else return { ok: false, malformed: true, error: `ERR command arguments must be strings, numbers or booleans (got ${item === null ? 'null' : typeof item})` };
+    else
+      return {
+        ok: false,
+        malformed: true,
+        error: `ERR command arguments must be strings, numbers or booleans (got ${item === null ? 'null' : typeof item})`,
+      };
   }
   const [name = '', ...args] = parts;
   if (name === '') return { ok: false, malformed: true, error: 'ERR empty command name' };

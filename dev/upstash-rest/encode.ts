@@ -20,7 +20,8 @@ const OK = Buffer.from('OK');
 export function encodeReply(reply: unknown, base64: boolean, topLevel = true): JsonReply {
   if (reply === null || reply === undefined) return null;
   if (typeof reply === 'number') return reply;
-  if (typeof reply === 'bigint') return Number.isSafeInteger(Number(reply)) ? Number(reply) : encodeString(Buffer.from(reply.toString()), base64, topLevel);
+  if (typeof reply === 'bigint')
+    return Number.isSafeInteger(Number(reply)) ? Number(reply) : encodeString(Buffer.from(reply.toString()), base64, topLevel);
   if (Buffer.isBuffer(reply)) return encodeString(reply, base64, topLevel);
   if (typeof reply === 'string') return encodeString(Buffer.from(reply), base64, topLevel);
   if (Array.isArray(reply)) return reply.map((item) => encodeReply(item, base64, false));

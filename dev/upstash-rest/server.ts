@@ -110,7 +110,13 @@ export function redisConnectionOptions(role: 'commands' | 'subscriber'): RedisOp
 }
 
 /** The Hono app, for tests or to mount elsewhere. `closeStreams()` ends every open SSE stream. */
-export function createUpstashRestApp({ redis, hub, token, logger, faults = { framing: 'blank-line', confirmEarly: false, silent: false } }: UpstashRestAppOptions): {
+export function createUpstashRestApp({
+  redis,
+  hub,
+  token,
+  logger,
+  faults = { framing: 'blank-line', confirmEarly: false, silent: false },
+}: UpstashRestAppOptions): {
   app: Hono;
   closeStreams(): void;
   unsubscribeStreams(): void;
@@ -253,7 +259,8 @@ export function createUpstashRestApp({ redis, hub, token, logger, faults = { fra
   const batchRoute = (run: typeof pipeline) => async (c: Context) => {
     const body = await readJson(c);
     if (!body.ok) return c.json({ error: body.error }, 400);
-    if (!Array.isArray(body.value)) return c.json({ error: 'ERR body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]' }, 400);
+    if (!Array.isArray(body.value))
+      return c.json({ error: 'ERR body must be a JSON array of commands like [["SET","k","v"],["GET","k"]]' }, 400);
     return respond(c, await run(body.value, wantsBase64(c)));
   };
   app.post('/pipeline', batchRoute(pipeline));
@@ -277,7 +284,9 @@ export function createUpstashRestApp({ redis, hub, token, logger, faults = { fra
   };
   app.post('/subscribe/*', subscribeRoute('channel'));
   app.post('/psubscribe/*', subscribeRoute('pattern'));
-  app.on(['GET', 'HEAD', 'PUT'], ['/subscribe/*', '/psubscribe/*'], (c) => c.json({ error: `ERR method ${c.req.method} is not allowed: POST with Accept: text/event-stream` }, 405));
+  app.on(['GET', 'HEAD', 'PUT'], ['/subscribe/*', '/psubscribe/*'], (c) =>
+    c.json({ error: `ERR method ${c.req.method} is not allowed: POST with Accept: text/event-stream` }, 405),
+  );
 
   app.post('/', async (c) => {
     const body = await readJson(c);
@@ -341,7 +350,10 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
   const redis = new Redis(options.redisUrl, redisConnectionOptions('commands'));
   const subscriber = new Redis(options.redisUrl, redisConnectionOptions('subscriber'));
   let lastError: Error | undefined;
-  for (const [role, connection] of [['commands', redis], ['subscriber', subscriber]] as const) {
+  for (const [role, connection] of [
+    ['commands', redis],
+    ['subscriber', subscriber],
+  ] as const) {
     // Log an outage once, not on every reconnection attempt; startup failures are thrown instead.
     let wasReady = false;
     let down = false;
@@ -371,7 +383,12 @@ export async function startUpstashRestServer(options: UpstashRestServerOptions):
   let server: Server;
   let port: number;
   const hub = new PubSubHub(subscriber, logger);
-  const { app, closeStreams, unsubscribeStreams, faults, requestCount } = createUpstashRestApp({ redis, hub, token: options.token, logger });
+  const { app, closeStreams, unsubscribeStreams, faults, requestCount } = createUpstashRestApp({
+    redis,
+    hub,
+    token: options.token,
+    logger,
+  });
   try {
     ({ server, port } = await new Promise<{ server: Server; port: number }>((resolve, reject) => {
       const created = serve({ fetch: app.fetch, port: options.port ?? 0, hostname: host }, (info) =>

@@ -235,7 +235,11 @@ export async function openEventStream({ hub, kind, name, signal, track, logger, 
     started = true;
     send(confirmation);
     setTimeout(() => {
-      if (open) void hub.listen(kind, name, send).then((leave) => (open ? (release = leave) : leave()), () => end());
+      if (open)
+        void hub.listen(kind, name, send).then(
+          (leave) => (open ? (release = leave) : leave()),
+          () => end(),
+        );
     }, CONFIRM_EARLY_MS);
     return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' } });
   }

@@ -20,8 +20,12 @@ const beat = (id: string, extra: Partial<WorkerHeartbeat> = {}): WorkerHeartbeat
 });
 
 describe('estimateOf', () => {
-  it('sums the live workers\' rates; none without a rate from every live worker', () => {
-    const workers = [beat('a', { imagesPerSec: 10, batchMs: 200 }), beat('b', { imagesPerSec: 6, batchMs: 600 }), beat('dead', { expiresAt: now - 1 })];
+  it("sums the live workers' rates; none without a rate from every live worker", () => {
+    const workers = [
+      beat('a', { imagesPerSec: 10, batchMs: 200 }),
+      beat('b', { imagesPerSec: 6, batchMs: 600 }),
+      beat('dead', { expiresAt: now - 1 }),
+    ];
     expect(estimateOf(workers, now)).toEqual({ imagesPerSec: 16, batchMs: 350, batchCapacity: 8 });
     expect(estimateOf([...workers, beat('older-worker')], now)).toBeUndefined();
     expect(estimateOf([], now)).toBeUndefined();

@@ -104,7 +104,8 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
       .finally(() => (refreshing = false));
   }
 
-  const current = (now: number) => (limits.admitByDeadline && estimate && now - estimate.at <= ESTIMATE_MAX_AGE_MS ? estimate.value : undefined);
+  const current = (now: number) =>
+    limits.admitByDeadline && estimate && now - estimate.at <= ESTIMATE_MAX_AGE_MS ? estimate.value : undefined;
 
   const admission: Admission = {
     admit(deadline, jobs, now = Date.now()) {
@@ -113,7 +114,8 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
       if (value && estimate) {
         const drained = (value.imagesPerSec * (now - estimate.at)) / 1000;
         const backlog = Math.max(estimate.backlog - drained, inProgress);
-        if (backlog + jobs > Math.min(limits.queueMax, admitBelow(value, deadline - now))) throw admission.refusal(Math.ceil(backlog + jobs), deadline, now);
+        if (backlog + jobs > Math.min(limits.queueMax, admitBelow(value, deadline - now)))
+          throw admission.refusal(Math.ceil(backlog + jobs), deadline, now);
       }
       inProgress += jobs;
       let released = false;

@@ -58,7 +58,12 @@ export async function readStatus(read: () => Promise<[unknown, unknown]>): Promi
   const started = Date.now();
   try {
     const [hash, length] = await withTimeout(read(), STATUS_TIMEOUT_MS, `no answer within ${STATUS_TIMEOUT_MS} ms`);
-    return { redisOk: true, redisMs: Date.now() - started, workers: parseHeartbeats(hash as Record<string, unknown> | null), backlog: Number(length ?? 0) };
+    return {
+      redisOk: true,
+      redisMs: Date.now() - started,
+      workers: parseHeartbeats(hash as Record<string, unknown> | null),
+      backlog: Number(length ?? 0),
+    };
   } catch (error) {
     return { redisOk: false, redisMs: Date.now() - started, error: (error as Error)?.message ?? String(error), workers: [], backlog: 0 };
   }

@@ -104,7 +104,9 @@ export async function rideThrough(
   const timeUp = () => signal.aborted || Date.now() >= deadline;
   // A step that never answers (a Redis that accepts the connection but says nothing) must not keep
   // the request past its deadline: each is raced against it, and then counts as `fallback`.
-  const aborted = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+  const aborted = new Promise<void>((resolve) =>
+    signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
   const bounded = <T>(step: Promise<T>, fallback: T) => Promise.race([step, aborted.then(() => fallback)]);
   const giveUp = () =>
     held
@@ -149,8 +151,14 @@ export async function rideThrough(
         // The entry first: a worker deletes it only after writing the result, so an entry gone and
         // then no result means Redis lost both (the other order races a worker finishing between
         // the two reads). Unknown (a failed read) counts as still there: waiting is safe.
-        const queued = await bounded(steps.entryExists(entryId).catch(() => true), true);
-        const result = await bounded(steps.readResult().catch(() => undefined), undefined);
+        const queued = await bounded(
+          steps.entryExists(entryId).catch(() => true),
+          true,
+        );
+        const result = await bounded(
+          steps.readResult().catch(() => undefined),
+          undefined,
+        );
         if (result) return result; // answered while nobody listened
         if (!queued && result === null) {
           hold(new Error('the job was lost with Redis (restarted empty?)'));

@@ -39,14 +39,7 @@ import { z85Encode } from '../../shared/z85.ts';
 import { createAdmission } from './admission.ts';
 import { Holds, NoRetry, rideThrough, type WaitOutcome } from './ride-through.ts';
 import { perRequestInbox, type ResultInbox } from './inbox.ts';
-import {
-  deadlineExceeded,
-  readStatus,
-  sleep,
-  type Broker,
-  type BrokerLimits,
-  type SubmitRequest,
-} from './broker.ts';
+import { deadlineExceeded, readStatus, sleep, type Broker, type BrokerLimits, type SubmitRequest } from './broker.ts';
 
 const SUBSCRIBE_TIMEOUT_MS = 2_000;
 const POLL_FIRST_MS = 5;
@@ -110,7 +103,15 @@ class Subrequests {
   }
 }
 
-export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perRequestInbox(redis, keys), subrequests = Number.POSITIVE_INFINITY, logger }: UpstashBrokerOptions): Broker {
+export function createUpstashBroker({
+  redis,
+  keys,
+  limits,
+  scripts,
+  inbox = perRequestInbox(redis, keys),
+  subrequests = Number.POSITIVE_INFINITY,
+  logger,
+}: UpstashBrokerOptions): Broker {
   const enqueue = redis.createScript<string | number>(scripts.enqueue);
   const health = new Health(redis);
   // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
@@ -131,7 +132,10 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
       if (inbox.callsPerOpen > 0) calls.take();
       const mailbox = inbox.open(id);
       try {
-        const listening = await Promise.race([mailbox.ready, sleep(Math.min(SUBSCRIBE_TIMEOUT_MS, waitMs), giveUp.signal).then(() => false)]);
+        const listening = await Promise.race([
+          mailbox.ready,
+          sleep(Math.min(SUBSCRIBE_TIMEOUT_MS, waitMs), giveUp.signal).then(() => false),
+        ]);
         if (giveUp.signal.aborted) throw deadlineExceeded(waitMs);
         // A subscription that did not confirm in time may miss the publish: poll instead.
         if (!listening) mailbox.fail();
@@ -141,7 +145,10 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
             enqueue: async () => {
               if (!calls.take()) throw new NoRetry(`gave up after ${calls.count} calls to the queue (this request's budget)`);
               try {
-                const entryId = await enqueue.exec([keys.stream], [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)]);
+                const entryId = await enqueue.exec(
+                  [keys.stream],
+                  [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)],
+                );
                 health.succeeded();
                 return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
               } catch (error) {
@@ -159,7 +166,15 @@ export function createUpstashBroker({ redis, keys, limits, scripts, inbox = perR
             // Without a call left, take the job for queued: waiting is safe, a second copy is not.
             entryExists: async (entryId) => !calls.take() || Object.keys(await redis.xrange(keys.stream, entryId, entryId)).length > 0,
           },
-          { holds, signal: giveUp.signal, onHeld: (error) => logger?.warn({ id, err: error, held: holds.count }, 'queue unreachable; holding the request until it is back or its deadline') },
+          {
+            holds,
+            signal: giveUp.signal,
+            onHeld: (error) =>
+              logger?.warn(
+                { id, err: error, held: holds.count },
+                'queue unreachable; holding the request until it is back or its deadline',
+              ),
+          },
         );
       } finally {
         clearTimeout(timer);

@@ -5,14 +5,22 @@ import { createApp, type AppDeps } from '../app.ts';
 import { DEMO_HTML, withDemoPage } from './index.ts';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
-const app = new Hono().get('/', withDemoPage((c) => c.json({ service: 'test' })));
+const app = new Hono().get(
+  '/',
+  withDemoPage((c) => c.json({ service: 'test' })),
+);
 const get = (accept?: string) => app.request('/', { headers: accept === undefined ? {} : { accept } });
 
 const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
 const inline = (html: string, tag: string) => [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))].map((m) => m[1]!);
 
 function directives(csp: string) {
-  return new Map(csp.split(';').map((d) => d.trim().split(/\s+/)).map(([name, ...values]) => [name!, values]));
+  return new Map(
+    csp
+      .split(';')
+      .map((d) => d.trim().split(/\s+/))
+      .map(([name, ...values]) => [name!, values]),
+  );
 }
 
 describe('GET / content negotiation', () => {

@@ -192,7 +192,11 @@ export function probeImage(bytes: Uint8Array, maxPixels: number): ImageInfo {
   const [width, height] = { jpeg: jpegSize, png: pngSize, gif: gifSize, webp: webpSize }[format](bytes);
   if (width === 0 || height === 0) throw corrupt(format, `zero dimension ${width}x${height}`);
   const tooLarge = (w: number, h: number, what: string) =>
-    new ApiError(413, 'image_too_large', `${what} is ${w}x${h} (${((w * h) / 1e6).toFixed(1)} MP); the limit is ${(maxPixels / 1e6).toFixed(1)} MP`);
+    new ApiError(
+      413,
+      'image_too_large',
+      `${what} is ${w}x${h} (${((w * h) / 1e6).toFixed(1)} MP); the limit is ${(maxPixels / 1e6).toFixed(1)} MP`,
+    );
   if (width * height > maxPixels) throw tooLarge(width, height, 'Image');
   // Frames and bitstreams can claim more than the canvas, and decoders allocate what they claim.
   const extent: Extent =

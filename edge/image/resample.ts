@@ -28,14 +28,22 @@ export type Orientation = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
 function storedLayout(orientation: Orientation, width: number, height: number): { origin: number; stepX: number; stepY: number } {
   const lastRow = (height - 1) * width;
   switch (orientation) {
-    case 2: return { origin: width - 1, stepX: -1, stepY: width };
-    case 3: return { origin: lastRow + width - 1, stepX: -1, stepY: -width };
-    case 4: return { origin: lastRow, stepX: 1, stepY: -width };
-    case 5: return { origin: 0, stepX: width, stepY: 1 };
-    case 6: return { origin: lastRow, stepX: -width, stepY: 1 };
-    case 7: return { origin: lastRow + width - 1, stepX: -width, stepY: -1 };
-    case 8: return { origin: width - 1, stepX: width, stepY: -1 };
-    default: return { origin: 0, stepX: 1, stepY: width };
+    case 2:
+      return { origin: width - 1, stepX: -1, stepY: width };
+    case 3:
+      return { origin: lastRow + width - 1, stepX: -1, stepY: -width };
+    case 4:
+      return { origin: lastRow, stepX: 1, stepY: -width };
+    case 5:
+      return { origin: 0, stepX: width, stepY: 1 };
+    case 6:
+      return { origin: lastRow, stepX: -width, stepY: 1 };
+    case 7:
+      return { origin: lastRow + width - 1, stepX: -width, stepY: -1 };
+    case 8:
+      return { origin: width - 1, stepX: width, stepY: -1 };
+    default:
+      return { origin: 0, stepX: 1, stepY: width };
   }
 }
 
@@ -103,7 +111,9 @@ function resampleRow(data: Uint8Array, channels: 3 | 4, rowOrigin: number, taps:
   const { start, offset, weight } = taps;
   for (let ox = 0; ox < IMAGE_SIZE; ox++) {
     // fround after each tap: the float32 sums the row held when this was written with arrays.
-    let r = 0, g = 0, b = 0;
+    let r = 0,
+      g = 0,
+      b = 0;
     for (let t = start[ox]!; t < start[ox + 1]!; t++) {
       const i = (rowOrigin + offset[t]!) * channels;
       const w = weight[t]!;

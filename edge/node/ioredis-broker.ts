@@ -24,12 +24,7 @@ import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { createAdmission } from '../broker/admission.ts';
 import { Holds, rideThrough, type WaitOutcome } from '../broker/ride-through.ts';
-import {
-  readStatus,
-  type Broker,
-  type BrokerLimits,
-  type SubmitRequest,
-} from '../broker/broker.ts';
+import { readStatus, type Broker, type BrokerLimits, type SubmitRequest } from '../broker/broker.ts';
 
 /** A command unanswered this long fails (and is retried like any failure). */
 const COMMAND_TIMEOUT_MS = 5_000;
@@ -52,7 +47,12 @@ type Waiter = (outcome: WaitOutcome) => void;
 export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, logger }: IoredisBrokerOptions): Promise<Broker> {
   // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
   // at least every second.
-  const options = { ...redisConnectionOptions({ redisUrl: url, redisTlsCa: tlsCa }), maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true };
+  const options = {
+    ...redisConnectionOptions({ redisUrl: url, redisTlsCa: tlsCa }),
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: false,
+    lazyConnect: true,
+  };
   // A Redis that accepts the connection but never answers must not hold requests: commands time out.
   const commands = new Redis(url, { ...options, commandTimeout: COMMAND_TIMEOUT_MS });
   const subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
@@ -86,7 +86,10 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
   /** Whether results on `channel` reach us: no job is enqueued before (its publish would be lost). */
   let listening = false;
   subscriber.on('close', () => (listening = false));
-  subscriber.subscribe(channel).then(() => (listening = true), () => {}); // queued until connected
+  subscriber.subscribe(channel).then(
+    () => (listening = true),
+    () => {},
+  ); // queued until connected
   commands.defineCommand('enqueueJob', { numberOfKeys: 1, lua: scripts.enqueue });
 
   // Outage watch on the subscriber connection (the one results arrive on).
@@ -172,11 +175,23 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
                 if (onAbort) giveUp.signal.removeEventListener('abort', onAbort);
               });
             },
-            reachable: () => commands.ping().then(() => true, () => false),
+            reachable: () =>
+              commands.ping().then(
+                () => true,
+                () => false,
+              ),
             readResult: () => readResult(commands, keys.result(id)),
             entryExists: async (entryId) => (await commands.xrange(keys.stream, entryId, entryId)).length > 0,
           },
-          { holds, signal: giveUp.signal, onHeld: (error) => logger?.warn({ id, err: error, held: holds.count }, 'Redis unreachable; holding the request until it is back or its deadline') },
+          {
+            holds,
+            signal: giveUp.signal,
+            onHeld: (error) =>
+              logger?.warn(
+                { id, err: error, held: holds.count },
+                'Redis unreachable; holding the request until it is back or its deadline',
+              ),
+          },
         );
       } finally {
         clearTimeout(timer);

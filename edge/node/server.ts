@@ -40,7 +40,8 @@ export async function createNodeBroker(config: EdgeConfig, logger: Logger): Prom
   const keys = redisKeys(config.KEY_PREFIX);
   const limits: BrokerLimits = brokerLimits(config);
   const scripts = loadLuaScripts();
-  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, scripts, logger });
+  if (config.broker === 'ioredis')
+    return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, scripts, logger });
   const http = upstashHttp(config);
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);
@@ -52,10 +53,11 @@ export async function createNodeBroker(config: EdgeConfig, logger: Logger): Prom
 export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {
   const broker = await createNodeBroker(config, logger);
   const rateLimitHttp = config.rateLimit ? upstashHttp(config) : undefined;
-  const rateLimit = config.rateLimit && rateLimitHttp && {
-    limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
-    clientAddress: (c: Context) => getConnInfo(c).remote.address,
-  };
+  const rateLimit = config.rateLimit &&
+    rateLimitHttp && {
+      limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
+      clientAddress: (c: Context) => getConnInfo(c).remote.address,
+    };
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger, rateLimit });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
@@ -66,7 +68,9 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
     if (!socket.writable) return void socket.destroy();
     const [status, reason] = error.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : [400, 'Bad Request'];
     const body = JSON.stringify(errorBody('bad_request', `Malformed HTTP request (${error.code ?? 'parse error'})`));
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
   const { port } = server.address() as AddressInfo;
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;

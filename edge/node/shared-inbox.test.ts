@@ -43,7 +43,12 @@ describe('sharedInbox', () => {
   it('routes each result to the mailbox of its job, over one subscription', async () => {
     const rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
     const http = createUpstashHttp({ url: rest.url, token: TOKEN });
-    const inbox = sharedInbox({ http, publish: (channel, message) => publisher.publish(channel, message), keys: redisKeys('inbox-a'), logger });
+    const inbox = sharedInbox({
+      http,
+      publish: (channel, message) => publisher.publish(channel, message),
+      keys: redisKeys('inbox-a'),
+      logger,
+    });
     try {
       const boxes = ['a', 'b', 'c'].map((id) => inbox.open(id));
       expect(await Promise.all(boxes.map((box) => box.ready))).toEqual([true, true, true]);
@@ -67,7 +72,12 @@ describe('sharedInbox', () => {
     const port = await freePort();
     let rest: UpstashRestServer = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port, logger });
     const http = createUpstashHttp({ url: rest.url, token: TOKEN });
-    const inbox = sharedInbox({ http, publish: (channel, message) => publisher.publish(channel, message), keys: redisKeys('inbox-b'), logger });
+    const inbox = sharedInbox({
+      http,
+      publish: (channel, message) => publisher.publish(channel, message),
+      keys: redisKeys('inbox-b'),
+      logger,
+    });
     try {
       const waiting = inbox.open('before');
       expect(await waiting.ready).toBe(true);
@@ -95,37 +105,46 @@ describe('sharedInbox', () => {
 });
 
 describe('sharedInbox keep-alive', () => {
-  it('an idle stream stays up past SILENT_AFTER_MS: its own keep-alive keeps it from looking silent', async () => {
-    const rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
-    const http = createUpstashHttp({ url: rest.url, token: TOKEN });
-    const lines: string[] = [];
-    const inbox = sharedInbox({
-      http,
-      publish: (channel, message) => publisher.publish(channel, message),
-      keys: redisKeys('inbox-idle'),
-      logger: createLogger('inbox', 'info', { write: (line: string) => void lines.push(line) }),
-    });
-    try {
-      const box = inbox.open('idle');
-      expect(await box.ready).toBe(true);
-      await new Promise((resolve) => setTimeout(resolve, SILENT_AFTER_MS + 2_000));
-      expect(lines.filter((line) => line.includes('result stream'))).toEqual([]);
-      expect(box.failed()).toBe(false);
-      await publisher.publish(box.channel, JSON.stringify(answer('idle')));
-      expect((await box.pushed)?.id).toBe('idle');
-      box.close();
-    } finally {
-      await inbox.close();
-      await http.close();
-      await rest.close();
-    }
-  }, SILENT_AFTER_MS + 10_000);
+  it(
+    'an idle stream stays up past SILENT_AFTER_MS: its own keep-alive keeps it from looking silent',
+    async () => {
+      const rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
+      const http = createUpstashHttp({ url: rest.url, token: TOKEN });
+      const lines: string[] = [];
+      const inbox = sharedInbox({
+        http,
+        publish: (channel, message) => publisher.publish(channel, message),
+        keys: redisKeys('inbox-idle'),
+        logger: createLogger('inbox', 'info', { write: (line: string) => void lines.push(line) }),
+      });
+      try {
+        const box = inbox.open('idle');
+        expect(await box.ready).toBe(true);
+        await new Promise((resolve) => setTimeout(resolve, SILENT_AFTER_MS + 2_000));
+        expect(lines.filter((line) => line.includes('result stream'))).toEqual([]);
+        expect(box.failed()).toBe(false);
+        await publisher.publish(box.channel, JSON.stringify(answer('idle')));
+        expect((await box.pushed)?.id).toBe('idle');
+        box.close();
+      } finally {
+        await inbox.close();
+        await http.close();
+        await rest.close();
+      }
+    },
+    SILENT_AFTER_MS + 10_000,
+  );
 });
 
 describe('LineSplitter', () => {
   it('splits at LF, CRLF and CR, across chunk boundaries (a CRLF split in two included)', () => {
     const lines = new LineSplitter();
-    const out = [...lines.feed('data: a\n\ndata: b\nda'), ...lines.feed('ta: c\r'), ...lines.feed('\ndata: d\rdata: e'), ...lines.feed('\n')];
+    const out = [
+      ...lines.feed('data: a\n\ndata: b\nda'),
+      ...lines.feed('ta: c\r'),
+      ...lines.feed('\ndata: d\rdata: e'),
+      ...lines.feed('\n'),
+    ];
     expect(out.filter((line) => line !== '')).toEqual(['data: a', 'data: b', 'data: c', 'data: d', 'data: e']);
   });
 });

@@ -9,10 +9,13 @@ import { TENSOR_BYTES } from '../../shared/tensor.ts';
 import * as images from '../../test/helpers/images.ts';
 
 const codec = createSharpCodec({ maxPixels: 40e6 });
-const toTensor = async (bytes: Uint8Array, mode: ResizeMode = "squash") => codec.toTensor(bytes, probeImage(bytes, 40e6), mode);
+const toTensor = async (bytes: Uint8Array, mode: ResizeMode = 'squash') => codec.toTensor(bytes, probeImage(bytes, 40e6), mode);
 const pixel = (t: Uint8Array, x: number, y: number) => [...t.subarray((y * 224 + x) * 3, (y * 224 + x) * 3 + 3)];
 const near = (actual: number[], expected: number[], tolerance = 12) =>
-  expect(actual.every((v, i) => Math.abs(v - expected[i]!) <= tolerance), `${actual} ~ ${expected}`).toBe(true);
+  expect(
+    actual.every((v, i) => Math.abs(v - expected[i]!) <= tolerance),
+    `${actual} ~ ${expected}`,
+  ).toBe(true);
 
 describe('sharp codec', () => {
   it('squash mode equals Keras load_img: PIL nearest sampling of the full image', async () => {
@@ -22,7 +25,12 @@ describe('sharp codec', () => {
       const { width: W, height: H } = full.info;
       const tensor = await toTensor(bytes);
       expect(tensor.length).toBe(TENSOR_BYTES);
-      for (const [x, y] of [[0, 0], [223, 223], [100, 37], [7, 200]] as const) {
+      for (const [x, y] of [
+        [0, 0],
+        [223, 223],
+        [100, 37],
+        [7, 200],
+      ] as const) {
         const sx = Math.floor(((x + 0.5) * W) / 224);
         const sy = Math.floor(((y + 0.5) * H) / 224);
         expect(pixel(tensor, x, y)).toEqual([...full.data.subarray((sy * W + sx) * 3, (sy * W + sx) * 3 + 3)]);
@@ -81,7 +89,11 @@ describe('sharp codec', () => {
   it('answers 400 corrupt_image for truncated or garbage images', async () => {
     const beagle = await readFile(images.FIXTURES + 'beagle.jpg');
     const png = await readFile(images.FIXTURES + 'ort_lion.png');
-    for (const bytes of [beagle.subarray(0, beagle.length / 2), png.subarray(0, png.length / 2), Buffer.concat([beagle.subarray(0, 700), Buffer.alloc(5000, 0x55)])]) {
+    for (const bytes of [
+      beagle.subarray(0, beagle.length / 2),
+      png.subarray(0, png.length / 2),
+      Buffer.concat([beagle.subarray(0, 700), Buffer.alloc(5000, 0x55)]),
+    ]) {
       const error = await toTensor(bytes).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ApiError);
       expect((error as ApiError).code).toBe('corrupt_image');

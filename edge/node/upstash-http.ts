@@ -40,7 +40,13 @@ export interface UpstashHttp extends Requester {
   close(): Promise<void>;
 }
 
-export function createUpstashHttp({ url, token, retries = 2, backoffMs = (n) => 20 * 2 ** n, connections = 64 }: UpstashHttpOptions): UpstashHttp {
+export function createUpstashHttp({
+  url,
+  token,
+  retries = 2,
+  backoffMs = (n) => 20 * 2 ** n,
+  connections = 64,
+}: UpstashHttpOptions): UpstashHttp {
   const base = new URL(url);
   const prefix = base.pathname.replace(/\/$/, '');
   const pool = new Pool(base.origin, { connections });
@@ -75,7 +81,9 @@ export function createUpstashHttp({ url, token, retries = 2, backoffMs = (n) => 
         throw new errors.UpstashJSONParseError(text, { cause: error });
       }
       if (response.statusCode >= 300) {
-        throw new errors.UpstashError(`${(parsed as { error?: string }).error ?? `HTTP ${response.statusCode}`}, command was: ${commandName(req.body)}`);
+        throw new errors.UpstashError(
+          `${(parsed as { error?: string }).error ?? `HTTP ${response.statusCode}`}, command was: ${commandName(req.body)}`,
+        );
       }
       return parsed as UpstashResponse<TResult>;
     },

@@ -135,7 +135,11 @@ export function createPhotonCodec(decoder = createPhotonDecoder()): ImageCodec {
         try {
           decoded = decoder.decode(bytes);
         } catch (error) {
-          throw new ApiError(400, 'corrupt_image', `The ${info.format.toUpperCase()} image could not be decoded: ${(error as Error).message}`);
+          throw new ApiError(
+            400,
+            'corrupt_image',
+            `The ${info.format.toUpperCase()} image could not be decoded: ${(error as Error).message}`,
+          );
         }
         const { pixels, width, height } = decoded;
         if (pixels.length !== width * height * 4) {

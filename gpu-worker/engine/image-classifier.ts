@@ -56,10 +56,7 @@ export interface ImageClassifier {
 export class EngineUnavailableError extends Error {
   override name = 'EngineUnavailableError';
 
-  constructor(
-    message: string,
-    options: { cause?: unknown; details?: string[] } = {},
-  ) {
+  constructor(message: string, options: { cause?: unknown; details?: string[] } = {}) {
     super(options.details?.length ? `${message} (${options.details.join('; ')})` : message, { cause: options.cause });
     this.reason = message;
     this.details = options.details ?? [];

@@ -25,7 +25,14 @@ import type { ExecutionProvider } from './onnx/index.ts';
 import { EngineError, EngineUnavailableError, type EngineName, type ImageClassifier } from './image-classifier.ts';
 import { SyntheticClassifier } from './synthetic.ts';
 
-export { EngineError, EngineUnavailableError, ENGINE_NAMES, type EngineInfo, type EngineName, type ImageClassifier } from './image-classifier.ts';
+export {
+  EngineError,
+  EngineUnavailableError,
+  ENGINE_NAMES,
+  type EngineInfo,
+  type EngineName,
+  type ImageClassifier,
+} from './image-classifier.ts';
 
 export interface LoadClassifierOptions {
   log: Logger;
@@ -46,7 +53,10 @@ interface Step {
 export async function loadClassifier(config: EngineSettings, { log, onDownloadProgress }: LoadClassifierOptions): Promise<ImageClassifier> {
   if (config.model.kind === 'synthetic') {
     const classifier = new SyntheticClassifier({ name: config.modelName, delayMs: config.model.delayMs });
-    log.warn({ model: classifier.name, delayMs: config.model.delayMs }, 'synthetic model: fake predictions, no engine or weights loaded; for benchmarks only');
+    log.warn(
+      { model: classifier.name, delayMs: config.model.delayMs },
+      'synthetic model: fake predictions, no engine or weights loaded; for benchmarks only',
+    );
     return classifier;
   }
   const files = await readModelFiles(config, { onProgress: onDownloadProgress });
@@ -103,7 +113,9 @@ function engineSteps(config: EngineSettings, log: Logger): Step[] {
       // running tfjs-node-gpu without ONNX Runtime's GPU libraries).
       const missing = list.map((p) => [p, onnx.missingLibrary(p)] as const).filter(([, why]) => why);
       if (missing.length === list.length) {
-        throw new EngineUnavailableError(`no execution provider of ${list.join(', ')} is installed`, { details: missing.map(([p, why]) => `${p}: ${why}`) });
+        throw new EngineUnavailableError(`no execution provider of ${list.join(', ')} is installed`, {
+          details: missing.map(([p, why]) => `${p}: ${why}`),
+        });
       }
       onnxModel ??= onnx.prepareOnnxModel(files, config, log);
       return onnx.loadOnnxClassifier(await onnxModel, files, config, list);

@@ -89,8 +89,7 @@ async function downloadTarball(
 ): Promise<number> {
   const started = Date.now();
   let bytes = 0;
-  const report = (done: boolean) =>
-    onProgress?.({ bytes, totalBytes: BUILTIN_MODEL.tarballBytes, elapsedMs: Date.now() - started, done });
+  const report = (done: boolean) => onProgress?.({ bytes, totalBytes: BUILTIN_MODEL.tarballBytes, elapsedMs: Date.now() - started, done });
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       bytes += chunk.length;

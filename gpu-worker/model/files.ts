@@ -157,7 +157,8 @@ function shardLocation(source: FileSource, path: string, modelUrl: string): stri
   if (source.kind === 'url') return new URL(path, source.url).href;
   const file = resolve(source.path, path);
   const inside = relative(source.path, file);
-  if (inside.startsWith('..') || isAbsolute(inside)) throw new ModelLoadError(`${modelUrl}: weight path ${path} leaves the model directory`);
+  if (inside.startsWith('..') || isAbsolute(inside))
+    throw new ModelLoadError(`${modelUrl}: weight path ${path} leaves the model directory`);
   return file;
 }
 

@@ -50,7 +50,18 @@ async function picture(width = 64, height = 48) {
   const png = await sharp({ create: { width, height, channels: 3, background: '#1040c0' } })
     .composite([
       { input: { create: { width: Math.max(1, Math.floor(width / 2)), height, channels: 3, background: '#d01010' } }, left: 0, top: 0 },
-      { input: { create: { width: Math.max(1, Math.floor(width / 4)), height: Math.max(1, Math.floor(height / 3)), channels: 3, background: '#ffffff' } }, left: 0, top: 0 },
+      {
+        input: {
+          create: {
+            width: Math.max(1, Math.floor(width / 4)),
+            height: Math.max(1, Math.floor(height / 3)),
+            channels: 3,
+            background: '#ffffff',
+          },
+        },
+        left: 0,
+        top: 0,
+      },
     ])
     .removeAlpha()
     .png()
@@ -67,7 +78,11 @@ export async function buildCorpus(): Promise<Record<string, Buffer>> {
   const webp = await (await picture()).webp({ quality: 80 }).toBuffer();
   const gif = await (await picture()).gif().toBuffer();
   const frames = await Promise.all(
-    ['#d01010', '#10c040', '#1040c0'].map((c) => sharp({ create: { width: 64, height: 48, channels: 3, background: c } }).png().toBuffer()),
+    ['#d01010', '#10c040', '#1040c0'].map((c) =>
+      sharp({ create: { width: 64, height: 48, channels: 3, background: c } })
+        .png()
+        .toBuffer(),
+    ),
   );
   const exifJpeg = (...args: Parameters<typeof tiffBlock>) => jpegInsertAfterSoi(jpeg, exifApp1(tiffBlock(...args)));
   const files: Record<string, Buffer> = {};
@@ -120,7 +135,12 @@ export async function buildCorpus(): Promise<Record<string, Buffer>> {
     const withoutSof = Buffer.concat([jpeg.subarray(0, sof.at), jpeg.subarray(sof.at + sof.size)]);
     // Move the frame header after the scan header: the probe meets SOS first.
     const sosAt = sos.at - sof.size;
-    files['jpeg-sos-before-sof.jpg'] = Buffer.concat([withoutSof.subarray(0, sosAt), withoutSof.subarray(sosAt, sosAt + sos.size), sofBytes, withoutSof.subarray(sosAt + sos.size)]);
+    files['jpeg-sos-before-sof.jpg'] = Buffer.concat([
+      withoutSof.subarray(0, sosAt),
+      withoutSof.subarray(sosAt, sosAt + sos.size),
+      sofBytes,
+      withoutSof.subarray(sosAt + sos.size),
+    ]);
     const second = Buffer.from(sofBytes);
     second.writeUInt16BE(6000, 5);
     second.writeUInt16BE(6000, 7);
@@ -142,11 +162,16 @@ export async function buildCorpus(): Promise<Record<string, Buffer>> {
     // Garbage inside the zlib stream, with a correct CRC: only the decompressor can tell.
     const data = Buffer.from(idat.data);
     data.fill(0x55, 2, Math.min(data.length - 4, 18));
-    files['png-bad-zlib.png'] = pngFromChunks(pngChunks(png).map((c) => (c.type === 'IDAT' ? pngChunk('IDAT', data) : pngChunk(c.type, c.data))));
+    files['png-bad-zlib.png'] = pngFromChunks(
+      pngChunks(png).map((c) => (c.type === 'IDAT' ? pngChunk('IDAT', data) : pngChunk(c.type, c.data))),
+    );
   }
   files['png-zero-width.png'] = pngWithSize(png, 0, 48);
   files['png-no-iend.png'] = png.subarray(0, png.length - 12);
-  files['png-ihdr-not-first.png'] = pngFromChunks([pngChunk('tEXt', text('Comment\0first')), ...pngChunks(png).map((c) => pngChunk(c.type, c.data))]);
+  files['png-ihdr-not-first.png'] = pngFromChunks([
+    pngChunk('tEXt', text('Comment\0first')),
+    ...pngChunks(png).map((c) => pngChunk(c.type, c.data)),
+  ]);
   files['png-6000x6000-no-data.png'] = pngWithSize(png, 6000, 6000);
   files['gif-zero-screen.gif'] = gifWithSize(gif, [0, 0]);
   files['gif-header-only.gif'] = Buffer.from('GIF89a', 'latin1');
@@ -193,8 +218,12 @@ export async function buildCorpus(): Promise<Record<string, Buffer>> {
   files['progressive.jpg'] = await sharp(flat).jpeg({ progressive: true }).toBuffer();
   files['interlaced.png'] = await sharp(flat).png({ progressive: true }).toBuffer();
   files['icc-p3.jpg'] = await sharp(flat).withIccProfile('p3').jpeg().toBuffer();
-  files['animated.gif'] = await sharp(frames, { join: { animated: true } }).gif({ delay: [100, 100, 100], loop: 0 }).toBuffer();
-  files['animated.webp'] = await sharp(frames, { join: { animated: true } }).webp({ delay: [100, 100, 100], loop: 0 }).toBuffer();
+  files['animated.gif'] = await sharp(frames, { join: { animated: true } })
+    .gif({ delay: [100, 100, 100], loop: 0 })
+    .toBuffer();
+  files['animated.webp'] = await sharp(frames, { join: { animated: true } })
+    .webp({ delay: [100, 100, 100], loop: 0 })
+    .toBuffer();
   {
     // A real two-frame APNG: acTL, fcTL + IDAT (frame 0), fcTL + fdAT (frame 1, the same data).
     const idats = pngChunks(png).filter((c) => c.type === 'IDAT');
@@ -215,24 +244,56 @@ export async function buildCorpus(): Promise<Record<string, Buffer>> {
       c.data.copy(data, 4);
       return pngChunk('fdAT', data);
     });
-    const rebuilt = (type: string) => pngChunks(png).filter((c) => c.type === type).map((c) => pngChunk(c.type, c.data));
-    const ancillary = pngChunks(png).filter((c) => !['IHDR', 'IDAT', 'IEND'].includes(c.type)).map((c) => pngChunk(c.type, c.data));
-    files['apng.png'] = pngFromChunks([...rebuilt('IHDR'), pngChunk('acTL', actl), ...ancillary, fctl(0), ...rebuilt('IDAT'), fctl(1), ...fdat, pngChunk('IEND')]);
+    const rebuilt = (type: string) =>
+      pngChunks(png)
+        .filter((c) => c.type === type)
+        .map((c) => pngChunk(c.type, c.data));
+    const ancillary = pngChunks(png)
+      .filter((c) => !['IHDR', 'IDAT', 'IEND'].includes(c.type))
+      .map((c) => pngChunk(c.type, c.data));
+    files['apng.png'] = pngFromChunks([
+      ...rebuilt('IHDR'),
+      pngChunk('acTL', actl),
+      ...ancillary,
+      fctl(0),
+      ...rebuilt('IDAT'),
+      fctl(1),
+      ...fdat,
+      pngChunk('IEND'),
+    ]);
   }
   files['exif-orientation-6.jpg'] = exifJpeg([[ORIENTATION, SHORT, 1, 6]]);
   files['exif-orientation-8.jpg'] = exifJpeg([[ORIENTATION, SHORT, 1, 8]]);
   files['exif-orientation-9.jpg'] = exifJpeg([[ORIENTATION, SHORT, 1, 9]]);
-  files['exif-ifd-loop.jpg'] = exifJpeg([[EXIF_IFD_POINTER, LONG, 1, 8], [GPS_IFD_POINTER, LONG, 1, 8], [ORIENTATION, SHORT, 1, 3]], { next: 8 });
+  files['exif-ifd-loop.jpg'] = exifJpeg(
+    [
+      [EXIF_IFD_POINTER, LONG, 1, 8],
+      [GPS_IFD_POINTER, LONG, 1, 8],
+      [ORIENTATION, SHORT, 1, 3],
+    ],
+    { next: 8 },
+  );
   files['exif-ifd-offset-out-of-range.jpg'] = exifJpeg([[ORIENTATION, SHORT, 1, 6]], { ifdOffset: 0xfffffff0 });
   {
     const block = tiffBlock([[ORIENTATION, SHORT, 1, 6]]);
     block.writeUInt16LE(0xffff, 8); // 65535 entries in a 26-byte block
     files['exif-65535-entries.jpg'] = jpegInsertAfterSoi(jpeg, exifApp1(block));
   }
-  files['exif-huge-value-count.jpg'] = exifJpeg([[0x010f, 2, 0x7fffffff, 0xfffffff0], [ORIENTATION, SHORT, 1, 3]]);
-  files['jpeg-100-comments.jpg'] = jpegInsertAfterSoi(jpeg, ...Array.from({ length: 100 }, (_, i) => jpegSegment(0xfe, text(`comment ${i} `.repeat(4)))));
+  files['exif-huge-value-count.jpg'] = exifJpeg([
+    [0x010f, 2, 0x7fffffff, 0xfffffff0],
+    [ORIENTATION, SHORT, 1, 3],
+  ]);
+  files['jpeg-100-comments.jpg'] = jpegInsertAfterSoi(
+    jpeg,
+    ...Array.from({ length: 100 }, (_, i) => jpegSegment(0xfe, text(`comment ${i} `.repeat(4)))),
+  );
   files['png-exif-orientation-6.png'] = pngInsertAfterIhdr(png, pngChunk('eXIf', tiffBlock([[ORIENTATION, SHORT, 1, 6]])));
-  files['webp-exif-orientation-6.webp'] = riff('WEBP', vp8x(64, 48, 0x08), webpChunks(webp), riffChunk('EXIF', tiffBlock([[ORIENTATION, SHORT, 1, 6]])));
+  files['webp-exif-orientation-6.webp'] = riff(
+    'WEBP',
+    vp8x(64, 48, 0x08),
+    webpChunks(webp),
+    riffChunk('EXIF', tiffBlock([[ORIENTATION, SHORT, 1, 6]])),
+  );
   files['gif-1x1-screen-64x48-frame.gif'] = gifWithSize(gif, [1, 1]);
   files['1x1.png'] = await (await picture(1, 1)).png().toBuffer();
   files['1x1.jpg'] = await (await picture(1, 1)).jpeg().toBuffer();
@@ -243,7 +304,10 @@ export async function buildCorpus(): Promise<Record<string, Buffer>> {
 
   // Keep the CRC helper honest: a chunk built here must verify.
   const ihdr = pngChunks(files['1x1.png'])[0]!;
-  if (crc32(files['1x1.png'].subarray(ihdr.at + 4, ihdr.at + 8 + ihdr.data.length)) !== files['1x1.png'].readUInt32BE(ihdr.at + 8 + ihdr.data.length)) {
+  if (
+    crc32(files['1x1.png'].subarray(ihdr.at + 4, ihdr.at + 8 + ihdr.data.length)) !==
+    files['1x1.png'].readUInt32BE(ihdr.at + 8 + ihdr.data.length)
+  ) {
     throw new Error('crc32 does not match sharp');
   }
   return files;

@@ -118,7 +118,8 @@ export function jpegSegment(marker: number, payload: Uint8Array, length = payloa
 }
 
 /** Insert segments right after SOI. */
-export const jpegInsertAfterSoi = (jpeg: Buffer, ...segments: Buffer[]) => Buffer.concat([jpeg.subarray(0, 2), ...segments, jpeg.subarray(2)]);
+export const jpegInsertAfterSoi = (jpeg: Buffer, ...segments: Buffer[]) =>
+  Buffer.concat([jpeg.subarray(0, 2), ...segments, jpeg.subarray(2)]);
 
 /** An APP1 "Exif\0\0" segment around a TIFF block; `length` overrides its length field. */
 export const exifApp1 = (tiffBlock: Buffer, length?: number) =>

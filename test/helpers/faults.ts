@@ -63,7 +63,11 @@ export interface Reply {
 export async function predict(url: string, image: Uint8Array): Promise<Reply> {
   const sentAt = Date.now();
   try {
-    const response = await fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array(image) });
+    const response = await fetch(`${url}/predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'image/png' },
+      body: new Uint8Array(image),
+    });
     const text = await response.text();
     let body: Reply['body'];
     try {
@@ -80,14 +84,23 @@ export async function predict(url: string, image: Uint8Array): Promise<Reply> {
       doneAt: Date.now(),
     };
   } catch (error) {
-    return { status: 0, body: { success: false, error: { code: 'transport', message: String(error) } }, requestId: null, retryAfter: null, sentAt, doneAt: Date.now() };
+    return {
+      status: 0,
+      body: { success: false, error: { code: 'transport', message: String(error) } },
+      requestId: null,
+      retryAfter: null,
+      sentAt,
+      doneAt: Date.now(),
+    };
   }
 }
 
 /** A small solid-colour PNG, a different colour per seed. */
 export async function colourPng(seed: number): Promise<Buffer> {
   const background = { r: (seed * 67) % 256, g: (seed * 131) % 256, b: (seed * 29) % 256 };
-  return sharp({ create: { width: 48, height: 48, channels: 3, background } }).png().toBuffer();
+  return sharp({ create: { width: 48, height: 48, channels: 3, background } })
+    .png()
+    .toBuffer();
 }
 
 export interface PendingEntry {

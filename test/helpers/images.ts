@@ -9,8 +9,7 @@ export function halves(width: number, height: number) {
   return sharp({ create: { width, height, channels: 3, background: '#0000ff' } }).composite([left]);
 }
 
-export const jpegWithOrientation = async (orientation: number) =>
-  halves(300, 100).jpeg().withMetadata({ orientation }).toBuffer();
+export const jpegWithOrientation = async (orientation: number) => halves(300, 100).jpeg().withMetadata({ orientation }).toBuffer();
 
 // sharp composites last, so colour conversions run on a flattened copy.
 const flatHalves = async () => sharp(await halves(200, 200).png().toBuffer());
@@ -19,7 +18,9 @@ export const png16 = async () => (await flatHalves()).toColourspace('rgb16').png
 export const grayscaleJpeg = async () => (await flatHalves()).toColourspace('b-w').jpeg().toBuffer();
 export const palettePng = async () => (await flatHalves()).png({ palette: true, colours: 4 }).toBuffer();
 export const transparentPng = () =>
-  sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } }).png().toBuffer();
+  sharp({ create: { width: 64, height: 64, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+    .png()
+    .toBuffer();
 export const webp = () => halves(200, 200).webp().toBuffer();
 export const gif = () => halves(200, 200).gif().toBuffer();
 

@@ -26,7 +26,10 @@ export class JobQueue {
   /** Every message published on `<prefix>:done:*`, by channel. */
   readonly published = new Map<string, string[]>();
 
-  private constructor(url: string, readonly prefix: string) {
+  private constructor(
+    url: string,
+    readonly prefix: string,
+  ) {
     this.keys = redisKeys(prefix);
     this.redis = new Redis(url);
     this.subscriber = new Redis(url);
@@ -93,4 +96,5 @@ function encodeTensor(tensor: Uint8Array, enc: TensorEncoding): string | Uint8Ar
   return enc === 'z85' ? z85Encode(tensor) : Buffer.from(tensor.buffer, tensor.byteOffset, tensor.byteLength).toString('base64');
 }
 
-const toArg = (value: string | Uint8Array) => (typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+const toArg = (value: string | Uint8Array) =>
+  typeof value === 'string' ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);

@@ -19,7 +19,12 @@ import type { Logger } from '../../shared/log.ts';
 
 export async function startPerRequestEdge(config: EdgeConfig, logger: Logger): Promise<{ url: string; close(): Promise<void> }> {
   const redis = new UpstashRedis({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, enableTelemetry: false });
-  const broker = createUpstashBroker({ redis, keys: redisKeys(config.KEY_PREFIX), limits: brokerLimits(config), scripts: loadLuaScripts() });
+  const broker = createUpstashBroker({
+    redis,
+    keys: redisKeys(config.KEY_PREFIX),
+    limits: brokerLimits(config),
+    scripts: loadLuaScripts(),
+  });
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve(s));

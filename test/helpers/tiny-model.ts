@@ -40,7 +40,6 @@ export interface TinyModel {
   cleanup(): Promise<void>;
 }
 
-
 export async function createTinyModel(options: TinyModelOptions = {}): Promise<TinyModel> {
   const { classes = 10, softmax = true, seed = 42, labels: labelsFormat = 'array', shards = 2 } = options;
   const inputShape = options.inputShape ?? [224, 224, 3];
@@ -55,7 +54,10 @@ export async function createTinyModel(options: TinyModelOptions = {}): Promise<T
   const random = mulberry32(seed);
   const scales = [0.004, 0.1, 0.2, 0.5]; // conv kernel, conv bias, dense kernel, dense bias
   const weights = model.getWeights().map((w, i) =>
-    tf.tensor(Float32Array.from({ length: w.size }, () => (random() * 2 - 1) * (scales[i] ?? 0.1)), w.shape),
+    tf.tensor(
+      Float32Array.from({ length: w.size }, () => (random() * 2 - 1) * (scales[i] ?? 0.1)),
+      w.shape,
+    ),
   );
   model.setWeights(weights);
   weights.forEach((w) => w.dispose());
@@ -110,7 +112,8 @@ export async function saveModel(
     }),
   );
   if (labels && labelsFormat === 'array') await writeFile(join(dir, 'labels.json'), JSON.stringify(labels));
-  if (labels && labelsFormat === 'object') await writeFile(join(dir, 'labels.json'), JSON.stringify(Object.fromEntries(labels.map((l, i) => [String(i), l]))));
+  if (labels && labelsFormat === 'object')
+    await writeFile(join(dir, 'labels.json'), JSON.stringify(Object.fromEntries(labels.map((l, i) => [String(i), l]))));
   return dir;
 }
 
@@ -123,4 +126,3 @@ export function randomImage(seed: number, size = 224 * 224 * 3): Uint8Array {
   const base = [random() * 255, random() * 255, random() * 255];
   return Uint8Array.from({ length: size }, (_, i) => Math.max(0, Math.min(255, Math.round(base[i % 3]! + (random() - 0.5) * 60))));
 }
-

@@ -13,7 +13,13 @@ export function accessLog(logger: Logger): MiddlewareHandler {
     const started = Date.now();
     await next();
     const status = c.res.status;
-    const line = { id: c.get('requestId' as never) as string | undefined, method: c.req.method, path: c.req.path, status, ms: Date.now() - started };
+    const line = {
+      id: c.get('requestId' as never) as string | undefined,
+      method: c.req.method,
+      path: c.req.path,
+      status,
+      ms: Date.now() - started,
+    };
     if (status >= 500) logger.warn(line, 'request');
     else logger.info(line, 'request');
   };

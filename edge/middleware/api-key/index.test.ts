@@ -4,8 +4,7 @@ import { apiKey } from './index.ts';
 
 const KEYS = ['k_live_0123456789abcdef', 'k_live_fedcba9876543210'];
 const app = new Hono().use('/predict', apiKey(KEYS)).post('/predict', (c) => c.json({ success: true }));
-const post = (authorization?: string) =>
-  app.request('/predict', { method: 'POST', headers: authorization ? { authorization } : {} });
+const post = (authorization?: string) => app.request('/predict', { method: 'POST', headers: authorization ? { authorization } : {} });
 
 async function expectUnauthorized(response: Response) {
   expect(response.status).toBe(401);

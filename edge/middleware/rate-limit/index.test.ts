@@ -13,7 +13,12 @@ let app: Hono;
 
 beforeAll(async () => {
   redisServer = await startRedisServer();
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: 'rate-limit-test-token', port: 0, logger: createLogger('t', 'silent') });
+  rest = await startUpstashRestServer({
+    redisUrl: redisServer.url,
+    token: 'rate-limit-test-token',
+    port: 0,
+    logger: createLogger('t', 'silent'),
+  });
   const redis = new UpstashRedis({ url: rest.url, token: 'rate-limit-test-token', enableTelemetry: false });
   const limiter = createLimiter(redis, { requests: 2, window: '30 s' }, 'test:ratelimit');
   app = new Hono()
@@ -55,8 +60,14 @@ describe('rateLimit (real @upstash/ratelimit over the Upstash REST protocol)', (
   });
 
   it('lets requests through when the limiter cannot reach Redis', async () => {
-    const broken = createLimiter(new UpstashRedis({ url: 'http://127.0.0.1:9', token: 'x', retry: false, enableTelemetry: false }), { requests: 1, window: '1 s' }, 'x');
-    const open = new Hono().use(rateLimit({ limiter: broken, clientAddress: () => '1.2.3.4', logger: createLogger('t', 'silent') })).post('/', (c) => c.text('ok'));
+    const broken = createLimiter(
+      new UpstashRedis({ url: 'http://127.0.0.1:9', token: 'x', retry: false, enableTelemetry: false }),
+      { requests: 1, window: '1 s' },
+      'x',
+    );
+    const open = new Hono()
+      .use(rateLimit({ limiter: broken, clientAddress: () => '1.2.3.4', logger: createLogger('t', 'silent') }))
+      .post('/', (c) => c.text('ok'));
     expect((await open.request('/', { method: 'POST' })).status).toBe(200);
   });
 });

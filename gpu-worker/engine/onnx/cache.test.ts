@@ -56,19 +56,32 @@ describe('ONNX model cache', () => {
       expect(Buffer.from(second.bytes).toString()).toBe(Buffer.from(first.bytes).toString());
       expect(conversions()).toBe(1);
       const names = await readdir(onnxCacheDir(cacheDir));
-      expect(names.sort()).toEqual([`${config.modelName}-${onnxCacheKey(files, config).key}.json`, `${config.modelName}-${onnxCacheKey(files, config).key}.onnx`].sort());
-      expect(JSON.parse(await readFile(first.path.replace(/\.onnx$/, '.json'), 'utf8'))).toMatchObject({ bytes: first.bytes.byteLength, classes: 10, preprocess: 'caffe' });
+      expect(names.sort()).toEqual(
+        [
+          `${config.modelName}-${onnxCacheKey(files, config).key}.json`,
+          `${config.modelName}-${onnxCacheKey(files, config).key}.onnx`,
+        ].sort(),
+      );
+      expect(JSON.parse(await readFile(first.path.replace(/\.onnx$/, '.json'), 'utf8'))).toMatchObject({
+        bytes: first.bytes.byteLength,
+        classes: 10,
+        preprocess: 'caffe',
+      });
     } finally {
       await cleanup();
     }
   });
 
   it.each([
-    ['a flipped byte', async (path: string) => {
-      const bytes = await readFile(path);
-      bytes[3] = bytes[3]! ^ 0xff;
-      await writeFile(path, bytes);
-    }, /corrupt/],
+    [
+      'a flipped byte',
+      async (path: string) => {
+        const bytes = await readFile(path);
+        bytes[3] = bytes[3]! ^ 0xff;
+        await writeFile(path, bytes);
+      },
+      /corrupt/,
+    ],
     ['a truncated file', (path: string) => truncate(path, 5), /truncated/],
     ['the graph gone, its record left', (path: string) => rm(path), /missing/],
     ['a record that is not JSON', (path: string) => writeFile(path.replace(/\.onnx$/, '.json'), '{"format": 1, "key"'), /unreadable/],

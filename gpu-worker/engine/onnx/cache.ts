@@ -61,10 +61,15 @@ type CacheSettings = Pick<WorkerConfig, 'modelCacheDir' | 'modelName' | 'preproc
 export const onnxCacheDir = (modelCacheDir: string) => join(modelCacheDir, 'onnx');
 
 /** The cache key of these files under these settings (see the header). */
-export function onnxCacheKey(files: Pick<ModelFiles, 'jsonBytes' | 'shards'>, config: CacheSettings): { key: string; sourceDigest: string } {
+export function onnxCacheKey(
+  files: Pick<ModelFiles, 'jsonBytes' | 'shards'>,
+  config: CacheSettings,
+): { key: string; sourceDigest: string } {
   const sourceDigest = modelDigest(files);
   const key = createHash('sha256')
-    .update(JSON.stringify({ sourceDigest, preprocess: config.preprocess, model: config.modelName, converter: CONVERTER_VERSION, opset: OPSET }))
+    .update(
+      JSON.stringify({ sourceDigest, preprocess: config.preprocess, model: config.modelName, converter: CONVERTER_VERSION, opset: OPSET }),
+    )
     .digest('hex')
     .slice(0, 32);
   return { key, sourceDigest };

@@ -69,7 +69,10 @@ export class OnnxClassifier implements ImageClassifier {
 
   async warmUp(batchSize = 1): Promise<number> {
     const started = performance.now();
-    await this.classifyWithStats(Array.from({ length: batchSize }, () => new Uint8Array(TENSOR_BYTES)), 1);
+    await this.classifyWithStats(
+      Array.from({ length: batchSize }, () => new Uint8Array(TENSOR_BYTES)),
+      1,
+    );
     return performance.now() - started;
   }
 

@@ -64,7 +64,11 @@ async function roundTrip(model: tfl.LayersModel, preprocess: PreprocessMode = 't
 async function onnxClassifier(loaded: LoadedModel): Promise<OnnxClassifier> {
   const { bytes } = convertLayersModel(loaded);
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' });
-  return new OnnxClassifier(session, ort, { name: loaded.name, labels: loaded.labels, engine: { name: 'onnx', provider: 'cpu', threads: 1, gpu: false, detail: 'test' } });
+  return new OnnxClassifier(session, ort, {
+    name: loaded.name,
+    labels: loaded.labels,
+    engine: { name: 'onnx', provider: 'cpu', threads: 1, gpu: false, detail: 'test' },
+  });
 }
 
 /** Both engines on the same images: the same classes in the same order, each probability within 1e-5. */
@@ -90,7 +94,8 @@ async function expectSameAnswers(loaded: LoadedModel): Promise<void> {
 
 const inputLayer = () => tfl.input({ shape: [224, 224, 3] });
 /** 224 -> 28 at once: the layers under test then run on small images. */
-const stem = (x: tfl.SymbolicTensor, filters = 4) => tfl.layers.conv2d({ filters, kernelSize: 8, strides: 8, activation: 'relu' }).apply(x) as tfl.SymbolicTensor;
+const stem = (x: tfl.SymbolicTensor, filters = 4) =>
+  tfl.layers.conv2d({ filters, kernelSize: 8, strides: 8, activation: 'relu' }).apply(x) as tfl.SymbolicTensor;
 const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => layer.apply(x) as tfl.SymbolicTensor;
 const head = (x: tfl.SymbolicTensor, activation: 'softmax' | 'linear' = 'softmax') =>
   apply(tfl.layers.dense({ units: CLASSES, activation }), apply(tfl.layers.globalAveragePooling2d({}), x));
@@ -99,7 +104,15 @@ describe('tfjs layers model -> ONNX: the same answers as tfjs', () => {
   it('convolutions: Conv2D (valid, same, strides, dilation, no bias), DepthwiseConv2D, SeparableConv2D, ZeroPadding2D, BatchNormalization, pooling, Flatten, Dropout, Dense', async () => {
     const input = inputLayer();
     let x = stem(input, 6);
-    x = apply(tfl.layers.zeroPadding2d({ padding: [[1, 2], [0, 3]] }), x);
+    x = apply(
+      tfl.layers.zeroPadding2d({
+        padding: [
+          [1, 2],
+          [0, 3],
+        ],
+      }),
+      x,
+    );
     x = apply(tfl.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', useBias: false }), x);
     x = apply(tfl.layers.batchNormalization({ center: false }), x);
     x = apply(tfl.layers.activation({ activation: 'relu' }), x);
@@ -142,7 +155,19 @@ describe('tfjs layers model -> ONNX: the same answers as tfjs', () => {
     const input = inputLayer();
     let x = stem(input);
     // logSoftmax: tfjs runs it (Keras' log_softmax) but leaves it out of its activation names' type.
-    for (const activation of ['sigmoid', 'tanh', 'elu', 'selu', 'softplus', 'softsign', 'hardSigmoid', 'swish', 'mish', 'logSoftmax' as 'linear', 'linear'] as const) {
+    for (const activation of [
+      'sigmoid',
+      'tanh',
+      'elu',
+      'selu',
+      'softplus',
+      'softsign',
+      'hardSigmoid',
+      'swish',
+      'mish',
+      'logSoftmax' as 'linear',
+      'linear',
+    ] as const) {
       x = apply(tfl.layers.conv2d({ filters: 4, kernelSize: 1, activation }), x);
     }
     // Training-time noise: nothing at inference, in both engines.
@@ -163,7 +188,15 @@ describe('tfjs layers model -> ONNX: the same answers as tfjs', () => {
   it('the Keras layout where it matters: Cropping2D, Dense on an image, Permute, Reshape, SpatialDropout1D, softmax over channels', async () => {
     const input = inputLayer();
     let x = stem(input);
-    x = apply(tfl.layers.cropping2D({ cropping: [[1, 2], [3, 0]] }), x);
+    x = apply(
+      tfl.layers.cropping2D({
+        cropping: [
+          [1, 2],
+          [3, 0],
+        ],
+      }),
+      x,
+    );
     x = apply(tfl.layers.dense({ units: 3 }), x); // on the last axis of [25, 25, 4]
     x = apply(tfl.layers.activation({ activation: 'softmax' }), x);
     x = apply(tfl.layers.permute({ dims: [2, 1, 3] }), x);
@@ -180,7 +213,9 @@ describe('tfjs layers model -> ONNX: the same answers as tfjs', () => {
     const once = apply(shared, stem(baseInput));
     const twice = apply(shared, once);
     const base = tfl.model({ inputs: baseInput, outputs: apply(tfl.layers.add(), [once, twice]), name: 'base' });
-    const model = tfl.sequential({ layers: [base, tfl.layers.globalAveragePooling2d({}), tfl.layers.dense({ units: CLASSES, activation: 'softmax' })] });
+    const model = tfl.sequential({
+      layers: [base, tfl.layers.globalAveragePooling2d({}), tfl.layers.dense({ units: CLASSES, activation: 'softmax' })],
+    });
     await expectSameAnswers(await roundTrip(model));
   });
 
@@ -219,7 +254,9 @@ describe('what it cannot convert, it names', () => {
     const loaded = await roundTrip(tfl.model({ inputs: input, outputs: head(x) }));
     try {
       expect(() => convertLayersModel(loaded)).toThrow(ConversionError);
-      expect(() => convertLayersModel(loaded)).toThrow(/^layer "upsample" \(UpSampling2D\): no ONNX conversion for UpSampling2D \(supported: .*BatchNormalization.*Conv2D.*\)/);
+      expect(() => convertLayersModel(loaded)).toThrow(
+        /^layer "upsample" \(UpSampling2D\): no ONNX conversion for UpSampling2D \(supported: .*BatchNormalization.*Conv2D.*\)/,
+      );
     } finally {
       loaded.model.dispose();
     }
@@ -230,7 +267,9 @@ describe('what it cannot convert, it names', () => {
     const x = apply(tfl.layers.batchNormalization({ axis: 1, name: 'bn_rows' }), stem(input));
     const loaded = await roundTrip(tfl.model({ inputs: input, outputs: head(x) }));
     try {
-      expect(() => convertLayersModel(loaded)).toThrow(/^layer "bn_rows" \(BatchNormalization\): axis 1 \(only the last, channels, axis\)$/);
+      expect(() => convertLayersModel(loaded)).toThrow(
+        /^layer "bn_rows" \(BatchNormalization\): axis 1 \(only the last, channels, axis\)$/,
+      );
     } finally {
       loaded.model.dispose();
     }

@@ -62,7 +62,11 @@ export function convertLayersModel(loaded: LoadedModel, options: ConvertOptions 
     throw new ConversionError(`the model has ${model.inputs.length} inputs and ${model.outputs.length} outputs (one of each is supported)`);
   }
 
-  const image: Value = { name: wire ? preprocessNodes(g, input, loaded.preprocess) : input, layout: 'keras', shape: [null, IMAGE_SIZE, IMAGE_SIZE, CHANNELS] };
+  const image: Value = {
+    name: wire ? preprocessNodes(g, input, loaded.preprocess) : input,
+    layout: 'keras',
+    shape: [null, IMAGE_SIZE, IMAGE_SIZE, CHANNELS],
+  };
   const scope: Scope = { prefix: '', bound: new Map([[model.inputs[0]!.id, image]]), nodes: new Map() };
   let y = valueOf(ctx, model.outputs[0]!, scope);
   if (y.shape.length !== 2) throw new ConversionError(`the model's output has shape ${JSON.stringify(y.shape)}; expected [null, classes]`);
@@ -113,7 +117,13 @@ function valueOf(ctx: LayerContext, tensor: tfl.SymbolicTensor, scope: Scope): V
   }
   let outputs = scope.nodes.get(node.id);
   if (!outputs) {
-    outputs = convertNode(ctx, layer, node.inputTensors.map((t) => valueOf(ctx, t, scope)), node.outputTensors, scope);
+    outputs = convertNode(
+      ctx,
+      layer,
+      node.inputTensors.map((t) => valueOf(ctx, t, scope)),
+      node.outputTensors,
+      scope,
+    );
     scope.nodes.set(node.id, outputs);
   }
   if (tensor.tensorIndex !== 0) throw new ConversionError(`layer "${layer.name}" (${layer.getClassName()}): a layer with several outputs`);
@@ -125,21 +135,30 @@ function convertNode(ctx: LayerContext, layer: tfl.layers.Layer, inputs: Value[]
   if (layer instanceof tfl.LayersModel) {
     // A model used as a layer (a pretrained base inside a Sequential): its graph, fed these inputs.
     if (inputs.length !== layer.inputs.length || layer.outputs.length !== 1) {
-      throw new ConversionError(`layer "${layer.name}" (${className}): a nested model with ${layer.inputs.length} inputs and ${layer.outputs.length} outputs`);
+      throw new ConversionError(
+        `layer "${layer.name}" (${className}): a nested model with ${layer.inputs.length} inputs and ${layer.outputs.length} outputs`,
+      );
     }
-    const inner: Scope = { prefix: `${scope.prefix}${layer.name}/`, bound: new Map(layer.inputs.map((t, i) => [t.id, inputs[i]!])), nodes: new Map() };
+    const inner: Scope = {
+      prefix: `${scope.prefix}${layer.name}/`,
+      bound: new Map(layer.inputs.map((t, i) => [t.id, inputs[i]!])),
+      nodes: new Map(),
+    };
     return valueOf(ctx, layer.outputs[0]!, inner);
   }
   const converter = CONVERTERS[className];
   if (!converter) {
-    throw new ConversionError(`layer "${layer.name}" (${className}): no ONNX conversion for ${className} (supported: ${SUPPORTED_LAYERS.join(', ')})`);
+    throw new ConversionError(
+      `layer "${layer.name}" (${className}): no ONNX conversion for ${className} (supported: ${SUPPORTED_LAYERS.join(', ')})`,
+    );
   }
   const byName = new Map(layer.weights.map((w) => [w.originalName.split('/').at(-1)!.replace(/:\d+$/, ''), w]));
   const weights = (name: string): LayerWeight | undefined => {
     const variable = byName.get(name);
     if (!variable) return undefined;
     const tensor = variable.read();
-    if (tensor.dtype !== 'float32') throw new ConversionError(`layer "${layer.name}" (${className}): weight ${name} is ${tensor.dtype}, not float32`);
+    if (tensor.dtype !== 'float32')
+      throw new ConversionError(`layer "${layer.name}" (${className}): weight ${name} is ${tensor.dtype}, not float32`);
     return { data: tensor.dataSync() as Float32Array, shape: tensor.shape };
   };
   const call = {
@@ -167,4 +186,3 @@ export async function ensureTfjsBackend(): Promise<void> {
   // The cpu backend greets its first use with advice to install tfjs-node: not what converting needs.
   (tf.backend() as { firstUse?: boolean }).firstUse = false;
 }
-

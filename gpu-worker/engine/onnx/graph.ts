@@ -107,7 +107,13 @@ export class OnnxGraph {
     return this.nodes.length;
   }
 
-  toBytes(meta: { producer: string; producerVersion: string; graphName: string; docString?: string; metadata?: Record<string, string> }): Uint8Array {
+  toBytes(meta: {
+    producer: string;
+    producerVersion: string;
+    graphName: string;
+    docString?: string;
+    metadata?: Record<string, string>;
+  }): Uint8Array {
     const model = onnx.ModelProto.create({
       irVersion: IR_VERSION,
       opsetImport: [{ domain: '', version: OPSET }],

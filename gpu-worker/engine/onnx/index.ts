@@ -41,7 +41,10 @@ type OnnxSettings = Pick<WorkerConfig, 'modelCacheDir' | 'modelName' | 'preproce
  */
 export async function prepareOnnxModel(files: ModelFiles, config: OnnxSettings, log: Logger): Promise<CachedOnnxModel> {
   const model = await cachedOnnxModel(files, config, log, async () => {
-    const [{ buildModel }, { convertLayersModel, ensureTfjsBackend }] = await Promise.all([import('../tfjs/load.ts'), import('./convert.ts')]);
+    const [{ buildModel }, { convertLayersModel, ensureTfjsBackend }] = await Promise.all([
+      import('../tfjs/load.ts'),
+      import('./convert.ts'),
+    ]);
     log.info({ model: config.modelName, source: files.where }, 'converting the model to ONNX (once; cached for later starts)');
     await ensureTfjsBackend();
     const loaded = await buildModel(files, config);
@@ -58,7 +61,8 @@ export async function prepareOnnxModel(files: ModelFiles, config: OnnxSettings, 
     }
   });
   const { entry } = model;
-  if (model.converted) log.info({ path: model.path, convertMs: entry.convertMs, nodes: entry.nodes, mb: round(entry.bytes / 1e6) }, 'model converted to ONNX');
+  if (model.converted)
+    log.info({ path: model.path, convertMs: entry.convertMs, nodes: entry.nodes, mb: round(entry.bytes / 1e6) }, 'model converted to ONNX');
   else log.debug({ path: model.path }, 'ONNX model from the cache');
   if (entry.classes !== files.labels.length) {
     throw new EngineUnavailableError(`the converted model outputs ${entry.classes} classes but there are ${files.labels.length} labels`);
@@ -126,10 +130,22 @@ export function missingLibrary(provider: ExecutionProvider): string | undefined 
   if (provider === 'cpu') return undefined;
   const platform = `${process.platform}/${process.arch}`;
   if (platform !== 'linux/x64') return `onnxruntime-node has no ${provider} provider for ${platform} (Linux x64 only)`;
-  const binding = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  const binding = join(
+    dirname(createRequire(import.meta.url).resolve('onnxruntime-node')),
+    '..',
+    'bin',
+    'napi-v6',
+    process.platform,
+    process.arch,
+  );
   const library = join(binding, `libonnxruntime_providers_${provider}.so`);
-  return existsSync(library) ? undefined : `not installed (onnxruntime-node has no ${basename(library)}; on a GPU host: ${GPU_INSTALL_COMMAND})`;
+  return existsSync(library)
+    ? undefined
+    : `not installed (onnxruntime-node has no ${basename(library)}; on a GPU host: ${GPU_INSTALL_COMMAND})`;
 }
 
-const firstLine = (error: unknown) => String((error as Error)?.message ?? error).split('\n')[0]!.trim();
+const firstLine = (error: unknown) =>
+  String((error as Error)?.message ?? error)
+    .split('\n')[0]!
+    .trim();
 const round = (n: number) => Math.round(n * 10) / 10;

@@ -84,9 +84,11 @@ const required = (call: LayerCall, weights: (name: string) => LayerWeight | unde
   weights(name) ?? unsupported(call, `has no weight "${name}"`);
 
 /** The one input of a single-input layer. */
-const only = (call: LayerCall): Value => (call.inputs.length === 1 ? call.inputs[0]! : unsupported(call, `expected 1 input, got ${call.inputs.length}`));
+const only = (call: LayerCall): Value =>
+  call.inputs.length === 1 ? call.inputs[0]! : unsupported(call, `expected 1 input, got ${call.inputs.length}`);
 
-const pair = (value: unknown): [number, number] => (Array.isArray(value) ? [Number(value[0]), Number(value[1] ?? value[0])] : [Number(value), Number(value)]);
+const pair = (value: unknown): [number, number] =>
+  Array.isArray(value) ? [Number(value[0]), Number(value[1] ?? value[0])] : [Number(value), Number(value)];
 
 /** A [[top, bottom], [left, right]] config (ZeroPadding2D's padding, Cropping2D's cropping). */
 function sides(value: unknown): { top: number; bottom: number; left: number; right: number } {
@@ -105,7 +107,13 @@ function channelsLast(call: LayerCall): void {
  * ONNX pads [top, left, bottom, right] for a window over a Keras NHWC input: 'valid' none,
  * 'same' TensorFlow's rule (output ceil(in / stride), the odd pixel of padding at the end).
  */
-function windowPads(call: LayerCall, input: Value, kernel: [number, number], strides: [number, number], dilations: [number, number] = [1, 1]): number[] {
+function windowPads(
+  call: LayerCall,
+  input: Value,
+  kernel: [number, number],
+  strides: [number, number],
+  dilations: [number, number] = [1, 1],
+): number[] {
   const padding = call.config.padding;
   if (padding === 'valid') return [0, 0, 0, 0];
   if (padding !== 'same') return unsupported(call, `padding ${String(padding)}`);
@@ -212,7 +220,13 @@ function conv2d(ctx: LayerContext, call: LayerCall, weights: (name: string) => L
   const y = ctx.graph.op(
     'Conv',
     inputs,
-    { kernel_shape: ints([kh, kw]), strides: ints(strides), dilations: ints(dilations), pads: ints(windowPads(call, x, [kh, kw], strides, dilations)), group: int(1) },
+    {
+      kernel_shape: ints([kh, kw]),
+      strides: ints(strides),
+      dilations: ints(dilations),
+      pads: ints(windowPads(call, x, [kh, kw], strides, dilations)),
+      group: int(1),
+    },
     call.config.activation && call.config.activation !== 'linear' ? `${call.name}/conv` : call.name,
   );
   return activation(ctx, call, call.config.activation, { name: y, layout: 'nchw', shape: call.outputShape }, call.name);
@@ -228,13 +242,20 @@ function depthwise(ctx: LayerContext, call: LayerCall, x: Value, kernel: LayerWe
   for (let h = 0; h < kh; h++)
     for (let v = 0; v < kw; v++)
       for (let c = 0; c < channels; c++)
-        for (let m = 0; m < multiplier; m++) w[((c * multiplier + m) * kh + h) * kw + v] = kernel.data[((h * kw + v) * channels + c) * multiplier + m]!;
+        for (let m = 0; m < multiplier; m++)
+          w[((c * multiplier + m) * kh + h) * kw + v] = kernel.data[((h * kw + v) * channels + c) * multiplier + m]!;
   const inputs = [ctx.nchw(x), ctx.graph.floats(`${name}/depthwise_kernel`, [channels * multiplier, 1, kh, kw], w)];
   if (bias) inputs.push(ctx.graph.floats(`${name}/bias`, [channels * multiplier], bias.data));
   return ctx.graph.op(
     'Conv',
     inputs,
-    { kernel_shape: ints([kh, kw]), strides: ints(strides), dilations: ints(dilations), pads: ints(windowPads(call, x, [kh, kw], strides, dilations)), group: int(channels) },
+    {
+      kernel_shape: ints([kh, kw]),
+      strides: ints(strides),
+      dilations: ints(dilations),
+      pads: ints(windowPads(call, x, [kh, kw], strides, dilations)),
+      group: int(channels),
+    },
     name,
   );
 }
@@ -256,7 +277,12 @@ function pool(opType: 'MaxPool' | 'AveragePool'): Converter {
     const x = only(call);
     const kernel = pair(call.config.poolSize);
     const strides = call.config.strides == null ? kernel : pair(call.config.strides);
-    const y = ctx.graph.op(opType, [ctx.nchw(x)], { kernel_shape: ints(kernel), strides: ints(strides), pads: ints(windowPads(call, x, kernel, strides)) }, call.name);
+    const y = ctx.graph.op(
+      opType,
+      [ctx.nchw(x)],
+      { kernel_shape: ints(kernel), strides: ints(strides), pads: ints(windowPads(call, x, kernel, strides)) },
+      call.name,
+    );
     return { name: y, layout: 'nchw', shape: call.outputShape };
   };
 }
@@ -277,7 +303,14 @@ export const CONVERTERS: Record<string, Converter> = {
   DepthwiseConv2D(ctx, call, weights) {
     channelsLast(call);
     const bias = call.config.useBias === false ? undefined : required(call, weights, 'bias');
-    const y = depthwise(ctx, call, only(call), required(call, weights, 'depthwise_kernel'), bias, call.config.activation !== 'linear' ? `${call.name}/depthwise` : call.name);
+    const y = depthwise(
+      ctx,
+      call,
+      only(call),
+      required(call, weights, 'depthwise_kernel'),
+      bias,
+      call.config.activation !== 'linear' ? `${call.name}/depthwise` : call.name,
+    );
     return activation(ctx, call, call.config.activation, { name: y, layout: 'nchw', shape: call.outputShape }, call.name);
   },
   SeparableConv2D(ctx, call, weights) {
@@ -286,9 +319,17 @@ export const CONVERTERS: Record<string, Converter> = {
     const depth = depthwise(ctx, call, x, required(call, weights, 'depthwise_kernel'), undefined, `${call.name}/depthwise`);
     const pointwise = required(call, weights, 'pointwise_kernel'); // [1, 1, in, out]
     const [, , inC, outC] = pointwise.shape as [number, number, number, number];
-    const inputs = [depth, ctx.graph.floats(`${call.name}/pointwise_kernel`, [outC, inC, 1, 1], hwioToOihw(pointwise.data, 1, 1, inC, outC))];
+    const inputs = [
+      depth,
+      ctx.graph.floats(`${call.name}/pointwise_kernel`, [outC, inC, 1, 1], hwioToOihw(pointwise.data, 1, 1, inC, outC)),
+    ];
     if (call.config.useBias !== false) inputs.push(ctx.graph.floats(`${call.name}/bias`, [outC], required(call, weights, 'bias').data));
-    const y = ctx.graph.op('Conv', inputs, { kernel_shape: ints([1, 1]) }, call.config.activation !== 'linear' ? `${call.name}/pointwise` : call.name);
+    const y = ctx.graph.op(
+      'Conv',
+      inputs,
+      { kernel_shape: ints([1, 1]) },
+      call.config.activation !== 'linear' ? `${call.name}/pointwise` : call.name,
+    );
     return activation(ctx, call, call.config.activation, { name: y, layout: 'nchw', shape: call.outputShape }, call.name);
   },
   BatchNormalization(ctx, call, weights) {
@@ -361,7 +402,11 @@ export const CONVERTERS: Record<string, Converter> = {
   GlobalMaxPooling2D: globalPool('GlobalMaxPool'),
   Flatten(ctx, call) {
     channelsLast(call);
-    return { name: ctx.graph.op('Flatten', [ctx.keras(only(call))], { axis: int(1) }, call.name), layout: 'keras', shape: call.outputShape };
+    return {
+      name: ctx.graph.op('Flatten', [ctx.keras(only(call))], { axis: int(1) }, call.name),
+      layout: 'keras',
+      shape: call.outputShape,
+    };
   },
   Reshape(ctx, call) {
     const target = (call.config.targetShape as number[]).map(Number);
@@ -370,14 +415,19 @@ export const CONVERTERS: Record<string, Converter> = {
   },
   Permute(ctx, call) {
     const dims = (call.config.dims as number[]).map(Number);
-    return { name: ctx.graph.op('Transpose', [ctx.keras(only(call))], { perm: ints([0, ...dims]) }, call.name), layout: 'keras', shape: call.outputShape };
+    return {
+      name: ctx.graph.op('Transpose', [ctx.keras(only(call))], { perm: ints([0, ...dims]) }, call.name),
+      layout: 'keras',
+      shape: call.outputShape,
+    };
   },
   Dense(ctx, call, weights) {
     const x = only(call);
     const kernel = required(call, weights, 'kernel'); // [in, units]
     const [inputs, units] = kernel.shape as [number, number];
     const w = ctx.graph.floats(`${call.name}/kernel`, [inputs, units], kernel.data);
-    const bias = call.config.useBias === false ? undefined : ctx.graph.floats(`${call.name}/bias`, [units], required(call, weights, 'bias').data);
+    const bias =
+      call.config.useBias === false ? undefined : ctx.graph.floats(`${call.name}/bias`, [units], required(call, weights, 'bias').data);
     const named = call.config.activation && call.config.activation !== 'linear' ? `${call.name}/dense` : call.name;
     let y: string;
     if (x.shape.length === 2) {
@@ -397,7 +447,11 @@ export const CONVERTERS: Record<string, Converter> = {
   Concatenate(ctx, call) {
     const { names, layout } = mergeInputs(ctx, call);
     const probe: Value = { name: '', layout, shape: call.outputShape };
-    return { name: ctx.graph.op('Concat', names, { axis: int(layoutAxis(probe, Number(call.config.axis ?? -1))) }, call.name), layout, shape: call.outputShape };
+    return {
+      name: ctx.graph.op('Concat', names, { axis: int(layoutAxis(probe, Number(call.config.axis ?? -1))) }, call.name),
+      layout,
+      shape: call.outputShape,
+    };
   },
   // Training-time noise: nothing at inference, as in tfjs' predict().
   Dropout: identity,

@@ -50,13 +50,13 @@ export class BackendError extends Error {
  * @param choice  'auto' tries all in order; any other value insists on that backend.
  * @param options.nativePackages  override the native candidates (tests use a broken module).
  */
-export async function selectBackend(
-  choice: BackendChoice,
-  options: { nativePackages?: string[] } = {},
-): Promise<SelectedBackend> {
+export async function selectBackend(choice: BackendChoice, options: { nativePackages?: string[] } = {}): Promise<SelectedBackend> {
   const skipped: SelectedBackend['skipped'] = [];
   const fail = (wanted: string) =>
-    new BackendError(`BACKEND=${choice}: ${wanted} could not be used: ${skipped.map((s) => `${s.package}: ${s.reason}`).join('; ')}`, skipped);
+    new BackendError(
+      `BACKEND=${choice}: ${wanted} could not be used: ${skipped.map((s) => `${s.package}: ${s.reason}`).join('; ')}`,
+      skipped,
+    );
 
   if (choice === 'auto' || choice === 'tensorflow') {
     for (const pkg of options.nativePackages ?? NATIVE_PACKAGES) {
@@ -101,7 +101,13 @@ async function useNative(pkg: string): Promise<Omit<SelectedBackend, 'skipped'>>
   // tfjs-node-gpu falls back to the CPU silently when CUDA is unusable; its backend knows.
   const onGpu = (tf.backend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice;
   const device = onGpu === undefined ? '' : onGpu ? ', on the GPU' : ', on the CPU (no usable GPU)';
-  return { name: 'tensorflow', package: pkg, detail: `libtensorflow via ${pkg}${device}`, threads: availableParallelism(), gpu: onGpu === true };
+  return {
+    name: 'tensorflow',
+    package: pkg,
+    detail: `libtensorflow via ${pkg}${device}`,
+    threads: availableParallelism(),
+    gpu: onGpu === true,
+  };
 }
 
 /**

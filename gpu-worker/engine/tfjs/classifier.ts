@@ -99,7 +99,10 @@ export class TfjsClassifier implements ImageClassifier {
   /** One dummy batch at start, so the first real request does not pay for kernel setup. */
   async warmUp(batchSize = 1): Promise<number> {
     const started = performance.now();
-    await this.classify(Array.from({ length: batchSize }, () => new Uint8Array(TENSOR_BYTES)), 1);
+    await this.classify(
+      Array.from({ length: batchSize }, () => new Uint8Array(TENSOR_BYTES)),
+      1,
+    );
     return performance.now() - started;
   }
 

@@ -33,13 +33,19 @@ export async function loadTfjsClassifier(
   } catch (error) {
     if (error instanceof BackendError) {
       const details = error.skipped.map((s) => `${s.package}: ${s.reason}`);
-      throw new EngineUnavailableError(choice.gpuOnly ? 'no tfjs binding for the GPU' : error.message, { cause: error, details: choice.gpuOnly ? details : [] });
+      throw new EngineUnavailableError(choice.gpuOnly ? 'no tfjs binding for the GPU' : error.message, {
+        cause: error,
+        details: choice.gpuOnly ? details : [],
+      });
     }
     throw error;
   }
   for (const skipped of backend.skipped) log.debug(skipped, 'tfjs backend skipped');
   if (choice.gpuOnly && !backend.gpu) throw new EngineUnavailableError(`${backend.package} loaded, but on the CPU (${backend.detail})`);
   const loaded = await buildModel(files, config);
-  log.info({ model: loaded.name, source: loaded.source, params: loaded.paramCount, classes: loaded.labels.length, loadMs: loaded.loadMs }, 'model loaded');
+  log.info(
+    { model: loaded.name, source: loaded.source, params: loaded.paramCount, classes: loaded.labels.length, loadMs: loaded.loadMs },
+    'model loaded',
+  );
   return new TfjsClassifier(loaded, backend);
 }

@@ -36,7 +36,11 @@ export async function loadModel(config: ModelSettings, options: ReadModelOptions
 }
 
 /** The LayersModel of files already read. `started`: when reading began, for loadMs. */
-export async function buildModel(files: ModelFiles, config: Pick<ModelSettings, 'preprocess' | 'modelName'>, started = Date.now()): Promise<LoadedModel> {
+export async function buildModel(
+  files: ModelFiles,
+  config: Pick<ModelSettings, 'preprocess' | 'modelName'>,
+  started = Date.now(),
+): Promise<LoadedModel> {
   let model: tfl.LayersModel;
   try {
     const artifacts = await tf.io.getModelArtifactsForJSON(files.modelJson as unknown as tf.io.ModelJSON, async (manifest) => [
@@ -70,7 +74,9 @@ export function checkModelShape(model: tfl.LayersModel, labels: string[], where:
   const input = model.inputs.length === 1 ? model.inputs[0]?.shape : undefined;
   if (!input || JSON.stringify(input) !== JSON.stringify(expected)) {
     const got = model.inputs.map((t) => JSON.stringify(t.shape)).join(', ');
-    throw new ModelLoadError(`${where}: the model must take one input of shape [null,224,224,3] (224x224 RGB, channels last); it takes ${got}`);
+    throw new ModelLoadError(
+      `${where}: the model must take one input of shape [null,224,224,3] (224x224 RGB, channels last); it takes ${got}`,
+    );
   }
   const output = model.outputs.length === 1 ? model.outputs[0]?.shape : undefined;
   if (!output || output.length !== 2) {

@@ -13,10 +13,7 @@ export function preprocess(x: tf.Tensor4D, mode: PreprocessMode): tf.Tensor4D {
     case 'tf':
       return tf.sub(tf.div(x, 127.5), 1);
     case 'torch':
-      return tf.div(
-        tf.sub(tf.div(x, 255), tf.tensor1d([...TORCH_MEAN_RGB])),
-        tf.tensor1d([...TORCH_STD_RGB]),
-      );
+      return tf.div(tf.sub(tf.div(x, 255), tf.tensor1d([...TORCH_MEAN_RGB])), tf.tensor1d([...TORCH_STD_RGB]));
     case 'none':
       return x;
   }
