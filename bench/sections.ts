@@ -511,7 +511,7 @@ export function computeTargets(inputs: TargetInputs): Target[] {
   const preprocessMs = e2e.rows[0]!.timingsMs?.preprocess;
   const addedDirect = e2e.directRow.latencyMs.p50 - (bare1?.medianMs ?? 0);
   const overhead = e2e.rows[0]!.timingsMs?.overhead ?? NaN;
-  const seedOverhead = seed?.rows[0]!.timingsMs?.overhead;
+  const seedOverhead = seed?.rows[0]?.timingsMs?.overhead;
   const overheadDirect = e2e.directRow.timingsMs?.overhead ?? NaN;
   const workerCpu = saturatedRow.cpuMsPerRequest?.workers ?? NaN;
   const ratio = (x: number) => `${round(x, 2)}x`;

@@ -53,7 +53,7 @@ const body = (await response.json().catch(() => null)) as
   | { success: true; predictions: { label: string; probability: number }[]; model: string; timings: Record<string, number> }
   | { success: false; error: { code: string; message: string } }
   | null;
-if (!body || !body.success) {
+if (!body?.success) {
   console.error(`HTTP ${response.status}: ${body ? `${body.error.code}: ${body.error.message}` : 'not a JSON answer'}`);
   process.exit(1);
 }

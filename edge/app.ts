@@ -18,7 +18,7 @@ import { healthRoutes } from './health.ts';
 import type { ImageCodec, ResizeMode } from './image/codec.ts';
 import { probeImage, type ImageInfo } from './image/probe.ts';
 import { readImages } from './upload.ts';
-import { documentApi, PredictionResult, PredictQuery } from './openapi.ts';
+import { documentApi, type PredictionResult, PredictQuery } from './openapi.ts';
 import { accessLog } from './middleware/access-log/index.ts';
 import { apiKey } from './middleware/api-key/index.ts';
 import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';

@@ -148,7 +148,7 @@ const errors = (description: string, codes: ErrorCode[]) =>
   json(ErrorBody, `${description} (error codes: ${codes.map((code) => `\`${code}\``).join(', ')})`);
 
 /** Register every route of the app and serve the document at `GET /openapi.json`. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any app's Env
+// biome-ignore lint/suspicious/noExplicitAny: any app's Env
 export function documentApi(app: OpenAPIHono<any>): void {
   const registry = app.openAPIRegistry;
   registry.registerComponent('securitySchemes', 'apiKey', {

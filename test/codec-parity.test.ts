@@ -60,7 +60,7 @@ describe('WASM codec vs sharp codec', () => {
   });
 
   it('answers corrupt images with the same 400 corrupt_image', async () => {
-    const beagle = await readFile(images.FIXTURES + 'beagle.jpg');
+    const beagle = await readFile(`${images.FIXTURES}beagle.jpg`);
     const truncated = beagle.subarray(0, beagle.length / 2);
     const info = probeImage(truncated, 40e6);
     for (const codec of [sharpCodec, photonCodec]) {

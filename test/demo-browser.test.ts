@@ -96,7 +96,7 @@ describe('demo page in Chromium', () => {
   });
 
   it('classifies the reference photo: "beagle" in the top bar, with timings, batch size and worker', async () => {
-    await page.getByLabel('Choose an image').setInputFiles(FIXTURES + 'beagle.jpg');
+    await page.getByLabel('Choose an image').setInputFiles(`${FIXTURES}beagle.jpg`);
     const labels = page.getByTestId('prediction-label');
     await labels.first().waitFor({ timeout: 60_000 });
 
@@ -116,7 +116,7 @@ describe('demo page in Chromium', () => {
     for (const id of ['timing-preprocess', 'timing-queue', 'timing-inference', 'timing-total', 'timing-roundtrip']) {
       expect(await text(id), id).toMatch(/^\d+ ms$/);
     }
-    expect(parseInt(await text('timing-roundtrip'))).toBeGreaterThanOrEqual(parseInt(await text('timing-total')));
+    expect(parseInt(await text('timing-roundtrip'), 10)).toBeGreaterThanOrEqual(parseInt(await text('timing-total'), 10));
     expect(await text('batch-size')).toBe('1');
     expect(await text('worker')).toBe(WORKER);
     expect(await text('status')).toContain('beagle');
@@ -124,7 +124,7 @@ describe('demo page in Chromium', () => {
     // The preview decoded (img-src blob: is allowed).
     expect(await page.getByTestId('preview').evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBeGreaterThan(0);
 
-    await page.screenshot({ path: OUTPUT + 'demo.png', fullPage: true });
+    await page.screenshot({ path: `${OUTPUT}demo.png`, fullPage: true });
   });
 
   it("shows the server's error message and code for a text file", async () => {
@@ -141,11 +141,11 @@ describe('demo page in Chromium', () => {
     expect(await text('error-message')).toContain('HTTP 415');
     expect(await page.getByTestId('prediction').count()).toBe(0);
     expect(await page.getByTestId('preview').isHidden()).toBe(true);
-    await page.screenshot({ path: OUTPUT + 'demo-error.png', fullPage: true });
+    await page.screenshot({ path: `${OUTPUT}demo-error.png`, fullPage: true });
   });
 
   it('classifies an image dropped on the drop zone, clearing the error', async () => {
-    const bytes = (await readFile(FIXTURES + 'beagle.jpg')).toString('base64');
+    const bytes = (await readFile(`${FIXTURES}beagle.jpg`)).toString('base64');
     const dataTransfer = await page.evaluateHandle((b64) => {
       const transfer = new DataTransfer();
       const raw = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
@@ -173,7 +173,7 @@ describe('demo page in Chromium', () => {
     );
     try {
       await page.goto(`${locked.url}/`);
-      await page.getByTestId('file-input').setInputFiles(FIXTURES + 'beagle.jpg');
+      await page.getByTestId('file-input').setInputFiles(`${FIXTURES}beagle.jpg`);
       await page
         .getByTestId('error')
         .waitFor({ state: 'visible', timeout: 20_000 })
@@ -184,7 +184,7 @@ describe('demo page in Chromium', () => {
 
       await page.getByText('API key (only if this edge requires one)').click();
       await page.getByTestId('api-key').fill(key);
-      await page.getByTestId('file-input').setInputFiles(FIXTURES + 'beagle.jpg');
+      await page.getByTestId('file-input').setInputFiles(`${FIXTURES}beagle.jpg`);
       await page
         .getByTestId('prediction-label')
         .first()

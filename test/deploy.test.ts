@@ -363,8 +363,15 @@ describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
         try {
           await new Promise<void>((ready, fail) => {
             const timer = setTimeout(() => fail(new Error(`no "worker ready" within 60 s:\n${output}`)), 60_000);
-            child.stdout.on('data', () => output.includes('"msg":"worker ready"') && (clearTimeout(timer), ready()));
-            void exited.then((code) => (clearTimeout(timer), fail(new Error(`worker exited ${code}:\n${output}`))));
+            child.stdout.on('data', () => {
+              if (!output.includes('"msg":"worker ready"')) return;
+              clearTimeout(timer);
+              ready();
+            });
+            void exited.then((code) => {
+              clearTimeout(timer);
+              fail(new Error(`worker exited ${code}:\n${output}`));
+            });
           });
 
           // The HEALTHCHECK command, through a shell as Docker runs it.

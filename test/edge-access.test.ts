@@ -26,7 +26,15 @@ beforeAll(async () => {
     API_KEYS: `${KEY}, k_live_second_key_98765`,
     CORS_ORIGINS: 'https://app.example',
   });
-  const logger = pino({}, new Writable({ write: (chunk, _encoding, done) => (logLines.push(String(chunk)), done()) }));
+  const logger = pino(
+    {},
+    new Writable({
+      write: (chunk, _encoding, done) => {
+        logLines.push(String(chunk));
+        done();
+      },
+    }),
+  );
   broker = await createNodeBroker(config, logger);
   app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
 });

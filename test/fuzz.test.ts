@@ -51,7 +51,7 @@ it('derives each case from (seed, index) alone, so --only replays it', async () 
 it('photon: a thousand traps leak no WASM memory and leave it decoding', async () => {
   // With photon's own bindings (one instance for good) each trap leaked the input's 300 KB, and a
   // few thousand traps broke the instance for every later image.
-  const png = await readFile(FIXTURES_DIR + 'ort_lion.png');
+  const png = await readFile(`${FIXTURES_DIR}ort_lion.png`);
   const corrupt = Buffer.from(png);
   corrupt.writeUInt32BE((corrupt.readUInt32BE(29) ^ 1) >>> 0, 29); // IHDR CRC: the decoder panics at once
   const decoder = createPhotonDecoder();

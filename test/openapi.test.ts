@@ -40,7 +40,7 @@ beforeAll(async () => {
   edge = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1' }), createLogger('test', 'silent'));
   await worker.ready;
   doc = (await (await fetch(`${edge.url}/openapi.json`)).json()) as Document;
-  beagle = await readFile(FIXTURES + 'beagle.jpg');
+  beagle = await readFile(`${FIXTURES}beagle.jpg`);
 }, 60_000);
 
 afterAll(async () => {

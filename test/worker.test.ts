@@ -34,7 +34,7 @@ const ROOT = new URL('..', import.meta.url).pathname;
 let redis: RedisServerHandle;
 let tiny: TinyModel;
 let backend: SelectedBackend;
-let listenersBefore: { uncaught: Function[]; rejection: Function[] };
+let listenersBefore: { uncaught: NodeJS.UncaughtExceptionListener[]; rejection: NodeJS.UnhandledRejectionListener[] };
 let prefixCounter = 0;
 const nextPrefix = () => `t${process.pid}x${++prefixCounter}`;
 

@@ -41,7 +41,7 @@ describe('edge on workerd (wrangler dev)', () => {
 
   it('classifies the reference photo as beagle, like Keras', async () => {
     const body = new FormData();
-    body.append('image', new Blob([new Uint8Array(await readFile(FIXTURES + 'beagle.jpg'))]), 'beagle.jpg');
+    body.append('image', new Blob([new Uint8Array(await readFile(`${FIXTURES}beagle.jpg`))]), 'beagle.jpg');
     const response = await fetch(`${url}/predict`, { method: 'POST', body });
     expect(response.status).toBe(200);
     const result = await response.json();
@@ -56,7 +56,7 @@ describe('edge on workerd (wrangler dev)', () => {
 
   it('answers a batch request in order, and serves the demo page, /readyz, /v1/models and /openapi.json as on Node', async () => {
     const body = new FormData();
-    body.append('image', new Blob([new Uint8Array(await readFile(FIXTURES + 'beagle.jpg'))]), 'beagle.jpg');
+    body.append('image', new Blob([new Uint8Array(await readFile(`${FIXTURES}beagle.jpg`))]), 'beagle.jpg');
     body.append('image', new Blob([new TextEncoder().encode('not an image')]), 'notes.txt');
     const batch = await (await fetch(`${url}/predict?top=1`, { method: 'POST', body })).json();
     expect(batch.results.map((r: { success: boolean }) => r.success)).toEqual([true, false]);

@@ -407,7 +407,7 @@ function addNoise(pixels: Buffer, amplitude: number) {
     state ^= state << 5;
     const noise = ((state >>> 24) % (2 * amplitude + 1)) - amplitude;
     const v = pixels[i]! + noise;
-    pixels[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+    pixels[i] = v < 0 ? 0 : Math.min(v, 255);
   }
 }
 

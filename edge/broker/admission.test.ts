@@ -66,7 +66,13 @@ describe('createAdmission', () => {
 
   it('with ADMISSION=queue-max, reads nothing and admits up to QUEUE_MAX', () => {
     let reads = 0;
-    const admission = createAdmission(async () => (reads++, status([])), { ...limits, admitByDeadline: false });
+    const admission = createAdmission(
+      async () => {
+        reads++;
+        return status([]);
+      },
+      { ...limits, admitByDeadline: false },
+    );
     const release = admission.admit(Date.now() + 10, 1);
     release();
     expect(admission.limit(Date.now() + 10)).toBe(512);

@@ -44,7 +44,7 @@ describe('probeImage', () => {
   });
 
   it('refuses unreadable headers with 400', async () => {
-    const jpeg = await readFile(FIXTURES + 'beagle.jpg');
+    const jpeg = await readFile(`${FIXTURES}beagle.jpg`);
     rejects(jpeg.subarray(0, 20), 400, 'corrupt_image');
     rejects(Buffer.concat([jpeg.subarray(0, 4), Buffer.alloc(64, 0x41)]), 400, 'corrupt_image');
     rejects(pngHeaderOnly(100, 100).subarray(0, 18), 400, 'corrupt_image');

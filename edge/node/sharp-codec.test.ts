@@ -87,8 +87,8 @@ describe('sharp codec', () => {
   });
 
   it('answers 400 corrupt_image for truncated or garbage images', async () => {
-    const beagle = await readFile(images.FIXTURES + 'beagle.jpg');
-    const png = await readFile(images.FIXTURES + 'ort_lion.png');
+    const beagle = await readFile(`${images.FIXTURES}beagle.jpg`);
+    const png = await readFile(`${images.FIXTURES}ort_lion.png`);
     for (const bytes of [
       beagle.subarray(0, beagle.length / 2),
       png.subarray(0, png.length / 2),

@@ -136,6 +136,7 @@ export function parseLabels(json: unknown): string[] {
       }
       labels[index] = name(value, key);
     }
+    // biome-ignore lint/complexity/useIndexOf: indexOf skips the holes of a sparse array; findIndex visits them
     const missing = labels.findIndex((label) => label === undefined);
     if (missing !== -1) throw new Error(`no label for class ${missing}`);
     return labels;

@@ -428,7 +428,7 @@ export const cases: HostileCase[] = [
   {
     name: 'multipart/mixed instead of form-data',
     group: 'multipart',
-    send: () => rawMultipart(`multipart/mixed; boundary=${boundary}`, part('image', 'x') + `--${boundary}--\r\n`),
+    send: () => rawMultipart(`multipart/mixed; boundary=${boundary}`, `${part('image', 'x')}--${boundary}--\r\n`),
     image: false,
     expect: UNSUPPORTED,
   },

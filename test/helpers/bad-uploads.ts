@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { expect } from 'vitest';
 import { FIXTURES, pngHeaderOnly } from './images.ts';
 
-const beagle = await readFile(FIXTURES + 'beagle.jpg');
+const beagle = await readFile(`${FIXTURES}beagle.jpg`);
 
 const form = (...parts: [string, Blob | string, string?][]) => {
   const body = new FormData();

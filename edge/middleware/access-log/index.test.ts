@@ -7,7 +7,12 @@ import { accessLog } from './index.ts';
 
 it('logs id, method, path, status and time, and never headers or bodies', async () => {
   const lines: string[] = [];
-  const sink = new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) });
+  const sink = new Writable({
+    write: (chunk, _encoding, done) => {
+      lines.push(String(chunk));
+      done();
+    },
+  });
   const app = new Hono().use(requestId(), accessLog(pino({}, sink))).post('/predict', (c) => c.json({ ok: true }, 201));
   const response = await app.request('/predict', {
     method: 'POST',

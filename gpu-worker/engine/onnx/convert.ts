@@ -68,7 +68,7 @@ export function convertLayersModel(loaded: LoadedModel, options: ConvertOptions 
     shape: [null, IMAGE_SIZE, IMAGE_SIZE, CHANNELS],
   };
   const scope: Scope = { prefix: '', bound: new Map([[model.inputs[0]!.id, image]]), nodes: new Map() };
-  let y = valueOf(ctx, model.outputs[0]!, scope);
+  let y = valueFor(ctx, model.outputs[0]!, scope);
   if (y.shape.length !== 2) throw new ConversionError(`the model's output has shape ${JSON.stringify(y.shape)}; expected [null, classes]`);
   if (!loaded.outputsProbabilities) y = { ...y, name: g.op('Softmax', [ctx.keras(y)], { axis: int(-1) }, 'softmax') };
   g.identity(ctx.keras(y), output);
@@ -107,7 +107,7 @@ function preprocessNodes(g: OnnxGraph, input: string, mode: PreprocessMode): str
   }
 }
 
-function valueOf(ctx: LayerContext, tensor: tfl.SymbolicTensor, scope: Scope): Value {
+function valueFor(ctx: LayerContext, tensor: tfl.SymbolicTensor, scope: Scope): Value {
   const bound = scope.bound.get(tensor.id);
   if (bound) return bound;
   const layer = tensor.sourceLayer;
@@ -120,7 +120,7 @@ function valueOf(ctx: LayerContext, tensor: tfl.SymbolicTensor, scope: Scope): V
     outputs = convertNode(
       ctx,
       layer,
-      node.inputTensors.map((t) => valueOf(ctx, t, scope)),
+      node.inputTensors.map((t) => valueFor(ctx, t, scope)),
       node.outputTensors,
       scope,
     );
@@ -144,7 +144,7 @@ function convertNode(ctx: LayerContext, layer: tfl.layers.Layer, inputs: Value[]
       bound: new Map(layer.inputs.map((t, i) => [t.id, inputs[i]!])),
       nodes: new Map(),
     };
-    return valueOf(ctx, layer.outputs[0]!, inner);
+    return valueFor(ctx, layer.outputs[0]!, inner);
   }
   const converter = CONVERTERS[className];
   if (!converter) {

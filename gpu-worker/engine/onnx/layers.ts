@@ -13,7 +13,7 @@
  * pixel at the end, as TensorFlow does; AveragePooling leaves padding out of the average.
  */
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { float, int, ints, OnnxGraph } from './graph.ts';
+import { float, int, ints, type OnnxGraph } from './graph.ts';
 
 /** A converted tensor: its ONNX name, the layout it is held in, and its Keras (NHWC) shape. */
 export interface Value {

@@ -79,7 +79,7 @@ export function checkModelShape(model: tfl.LayersModel, labels: string[], where:
     );
   }
   const output = model.outputs.length === 1 ? model.outputs[0]?.shape : undefined;
-  if (!output || output.length !== 2) {
+  if (output?.length !== 2) {
     const got = model.outputs.map((t) => JSON.stringify(t.shape)).join(', ');
     throw new ModelLoadError(`${where}: the model must have one output of shape [null, classes]; it has ${got}`);
   }
