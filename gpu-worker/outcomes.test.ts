@@ -11,15 +11,15 @@ import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { completionCommands, type JobResult } from '../shared/protocol.ts';
-import { defineJobScripts, writeOutcomes, type Answer } from './outcomes.ts';
+import { ioredisScripts } from '../shared/lua/node.ts';
+import { writeOutcomes, type Answer } from './outcomes.ts';
 
 let redisServer: RedisServerHandle;
 let redis: Redis;
 
 beforeAll(async () => {
   redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  defineJobScripts(redis);
+  redis = new Redis(redisServer.url, { scripts: ioredisScripts });
 });
 
 afterAll(async () => {

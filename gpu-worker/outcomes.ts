@@ -2,14 +2,13 @@
  * Write a batch's outcomes in one pipeline:
  * - answered jobs: the completion commands of shared/protocol.ts (result key SET NX with TTL, PUBLISH,
  *   XACK, XDEL; XACK's reply tells the first answer from a repeat);
- * - jobs given up on: deadletter.lua (the same, plus a copy of the job in the dead-letter stream);
+ * - jobs given up on: deadletter-3.lua (the same, plus a copy of the job in the dead-letter stream);
  * - entries nobody waits for (expired, unanswerable): XACK + XDEL, no result.
  * Commands that fail (Redis restarting, say) are retried a few times; all kinds are idempotent: a
  * retry never stores a second answer nor dead-letters twice (it may publish again, which edges ignore).
  */
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
-import { loadLuaScripts } from '../shared/lua/node.ts';
 import type { Logger } from '../shared/log.ts';
 import { COMPLETION_ACK_INDEX, completionCommands, type JobResult } from '../shared/protocol.ts';
 
@@ -23,7 +22,7 @@ export interface Answer {
   id: string;
   reply: string;
   result: JobResult;
-  /** Set: the job is dead-lettered (deadletter.lua) with this record, instead of completed. */
+  /** Set: the job is dead-lettered (deadletter-3.lua) with this record, instead of completed. */
   deadLetter?: DeadLetterRecord;
 }
 
@@ -43,31 +42,10 @@ export interface OutcomeTarget {
   log: Logger;
 }
 
-interface JobScriptCommands {
-  deadLetterJob(
-    stream: string,
-    deadLetter: string,
-    resultKey: string,
-    group: string,
-    entryId: string,
-    resultJson: string,
-    ttlMs: number,
-    reply: string,
-    maxLen: number,
-    ...record: string[]
-  ): unknown;
-}
-
-/** Register deadletter.lua on a connection (ioredis uses EVALSHA, falling back to EVAL once). */
-export function defineJobScripts(redis: Redis): void {
-  const scripts = loadLuaScripts();
-  redis.defineCommand('deadLetterJob', { numberOfKeys: 3, lua: scripts.deadletter });
-}
-
 type Op = { kind: 'drop'; entryId: string } | { kind: 'answer'; answer: Answer };
 
 export interface WriteReport {
-  /** Writes that answered their job (the completion's XACK, or deadletter.lua, returned 1). */
+  /** Writes that answered their job (the completion's XACK, or deadletter-3.lua, returned 1). */
   answered: number;
   /** Of those, jobs dead-lettered. */
   deadLettered: number;
@@ -92,7 +70,6 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
   for (let attempt = 1; pending.length > 0 && attempt <= WRITE_ATTEMPTS; attempt++) {
     if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
     const pipeline = redis.pipeline();
-    const scripts = pipeline as unknown as JobScriptCommands;
     for (const op of pending) {
       if (op.kind === 'drop') {
         pipeline.xack(keys.stream, keys.group, op.entryId).xdel(keys.stream, op.entryId);
@@ -101,7 +78,7 @@ export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: s
       const { entryId, id, reply, result, deadLetter } = op.answer;
       const json = JSON.stringify(result);
       if (deadLetter) {
-        scripts.deadLetterJob(
+        pipeline.deadLetterJob(
           keys.stream,
           keys.deadLetter,
           keys.result(id),

@@ -12,7 +12,7 @@
  * CLAIM_IDLE_MS / 2, the worker takes over any job delivered more than CLAIM_IDLE_MS ago and still
  * unanswered (XAUTOCLAIM). Either way one at a time, each run alone.
  * No poison loop: a claimed job already delivered more than MAX_DELIVERIES times is not run again
- * but dead-lettered (deadletter.lua: copied to the dead-letter stream, answered with an
+ * but dead-lettered (deadletter-3.lua: copied to the dead-letter stream, answered with an
  * inference_failed error, acked and deleted, exactly once). When a batch's inference throws, its
  * jobs are run again one by one: batch-mates of a bad input get their results, and a job whose
  * inference throws on its own is answered with its error at once and dead-lettered (retrying it
@@ -46,7 +46,7 @@ import type { DownloadProgress } from './model/fetch.ts';
 import { staleAfterMs, startHeartbeat, type Heartbeat } from './heartbeat.ts';
 import { Throughput } from './throughput.ts';
 import type { JobOutcome, WorkerMetrics } from './metrics.ts';
-import { defineJobScripts, writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
+import { writeOutcomes, type Answer, type DeadLetterRecord } from './outcomes.ts';
 import { pruneConsumers, PRUNE_EVERY_MS } from './consumers.ts';
 
 /** One read blocks this long at most, so stop() takes effect within about a second. */
@@ -200,7 +200,6 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     };
     reader = connect('reader');
     writer = connect('writer');
-    defineJobScripts(writer);
     await ensureGroup();
     const learnReaderId = () =>
       reader!.client('ID').then(

@@ -18,7 +18,7 @@ export function redisKeys(prefix: string = DEFAULT_KEY_PREFIX) {
     group: 'workers',
     /**
      * Dead-letter stream: jobs the workers gave up on (delivered more than MAX_DELIVERIES times, or
-     * whose inference threw on their own), each with its original fields plus why (deadletter.lua).
+     * whose inference threw on their own), each with its original fields plus why (deadletter-3.lua).
      * Capped (oldest dropped first); its entries are for inspection, nothing reads them back.
      */
     deadLetter: `${prefix}:dead`,

@@ -2,7 +2,7 @@
  * The queue protocol between the edge and the workers.
  *
  * A job is one Redis Stream entry with the fields of {@link JobFields}. The edge enqueues it with
- * `lua/enqueue.lua` (bounded: never trims), a worker reads it with XREADGROUP, and finishes it with
+ * `lua/enqueue-1.lua` (bounded: never trims), a worker reads it with XREADGROUP, and finishes it with
  * the commands of {@link completionCommands}: result key (first answer wins), publish on the job's
  * reply channel, ack, delete.
  */
@@ -32,7 +32,7 @@ export interface JobFields {
   reply: string;
 }
 
-/** Flatten job fields to the field/value list that XADD (and enqueue.lua's ARGV) take. */
+/** Flatten job fields to the field/value list that XADD (and enqueue-1.lua's ARGV) take. */
 export function jobToFieldList(job: JobFields): (string | Uint8Array)[] {
   return JOB_FIELDS.flatMap((name) => {
     const value = job[name];
@@ -47,7 +47,7 @@ export function jobToFieldList(job: JobFields): (string | Uint8Array)[] {
  *  1. `SET <result key> <json> PX <ttl> NX`: the first answer wins the key (the fallback paths read it);
  *  2. `PUBLISH <reply> <json>`: pushes it to the waiting edge;
  *  3. `XACK`: its reply (1 or 0) says whether this worker was the first to finish the job;
- *  4. `XDEL`: the stream's length stays the backlog (enqueue.lua's bound).
+ *  4. `XDEL`: the stream's length stays the backlog (enqueue-1.lua's bound).
  *
  * The order makes every prefix safe, so nothing needs to be atomic: a worker that dies after the
  * SET leaves the job pending, and whoever reclaims it finds the key taken, publishes the same kind

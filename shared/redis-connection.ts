@@ -1,6 +1,7 @@
 /**
  * What every ioredis connection of both tiers shares (Node only: the Workers edge speaks REST):
- * TLS with a private CA (`REDIS_TLS_CA`), the reconnect policy, and telling the connection
+ * the Lua scripts as commands (lua/node.ts), TLS with a private CA (`REDIS_TLS_CA`), the reconnect
+ * policy, and telling the connection
  * errors no retry can fix (a certificate not trusted, a password refused) from an outage.
  *
  * Production reaches a hosted Redis as `rediss://default:<password>@<host>:6379`: TLS is on by
@@ -13,12 +14,13 @@
 import { readFileSync } from 'node:fs';
 import type { RedisOptions } from 'ioredis';
 import { ConfigError } from './config.ts';
+import { ioredisScripts } from './lua/node.ts';
 
 /** Reconnect at least every second while Redis is away, so service resumes soon after it is back. */
 export const reconnectDelayMs = (attempt: number) => Math.min(attempt * 100, 1_000);
 
 export function redisConnectionOptions(config: { redisUrl: string; redisTlsCa?: string }): RedisOptions {
-  const options: RedisOptions = { retryStrategy: reconnectDelayMs };
+  const options: RedisOptions = { retryStrategy: reconnectDelayMs, scripts: ioredisScripts };
   if (!config.redisTlsCa) return options;
   let ca: Buffer;
   try {

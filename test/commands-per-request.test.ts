@@ -96,7 +96,7 @@ const show = (name: string, { total, perRequest }: { total: number; perRequest: 
 };
 
 /**
- * The floor of this design at concurrency 1, on both Node paths: enqueue.lua (EVALSHA + XLEN + XADD:
+ * The floor of this design at concurrency 1, on both Node paths: enqueue-1.lua (EVALSHA + XLEN + XADD:
  * the bounded queue), one XREADGROUP (the fill read is skipped for a lone job, batcher.ts), and the
  * completion (SET NX + PUBLISH + XACK + XDEL, pipelined, no script: protocol.ts completionCommands).
  * The wait costs nothing per request: the Node edge holds one subscription per process (a shared

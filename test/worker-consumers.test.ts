@@ -1,5 +1,5 @@
 /**
- * prune-consumers.lua through gpu-worker/consumers.ts, on a real redis-server: only consumers of
+ * prune-consumers-2.lua through gpu-worker/consumers.ts, on a real redis-server: only consumers of
  * workers that are gone are removed (nothing pending, idle long enough, no heartbeat), and a
  * running worker prunes at start.
  */
@@ -10,6 +10,7 @@ import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { startWorker } from '../gpu-worker/worker.ts';
 import { createLogger } from '../shared/log.ts';
 import { redisKeys } from '../shared/keys.ts';
+import { ioredisScripts } from '../shared/lua/node.ts';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 
 let redisServer: RedisServerHandle;
@@ -17,7 +18,7 @@ let redis: Redis;
 
 beforeAll(async () => {
   redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
+  redis = new Redis(redisServer.url, { scripts: ioredisScripts });
 });
 
 afterAll(async () => {

@@ -1,7 +1,7 @@
 /**
  * The synthetic models (MODEL=synthetic:instant, synthetic:timer:<ms>) against a real redis-server:
  * a `npm run worker` process that loads no engine, and in-process workers whose timer model
- * holds each batch for its delay. Jobs are enqueued exactly as the edge does (enqueue.lua).
+ * holds each batch for its delay. Jobs are enqueued exactly as the edge does (enqueue-1.lua).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';

@@ -1,6 +1,6 @@
 /**
  * The gpu-worker against a real redis-server, with a tiny real tfjs model (test/helpers/tiny-model.ts)
- * on the wasm backend. Jobs are enqueued exactly as the edge does (enqueue.lua).
+ * on the wasm backend. Jobs are enqueued exactly as the edge does (enqueue-1.lua).
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';

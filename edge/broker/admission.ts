@@ -12,7 +12,7 @@
  *     have answered since at their rate, or this process's own requests in progress if more. A
  *     flood is refused for the price of reading its bodies, not of decoding them (the decode is
  *     most of an edge's CPU per request).
- *  2. enqueue.lua, with the exact backlog: the check and the enqueue are one command, and other
+ *  2. enqueue-1.lua, with the exact backlog: the check and the enqueue are one command, and other
  *     edges' jobs count too.
  *
  * `QUEUE_MAX` stays the hard cap. `ADMISSION=queue-max` turns the estimate off.
@@ -27,7 +27,7 @@
  * @example
  * const admission = createAdmission(() => broker.status(), limits);
  * const release = admission.admit(deadline, 1);          // throws 503 queue_full when it cannot make it
- * const maxBacklog = admission.limit(request.deadline); // ARGV[1] of enqueue.lua
+ * const maxBacklog = admission.limit(request.deadline); // ARGV[1] of enqueue-1.lua
  * if (typeof reply === 'number') throw admission.refusal(reply, request.deadline);
  */
 import { ApiError } from '../errors.ts';
@@ -78,7 +78,7 @@ export interface Admission {
    * they cannot be answered in time; else counts them in progress until the returned release.
    */
   admit(deadline: number, jobs: number, now?: number): () => void;
-  /** ARGV[1] of enqueue.lua for a job due at `deadline`: QUEUE_MAX, or less by the estimate. */
+  /** ARGV[1] of enqueue-1.lua for a job due at `deadline`: QUEUE_MAX, or less by the estimate. */
   limit(deadline: number, now?: number): number;
   /** The answer for a job refused with the stream at `backlog` jobs. */
   refusal(backlog: number, deadline: number, now?: number): ApiError;

@@ -5,7 +5,7 @@
  *
  *  1. makes sure an SSE subscription will receive its result (inbox.ts: its own subscription, or
  *     the edge process's shared one) and waits until it is confirmed,
- *  2. enqueues with enqueue.lua (EVALSHA),
+ *  2. enqueues with enqueue-1.lua (EVALSHA),
  *  3. receives the result in the worker's PUBLISH, pushed the moment it exists.
  *
  * Cost: the enqueue (EVALSHA + XLEN + XADD inside), plus SUBSCRIBE + UNSUBSCRIBE with a per-request
@@ -32,7 +32,7 @@
 import type { Redis } from '@upstash/redis';
 import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
-import type { LuaScripts } from '../../shared/lua/scripts.ts';
+import type { ScriptSources } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { withTimeout } from '../../shared/timeout.ts';
 import { z85Encode } from '../../shared/z85.ts';
@@ -57,7 +57,7 @@ export interface UpstashBrokerOptions {
   redis: Redis;
   keys: RedisKeys;
   limits: BrokerLimits;
-  scripts: Pick<LuaScripts, 'enqueue'>;
+  scripts: Pick<ScriptSources, 'enqueueJob'>;
   /** Where results arrive (inbox.ts); default: a subscription per request (the only way on Workers). */
   inbox?: ResultInbox;
   /**
@@ -112,7 +112,7 @@ export function createUpstashBroker({
   subrequests = Number.POSITIVE_INFINITY,
   logger,
 }: UpstashBrokerOptions): Broker {
-  const enqueue = redis.createScript<string | number>(scripts.enqueue);
+  const enqueue = redis.createScript<string | number>(scripts.enqueueJob);
   const health = new Health(redis);
   // One REST call: a pipeline of HGETALL (heartbeats) + XLEN (backlog).
   const status = () => readStatus(() => redis.pipeline().hgetall(keys.workers).xlen(keys.stream).exec<[unknown, number]>());

@@ -20,7 +20,6 @@ import { Redis } from 'ioredis';
 import { fatalRedisError, FatalRedisError, redisConnectionOptions } from '../../shared/redis-connection.ts';
 import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
-import type { LuaScripts } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { createAdmission } from '../broker/admission.ts';
 import { Holds, rideThrough, type WaitOutcome } from '../broker/ride-through.ts';
@@ -37,14 +36,13 @@ export interface IoredisBrokerOptions {
   tlsCa?: string;
   keys: RedisKeys;
   limits: BrokerLimits;
-  scripts: Pick<LuaScripts, 'enqueue'>;
   logger?: Logger;
 }
 
 /** Settles one waiting request's current wait. */
 type Waiter = (outcome: WaitOutcome) => void;
 
-export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, logger }: IoredisBrokerOptions): Promise<Broker> {
+export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: IoredisBrokerOptions): Promise<Broker> {
   // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
   // at least every second.
   const options = {
@@ -90,7 +88,6 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
     () => (listening = true),
     () => {},
   ); // queued until connected
-  commands.defineCommand('enqueueJob', { numberOfKeys: 1, lua: scripts.enqueue });
 
   // Outage watch on the subscriber connection (the one results arrive on).
   let outage: ReturnType<typeof setTimeout> | undefined;
@@ -158,7 +155,7 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
               if (fatal && commands.status !== 'ready') throw new FatalRedisError(fatal);
               if (!listening) throw new Error(`not subscribed to the result channel yet (${lastError || 'connecting'})`);
               const fields = jobToFieldList({ id, enc: 'raw', tensor, enqueuedAt: Date.now(), deadline, reply: channel });
-              const entryId = await (commands as unknown as EnqueueCommand).enqueueJob(keys.stream, admission.limit(deadline), ...fields);
+              const entryId = await commands.enqueueJob(keys.stream, admission.limit(deadline), ...fields);
               return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
             },
             wait: () => {
@@ -208,10 +205,6 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, scripts, l
       commands.disconnect();
     },
   };
-}
-
-interface EnqueueCommand {
-  enqueueJob(stream: string, maxBacklog: number, ...fields: (string | Uint8Array)[]): Promise<string | number>;
 }
 
 /** Read a result key: the pushed message was missed (e.g. during a reconnect). */

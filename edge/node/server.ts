@@ -23,7 +23,7 @@ import { createUpstashHttp, type UpstashHttp } from './upstash-http.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
-import { loadLuaScripts } from '../../shared/lua/node.ts';
+import { scriptSources } from '../../shared/lua/node.ts';
 import { createLogger, type Logger } from '../../shared/log.ts';
 
 export interface NodeEdge {
@@ -39,14 +39,13 @@ const upstashHttp = (config: EdgeConfig): UpstashHttp =>
 export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
   const keys = redisKeys(config.KEY_PREFIX);
   const limits: BrokerLimits = brokerLimits(config);
-  const scripts = loadLuaScripts();
   if (config.broker === 'ioredis')
-    return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, scripts, logger });
+    return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, logger });
   const http = upstashHttp(config);
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);
   const inbox = sharedInbox({ http, publish: (channel, message) => redis.publish(channel, message), keys, logger });
-  const broker = createUpstashBroker({ redis, keys, limits, scripts, inbox, logger });
+  const broker = createUpstashBroker({ redis, keys, limits, scripts: scriptSources, inbox, logger });
   return { ...broker, close: () => broker.close().finally(() => http.close()) };
 }
 

@@ -14,7 +14,7 @@ import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { ConfigError } from '../../shared/config.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { createLogger } from '../../shared/log.ts';
-import enqueue from '../../shared/lua/enqueue.lua';
+import enqueueJob from '../../shared/lua/enqueue-1.lua';
 
 type Env = Record<string, string | undefined>;
 
@@ -35,7 +35,7 @@ function appFor(env: Env) {
       redis,
       keys: redisKeys(config.KEY_PREFIX),
       limits: brokerLimits(config),
-      scripts: { enqueue },
+      scripts: { enqueueJob },
       // A few are the rate limiter's and the admission estimate's, not the queue's.
       subrequests: config.WORKERS_SUBREQUESTS - SUBREQUESTS_NOT_THE_QUEUES,
       logger,

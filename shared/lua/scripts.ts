@@ -1,8 +1,19 @@
 /**
- * The queue protocol's Lua scripts. Each lives in its own `<name>.lua` file, with a header that
- * documents KEYS and ARGV. How the text is loaded is runtime-specific: `node.ts` reads the files;
- * a Workers bundle imports them as text modules.
+ * The queue protocol's Lua scripts: one file each, named `<name>-<number of keys>.lua` (as BullMQ
+ * names its scripts), with a header of KEYS, ARGV and what it returns. Runtime-free: Node reads the
+ * files (node.ts, which also registers them on every ioredis connection); a Workers bundle imports
+ * them as text modules.
  */
-export const LUA_SCRIPT_NAMES = ['enqueue', 'deadletter', 'prune-consumers'] as const;
-export type LuaScriptName = (typeof LUA_SCRIPT_NAMES)[number];
-export type LuaScripts = Record<LuaScriptName, string>;
+export const SCRIPT_FILES = {
+  enqueueJob: 'enqueue-1.lua',
+  deadLetterJob: 'deadletter-3.lua',
+  pruneConsumers: 'prune-consumers-2.lua',
+} as const;
+
+export type ScriptName = keyof typeof SCRIPT_FILES;
+export type ScriptSources = Record<ScriptName, string>;
+
+/** How many of a script's arguments are keys: the number in its file name. */
+export function numberOfKeys(name: ScriptName): number {
+  return Number(/-(\d+)\.lua$/.exec(SCRIPT_FILES[name])?.[1]);
+}

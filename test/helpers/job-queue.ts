@@ -1,11 +1,11 @@
 /**
- * Test-side view of the job queue: enqueue exactly as the edge does (enqueue.lua with the fields of
+ * Test-side view of the job queue: enqueue exactly as the edge does (enqueue-1.lua with the fields of
  * jobToFieldList), and record every result published on the reply channels.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../../shared/keys.ts';
-import { loadLuaScripts } from '../../shared/lua/node.ts';
+import { ioredisScripts } from '../../shared/lua/node.ts';
 import { jobToFieldList, JobResult, type TensorEncoding } from '../../shared/protocol.ts';
 import { z85Encode } from '../../shared/z85.ts';
 
@@ -22,7 +22,6 @@ export class JobQueue {
   readonly keys: RedisKeys;
   readonly redis: Redis;
   private readonly subscriber: Redis;
-  private readonly scripts = loadLuaScripts();
   /** Every message published on `<prefix>:done:*`, by channel. */
   readonly published = new Map<string, string[]>();
 
@@ -31,7 +30,7 @@ export class JobQueue {
     readonly prefix: string,
   ) {
     this.keys = redisKeys(prefix);
-    this.redis = new Redis(url);
+    this.redis = new Redis(url, { scripts: ioredisScripts });
     this.subscriber = new Redis(url);
     this.subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
       const list = this.published.get(channel) ?? [];
@@ -59,7 +58,7 @@ export class JobQueue {
       deadline: now + (options.deadlineInMs ?? 30_000),
       reply: this.keys.resultChannel(id),
     });
-    const entryId = await this.redis.eval(this.scripts.enqueue, 1, this.keys.stream, 10_000, ...fields.map(toArg));
+    const entryId = await this.redis.enqueueJob(this.keys.stream, 10_000, ...fields.map(toArg));
     if (typeof entryId === 'number') throw new Error(`queue full (${entryId} jobs)`);
     return id;
   }

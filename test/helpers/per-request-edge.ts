@@ -14,7 +14,7 @@ import { createUpstashBroker } from '../../edge/broker/upstash.ts';
 import { brokerLimits, type EdgeConfig } from '../../edge/config.ts';
 import { createSharpCodec } from '../../edge/node/sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
-import { loadLuaScripts } from '../../shared/lua/node.ts';
+import { scriptSources } from '../../shared/lua/node.ts';
 import type { Logger } from '../../shared/log.ts';
 
 export async function startPerRequestEdge(config: EdgeConfig, logger: Logger): Promise<{ url: string; close(): Promise<void> }> {
@@ -23,7 +23,7 @@ export async function startPerRequestEdge(config: EdgeConfig, logger: Logger): P
     redis,
     keys: redisKeys(config.KEY_PREFIX),
     limits: brokerLimits(config),
-    scripts: loadLuaScripts(),
+    scripts: scriptSources,
   });
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

@@ -1,4 +1,4 @@
--- enqueue.lua: add one job to the stream unless the backlog is at its limit.
+-- enqueue-1.lua: add one job to the stream unless the backlog is at its limit.
 -- The stream never gets trimmed: a full queue is refused here, so the edge answers 503 and
 -- nothing already accepted is dropped. Workers XDEL finished entries, so XLEN is the backlog
 -- (waiting + in flight). The limit is QUEUE_MAX, or less when the workers' throughput says a job

@@ -1,4 +1,4 @@
--- prune-consumers.lua: remove the group's consumers that are gone: nothing pending, idle for
+-- prune-consumers-2.lua: remove the group's consumers that are gone: nothing pending, idle for
 -- longer than ARGV[2], and no heartbeat. Workers are named <host>-<pid> by default, so each
 -- restart or redeploy adds a consumer; without this the group's consumer list only grows.
 -- Atomic, so no consumer takes a job between the check and its removal. A live consumer removed

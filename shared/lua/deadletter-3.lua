@@ -1,4 +1,4 @@
--- deadletter.lua: give up on one job: copy it to the dead-letter stream, answer it with an error,
+-- deadletter-3.lua: give up on one job: copy it to the dead-letter stream, answer it with an error,
 -- ack and delete it, exactly once. For a job that keeps failing: delivered more than
 -- MAX_DELIVERIES times (each delivery ended with its worker gone before an answer: a crash, a
 -- kill, out of memory), or whose inference throws when it runs on its own.
