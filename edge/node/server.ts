@@ -39,8 +39,7 @@ const upstashHttp = (config: EdgeConfig): UpstashHttp =>
 export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
   const keys = redisKeys(config.KEY_PREFIX);
   const limits: BrokerLimits = brokerLimits(config);
-  if (config.broker === 'ioredis')
-    return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, logger });
+  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, logger });
   const http = upstashHttp(config);
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);

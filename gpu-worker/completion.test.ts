@@ -12,7 +12,7 @@ import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { completionCommands, type JobResult } from '../shared/protocol.ts';
 import { ioredisScripts } from '../shared/lua/node.ts';
-import { writeOutcomes, type Answer } from './outcomes.ts';
+import { completeJobs, type Answer } from './completion.ts';
 
 let redisServer: RedisServerHandle;
 let redis: Redis;
@@ -53,7 +53,7 @@ describe('completion without a script', () => {
     await redis.call(...set!);
     await redis.call(...publish!);
 
-    const report = await writeOutcomes(redis, target, [], [answer('second')]);
+    const report = await completeJobs(redis, target, [], [answer('second')]);
     expect(report.written.get(entryId)).toBe('answered');
     expect(JSON.parse((await redis.get(keys.result('job-1')))!).worker).toBe('dead');
     expect(await redis.xlen(keys.stream)).toBe(0);
@@ -62,8 +62,8 @@ describe('completion without a script', () => {
 
   it('a retried write or a second worker: reported as a duplicate, nothing overwritten', async () => {
     const { keys, entryId, target, answer } = await pendingJob('done-b');
-    const first = await writeOutcomes(redis, target, [], [answer('first')]);
-    const again = await writeOutcomes(redis, target, [], [answer('second')]);
+    const first = await completeJobs(redis, target, [], [answer('first')]);
+    const again = await completeJobs(redis, target, [], [answer('second')]);
     expect([first.answered, again.answered]).toEqual([1, 0]);
     expect(again.written.get(entryId)).toBe('duplicate');
     expect(JSON.parse((await redis.get(keys.result('job-1')))!).worker).toBe('first');

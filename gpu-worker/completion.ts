@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
-import { COMPLETION_ACK_INDEX, completionCommands, type JobResult } from '../shared/protocol.ts';
+import { COMPLETION_ACK_INDEX, completionCommands, type ErrorCode, type JobResult } from '../shared/protocol.ts';
 
 const WRITE_ATTEMPTS = 5;
 /** Replies per completed job in the pipeline (completionCommands' length). */
@@ -42,6 +42,23 @@ export interface OutcomeTarget {
   log: Logger;
 }
 
+/** An error answer to `job`, dead-lettered with `deadLetter` when given. */
+export function errorAnswer(
+  job: { entryId: string; id: string; reply: string },
+  consumer: string,
+  code: ErrorCode,
+  message: string,
+  deadLetter?: DeadLetterRecord,
+): Answer {
+  return {
+    entryId: job.entryId,
+    id: job.id,
+    reply: job.reply,
+    result: { ok: false, id: job.id, error: { code, message }, worker: consumer },
+    deadLetter,
+  };
+}
+
 type Op = { kind: 'drop'; entryId: string } | { kind: 'answer'; answer: Answer };
 
 export interface WriteReport {
@@ -58,7 +75,7 @@ export interface WriteReport {
 /** `answered`: this write answered the job; `duplicate`: another worker had; `dropped`: acked unanswered. */
 export type WriteStatus = 'answered' | 'duplicate' | 'dropped' | 'failed';
 
-export async function writeOutcomes(redis: Redis, target: OutcomeTarget, drop: string[], answers: Answer[]): Promise<WriteReport> {
+export async function completeJobs(redis: Redis, target: OutcomeTarget, drop: string[], answers: Answer[]): Promise<WriteReport> {
   const { keys, resultTtlMs, deadLetterMaxLen, log } = target;
   let pending: Op[] = [
     ...drop.map((entryId): Op => ({ kind: 'drop', entryId })),
