@@ -26,7 +26,7 @@ import { ApiError } from '../edge/errors.ts';
 import type { ImageCodec, ResizeMode } from '../edge/image/codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
-import { createPhotonCodec, createPhotonDecoder } from '../edge/workers/photon-codec.ts';
+import { createPhotonCodec, createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import { withTimeout } from '../shared/timeout.ts';
 import { mulberry32 } from './random.ts';

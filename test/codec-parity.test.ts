@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
-import { createPhotonCodec } from '../edge/workers/photon-codec.ts';
+import { createPhotonCodec } from '../edge/cloudflare-workers/photon-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { RESIZE_MODES } from '../edge/image/codec.ts';
 import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { expect, it } from 'vitest';
 import { FIXTURES_DIR, formatReport, fuzz, loadSeeds, makeCase } from '../dev/fuzz.ts';
-import { createPhotonDecoder } from '../edge/workers/photon-codec.ts';
+import { createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
 
 const CASES = 400;
 

@@ -15,7 +15,7 @@ import type { ImageCodec } from '../edge/image/codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
-import { createPhotonCodec, createPhotonDecoder } from '../edge/workers/photon-codec.ts';
+import { createPhotonCodec, createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';

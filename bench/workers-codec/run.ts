@@ -1,6 +1,6 @@
 /**
  * `npm run bench:codec`: the Workers image path (probe + @cf-wasm/photon decode + TypeScript
- * resize, edge/workers/photon-codec.ts) measured inside workerd via `wrangler dev`, next to the
+ * resize, edge/cloudflare-workers/photon-codec.ts) measured inside workerd via `wrangler dev`, next to the
  * Node path (edge/node/sharp-codec.ts) in this process, on the same generated images.
  *
  * Time: from the client, median of BENCH_RUNS sequential requests, minus the median of /noop
@@ -792,7 +792,7 @@ function fit(points: [number, number][]) {
 
 /** The code under test: hashed at start and end, since each wrangler dev start bundles the tree as it is then. */
 const SOURCES = [
-  'edge/workers/photon-codec.ts',
+  'edge/cloudflare-workers/photon-codec.ts',
   'edge/image/resample.ts',
   'edge/image/probe.ts',
   'edge/image/orientation.ts',

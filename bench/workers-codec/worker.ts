@@ -13,14 +13,14 @@
 import { ApiError } from '../../edge/errors.ts';
 import { RESIZE_MODES, type ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
-import { createPhotonCodec, createPhotonDecoder } from '../../edge/workers/photon-codec.ts';
+import { createPhotonCodec, createPhotonDecoder } from '../../edge/cloudflare-workers/photon-codec.ts';
 import { checksum } from './checksum.ts';
 
 interface Env {
   BENCH_MAX_PIXELS?: string;
 }
 
-// One codec per isolate, as in edge/workers/index.ts; its decoder runs photon on an instance of
+// One codec per isolate, as in edge/cloudflare-workers/index.ts; its decoder runs photon on an instance of
 // its own (not photon's module-wide one), so the WASM memory is read from the decoder.
 const decoder = createPhotonDecoder();
 const codec = createPhotonCodec(decoder);
