@@ -26,7 +26,7 @@ it('bundles offline under the Workers size limit', async () => {
     const gzipKiB = Number(size![2]);
     console.log(`Workers bundle: ${size![1]} KiB, ${gzipKiB} KiB gzip`);
     expect(gzipKiB).toBeLessThanOrEqual(PAID_PLAN_LIMIT_KIB);
-    expect(gzipKiB, 'fits the Free plan too (README says so)').toBeLessThanOrEqual(FREE_PLAN_LIMIT_KIB);
+    expect(gzipKiB, 'fits the Free plan too (docs/cloudflare-workers.md says so)').toBeLessThanOrEqual(FREE_PLAN_LIMIT_KIB);
     const files = await readdir(outdir);
     expect(files).toContain('index.js');
     expect(files.some((f) => f.endsWith('.wasm'))).toBe(true);

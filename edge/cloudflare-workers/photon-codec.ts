@@ -6,7 +6,7 @@
  * Memory: an isolate has 128 MB shared by its concurrent requests, and a decode costs about 16.6
  * bytes per pixel (photon's WASM memory ~12, which never shrinks, plus the RGBA copy out; measured
  * by `npm run bench:codec`). Decodes therefore run one at a time per isolate, and MAX_PIXELS
- * (checked from the header before this) is 5 MP on Workers: see the README.
+ * (checked from the header before this) is 5 MP on Workers: docs/cloudflare-workers.md says why.
  *
  * Corrupt input: photon's decoder panics, which in WebAssembly is a trap ("RuntimeError:
  * unreachable"). A trap unwinds nothing inside the instance: the copy of the input and whatever the

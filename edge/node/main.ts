@@ -1,5 +1,5 @@
 /**
- * `npm run edge`: the edge alone, configured by env (see ../config.ts and the README).
+ * `npm run edge`: the edge alone, configured by env (docs/configuration.md).
  */
 import { configOrExit } from '../../shared/config.ts';
 import { createLogger } from '../../shared/log.ts';

@@ -1,6 +1,6 @@
 /**
  * The hostile-input corpus as a table: every bad, odd or tricky request the edge must survive,
- * with the status and JSON error code it must get (README, "Errors"), or 200 with predictions for
+ * with the status and JSON error code it must get (docs/api.md, "Errors"), or 200 with predictions for
  * the valid-but-unusual images. test/hostile-inputs.test.ts sends each one to a real Node edge and
  * runs each image through both codecs in-process (sharp on Node, photon on Workers).
  *

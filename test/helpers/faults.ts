@@ -187,7 +187,7 @@ export function tally(replies: Reply[]): Record<string, number> {
 }
 
 /**
- * One line per fault test, for the README's reliability table, e.g.
+ * One line per fault test, for the fault table of docs/reliability.md, e.g.
  * `faults: worker SIGKILL x1 (mid-batch), requests 40, lost 0 | 200: 40 | reclaimed 4`.
  */
 export function summary(faults: string, requests: number, lost: number, details: Record<string, unknown> = {}): string {
