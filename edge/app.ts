@@ -27,8 +27,17 @@ import type { Logger } from '../shared/log.ts';
 export interface AppDeps {
   codec: ImageCodec;
   broker: Broker;
-  config: Pick<EdgeConfig, 'MAX_BODY_BYTES' | 'MAX_PIXELS' | 'DEADLINE_MS' | 'DEFAULT_RESIZE' | 'MAX_IMAGES_PER_REQUEST'> &
-    Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins' | 'READY_WORKER_MAX_AGE_MS'>>;
+  config: Pick<
+    EdgeConfig,
+    | 'MAX_BODY_BYTES'
+    | 'MAX_PIXELS'
+    | 'DEADLINE_MS'
+    | 'DEFAULT_RESIZE'
+    | 'MAX_IMAGES_PER_REQUEST'
+    | 'READY_WORKER_MAX_AGE_MS'
+    | 'RETRY_AFTER_S'
+  > &
+    Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins'>>;
   logger?: Logger;
   /** Per-caller rate limit (RATE_LIMIT); the runtime adapter builds it and knows client addresses. */
   rateLimit?: Pick<RateLimitOptions, 'limiter' | 'clientAddress'>;
@@ -90,7 +99,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     ),
   );
   app.get('/healthz', (c) => c.json({ ok: true }));
-  app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: config.READY_WORKER_MAX_AGE_MS ?? 15_000 }));
+  app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: config.READY_WORKER_MAX_AGE_MS, retryAfterSeconds: config.RETRY_AFTER_S }));
 
   /**
    * Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image.

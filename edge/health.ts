@@ -8,10 +8,10 @@
  * - `GET /v1/models`: what the live workers serve (name, input, label count) and who serves it.
  *
  * @example
- * app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: 15_000 }));
+ * app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: 15_000, retryAfterSeconds: 1 }));
  */
 import { Hono } from 'hono';
-import type { Broker, BrokerStatus } from './broker/broker.ts';
+import { type Broker, type BrokerStatus, brokerUnavailable } from './broker/broker.ts';
 import { errorBody } from './errors.ts';
 import { isLiveWorker, type WorkerHeartbeat } from '../shared/protocol.ts';
 import { CHANNELS, IMAGE_SIZE } from '../shared/tensor.ts';
@@ -19,6 +19,8 @@ import { CHANNELS, IMAGE_SIZE } from '../shared/tensor.ts';
 export interface HealthOptions {
   /** A worker whose last heartbeat is older than this does not count (READY_WORKER_MAX_AGE_MS). */
   readyWorkerMaxAgeMs: number;
+  /** Retry-After of a 503 from /v1/models (RETRY_AFTER_S). */
+  retryAfterSeconds: number;
 }
 
 /** The wire tensor every model is fed (the edge resizes to it). */
@@ -69,7 +71,7 @@ export function listModels(workers: WorkerHeartbeat[], maxAgeMs: number, now = D
   return [...models.values()];
 }
 
-export function healthRoutes(broker: Broker, { readyWorkerMaxAgeMs }: HealthOptions) {
+export function healthRoutes(broker: Broker, { readyWorkerMaxAgeMs, retryAfterSeconds }: HealthOptions) {
   const routes = new Hono();
   routes.get('/readyz', async (c) => {
     c.header('Cache-Control', 'no-store');
@@ -80,10 +82,7 @@ export function healthRoutes(broker: Broker, { readyWorkerMaxAgeMs }: HealthOpti
   routes.get('/v1/models', async (c) => {
     c.header('Cache-Control', 'no-store');
     const status = await broker.status();
-    if (!status.redisOk) {
-      c.header('Retry-After', '1');
-      return c.json(errorBody('broker_unavailable', `The queue is unavailable: ${status.error}`), 503);
-    }
+    if (!status.redisOk) throw brokerUnavailable(new Error(status.error), retryAfterSeconds);
     return c.json({ success: true as const, models: listModels(status.workers, readyWorkerMaxAgeMs) });
   });
   return routes;

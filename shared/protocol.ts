@@ -7,6 +7,7 @@
  * reply channel, ack, delete.
  */
 import { z } from 'zod';
+import { z85Encode } from './z85.ts';
 
 /**
  * How the tensor field is encoded: raw bytes over TCP; Z85 (shared/z85.ts, 1.25x the bytes, JSON-safe)
@@ -37,6 +38,25 @@ export function jobToFieldList(job: JobFields): (string | Uint8Array)[] {
   return JOB_FIELDS.flatMap((name) => {
     const value = job[name];
     return [name, typeof value === 'number' ? String(value) : value];
+  });
+}
+
+type NewJob = { id: string; tensor: Uint8Array; deadline: number };
+
+/**
+ * The fields an edge enqueues for `job`, enqueued now: the tensor as raw bytes (a binary transport:
+ * TCP) or as Z85 text (JSON carries text only; Z85 has no character JSON must escape).
+ */
+export function newJobFields(job: NewJob, enc: 'z85', reply: string): string[];
+export function newJobFields(job: NewJob, enc: 'raw', reply: string): (string | Uint8Array)[];
+export function newJobFields(job: NewJob, enc: 'raw' | 'z85', reply: string): (string | Uint8Array)[] {
+  return jobToFieldList({
+    id: job.id,
+    enc,
+    tensor: enc === 'z85' ? z85Encode(job.tensor) : job.tensor,
+    enqueuedAt: Date.now(),
+    deadline: job.deadline,
+    reply,
   });
 }
 

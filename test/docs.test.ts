@@ -12,7 +12,12 @@ import { EdgeEnv } from '../edge/config.ts';
 import { WorkerEnv } from '../gpu-worker/config.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const markdownFiles = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.md'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
+const markdownFiles = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.md'], {
+  cwd: ROOT,
+  encoding: 'utf8',
+})
+  .split('\n')
+  .filter(Boolean);
 
 /** Markdown without its fenced code blocks and inline code spans (links there are not links). */
 const prose = (text: string) => text.replace(/^```[\s\S]*?^```/gm, '').replace(/`[^`\n]*`/g, (span) => span.replace(/[[\]()]/g, ' '));

@@ -85,8 +85,8 @@ describe('bad uploads', () => {
   });
 });
 
-describe('error logs', () => {
-  it('a 5xx is logged once with its reason as `err` (message, cause and stack), no second "msg" key', async () => {
+describe('error logs and Retry-After', () => {
+  it('a 5xx is logged once with its reason as `err` (message, cause and stack), no second "msg" key; its Retry-After is RETRY_AFTER_S', async () => {
     const lines: string[] = [];
     const capture = createLogger('edge', 'info', { write: (line: string) => void lines.push(line) });
     // A REST URL where nothing listens: every call fails with the transport's own error.
@@ -94,6 +94,7 @@ describe('error logs', () => {
       UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${await freePort()}`,
       UPSTASH_REDIS_REST_TOKEN: 'x'.repeat(20),
       DEADLINE_MS: '300',
+      RETRY_AFTER_S: '7',
     });
     const down = await createNodeBroker(config, capture);
     try {
@@ -107,6 +108,7 @@ describe('error logs', () => {
         body: new Uint8Array(png),
       });
       expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after'), 'RETRY_AFTER_S').toBe('7');
       expect(((await response.json()) as { error: { code: string } }).error.code).toBe('broker_unavailable');
       const failed = lines.filter((line) => line.includes('"request failed"'));
       expect(failed).toHaveLength(1);
@@ -117,6 +119,10 @@ describe('error logs', () => {
       expect(record.err.message).toMatch(/The queue is unavailable/);
       expect(record.err.stack).toMatch(/caused by:/i);
       expect(failed[0]).not.toContain('x'.repeat(20)); // the token
+      const models = await downApp.request('/v1/models');
+      expect(models.status).toBe(503);
+      expect(models.headers.get('retry-after'), 'RETRY_AFTER_S').toBe('7');
+      expect(((await models.json()) as { error: { code: string } }).error.code).toBe('broker_unavailable');
     } finally {
       await down.close();
     }

@@ -72,7 +72,7 @@ export async function readStatus(read: () => Promise<[unknown, unknown]>): Promi
 export interface BrokerLimits {
   /** Most jobs in the stream (waiting + in flight) before enqueueing is refused (admission.ts may refuse sooner). */
   queueMax: number;
-  /** Seconds a client should wait after a queue_full answer. */
+  /** Seconds a client should wait after a 503 (RETRY_AFTER_S): queue_full at QUEUE_MAX, broker_unavailable. */
   retryAfterSeconds: number;
   /** Most requests held per edge process while the queue is unreachable (ride-through.ts). */
   holdMax: number;
@@ -88,12 +88,12 @@ export const queueFull = (limits: BrokerLimits) =>
 export const deadlineExceeded = (deadlineMs: number) =>
   new ApiError(504, 'deadline_exceeded', `No result within the ${deadlineMs} ms deadline`);
 
-export const brokerUnavailable = (error: unknown) =>
+export const brokerUnavailable = (error: unknown, retryAfterSeconds: number) =>
   new ApiError(
     503,
     'broker_unavailable',
     `The queue is unavailable: ${(error as Error)?.message ?? String(error)}`,
-    { 'Retry-After': '1' },
+    { 'Retry-After': String(retryAfterSeconds) },
     error,
   );
 

@@ -91,6 +91,12 @@ export function resultFor(id: string | undefined, message: unknown): JobResult |
   return parsed.success && (id === undefined || parsed.data.id === id) ? parsed.data : undefined;
 }
 
+/** A job's stored result key as a JobResult (GET's reply: JSON text over TCP, already parsed over REST), or null. */
+export async function storedResult(id: string, reply: Promise<unknown>): Promise<JobResult | null> {
+  const value = await reply;
+  return value === null ? null : (resultFor(id, value) ?? null);
+}
+
 /**
  * One SSE subscription per request, on the job's own channel (keys.resultChannel), with
  * @upstash/redis `subscribe()`. Costs SUBSCRIBE + UNSUBSCRIBE per request.

@@ -24,7 +24,7 @@
  * `broker_unavailable` with Retry-After while it is still unreachable.
  *
  * @example
- * const result = await rideThrough(request, { enqueue, wait, reachable, readResult, entryExists }, { holds, signal });
+ * const result = await rideThrough(request, { enqueue, wait, reachable, readResult, entryExists }, { holds, retryAfterSeconds, signal });
  */
 import type { ApiError } from '../errors.ts';
 import type { JobResult } from '../../shared/protocol.ts';
@@ -81,19 +81,19 @@ export class Holds {
 export async function rideThrough(
   request: SubmitRequest,
   steps: QueueSteps,
-  options: { holds: Holds; signal: AbortSignal; onHeld?: (error: unknown) => void },
+  options: { holds: Holds; retryAfterSeconds: number; signal: AbortSignal; onHeld?: (error: unknown) => void },
 ): Promise<JobResult> {
   const { deadline } = request;
   const budgetMs = deadline - Date.now();
-  const { holds, signal } = options;
+  const { holds, retryAfterSeconds, signal } = options;
   let held = false;
   let lastError: unknown;
   const hold = (error: unknown) => {
     lastError = error;
     // A certificate or password that cannot work: waiting would not help (redis-connection.ts).
-    if ((error as { fatal?: boolean })?.fatal) throw brokerUnavailable(error);
+    if ((error as { fatal?: boolean })?.fatal) throw brokerUnavailable(error, retryAfterSeconds);
     if (held) return;
-    if (!holds.tryAcquire()) throw brokerUnavailable(error);
+    if (!holds.tryAcquire()) throw brokerUnavailable(error, retryAfterSeconds);
     held = true;
     options.onHeld?.(error);
   };
@@ -110,7 +110,10 @@ export async function rideThrough(
   const bounded = <T>(step: Promise<T>, fallback: T) => Promise.race([step, aborted.then(() => fallback)]);
   const giveUp = () =>
     held
-      ? brokerUnavailable(new Error(`still unreachable at this request's deadline (${(lastError as Error)?.message ?? String(lastError)})`))
+      ? brokerUnavailable(
+          new Error(`still unreachable at this request's deadline (${(lastError as Error)?.message ?? String(lastError)})`),
+          retryAfterSeconds,
+        )
       : deadlineExceeded(budgetMs);
 
   try {

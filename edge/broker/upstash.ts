@@ -30,15 +30,14 @@
  * const result = await broker.submit({ id, tensor, deadline: Date.now() + 30_000 });
  */
 import type { Redis } from '@upstash/redis';
-import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
+import { newJobFields } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { ScriptSources } from '../../shared/lua/scripts.ts';
 import type { Logger } from '../../shared/log.ts';
 import { withTimeout } from '../../shared/timeout.ts';
-import { z85Encode } from '../../shared/z85.ts';
 import { createAdmission } from './admission.ts';
 import { Holds, NoRetry, rideThrough, type WaitOutcome } from './ride-through.ts';
-import { perRequestInbox, type ResultInbox } from './inbox.ts';
+import { perRequestInbox, type ResultInbox, storedResult } from './inbox.ts';
 import { deadlineExceeded, readStatus, sleep, type Broker, type BrokerLimits, type SubmitRequest } from './broker.ts';
 
 const SUBSCRIBE_TIMEOUT_MS = 2_000;
@@ -147,7 +146,7 @@ export function createUpstashBroker({
               try {
                 const entryId = await enqueue.exec(
                   [keys.stream],
-                  [String(admission.limit(deadline)), ...toTextFields(request, mailbox.channel)],
+                  [String(admission.limit(deadline)), ...newJobFields(request, 'z85', mailbox.channel)],
                 );
                 health.succeeded();
                 return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
@@ -162,12 +161,13 @@ export function createUpstashBroker({
             wait: () => waitForResult(),
             reachable: async () => calls.take() && (await health.check()),
             // The read at the deadline may use the call kept for it.
-            readResult: async () => (calls.take() || calls.last() ? readResult(redis, keys.result(id)) : null),
+            readResult: async () => (calls.take() || calls.last() ? storedResult(id, redis.get<unknown>(keys.result(id))) : null),
             // Without a call left, take the job for queued: waiting is safe, a second copy is not.
             entryExists: async (entryId) => !calls.take() || Object.keys(await redis.xrange(keys.stream, entryId, entryId)).length > 0,
           },
           {
             holds,
+            retryAfterSeconds: limits.retryAfterSeconds,
             signal: giveUp.signal,
             onHeld: (error) =>
               logger?.warn(
@@ -201,7 +201,7 @@ export function createUpstashBroker({
             pollDelay = Math.min(pollDelay * 2, POLL_MAX_MS);
             if (!calls.take()) continue;
             try {
-              const result = await readResult(redis, keys.result(id));
+              const result = await storedResult(id, redis.get<unknown>(keys.result(id)));
               health.succeeded();
               if (result) return result;
             } catch (error) {
@@ -215,7 +215,7 @@ export function createUpstashBroker({
               // A server may confirm a subscription a moment before it is live, and a fast worker's
               // publish then reaches nobody: look at the result key once, whatever the PING says.
               lookedOnce = true;
-              const missed = await readResult(redis, keys.result(id)).catch(() => null);
+              const missed = await storedResult(id, redis.get<unknown>(keys.result(id))).catch(() => null);
               if (missed) return missed;
             }
             // Without a call to spare, assume it is: the read at the deadline still comes.
@@ -225,7 +225,7 @@ export function createUpstashBroker({
             else if (publishMayBeLost) {
               // Back after a failure: the result may have been published while nobody listened.
               publishMayBeLost = false;
-              const missed = calls.take() ? await readResult(redis, keys.result(id)).catch(() => null) : null;
+              const missed = calls.take() ? await storedResult(id, redis.get<unknown>(keys.result(id))).catch(() => null) : null;
               if (missed) return missed;
             }
           }
@@ -238,26 +238,6 @@ export function createUpstashBroker({
     status,
     close: () => inbox.close(),
   };
-}
-
-function toTextFields(request: SubmitRequest, reply: string): string[] {
-  const now = Date.now();
-  return jobToFieldList({
-    id: request.id,
-    // JSON carries text only. Z85: 1.25x the bytes (base64: 1.33x), and no character JSON must escape.
-    enc: 'z85',
-    tensor: z85Encode(request.tensor),
-    enqueuedAt: now,
-    deadline: request.deadline,
-    reply,
-  }) as string[];
-}
-
-async function readResult(redis: Redis, key: string): Promise<JobResult | null> {
-  const value = await redis.get<unknown>(key);
-  if (value === null) return null;
-  const parsed = JobResult.safeParse(value);
-  return parsed.success ? parsed.data : null;
 }
 
 /**

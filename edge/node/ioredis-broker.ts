@@ -18,10 +18,11 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { fatalRedisError, FatalRedisError, redisConnectionOptions } from '../../shared/redis-connection.ts';
-import { JobResult, jobToFieldList } from '../../shared/protocol.ts';
+import { type JobResult, newJobFields } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/log.ts';
 import { createAdmission } from '../broker/admission.ts';
+import { resultFor, storedResult } from '../broker/inbox.ts';
 import { Holds, rideThrough, type WaitOutcome } from '../broker/ride-through.ts';
 import { readStatus, type Broker, type BrokerLimits, type SubmitRequest } from '../broker/broker.ts';
 
@@ -73,13 +74,8 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: 
   const channel = keys.edgeChannel(randomUUID());
   const waiters = new Map<string, Waiter>();
   subscriber.on('message', (_channel: string, message: string) => {
-    let parsed;
-    try {
-      parsed = JobResult.safeParse(JSON.parse(message));
-    } catch {
-      return;
-    }
-    if (parsed.success) waiters.get(parsed.data.id)?.(parsed.data);
+    const result = resultFor(undefined, message);
+    if (result) waiters.get(result.id)?.(result);
   });
   /** Whether results on `channel` reach us: no job is enqueued before (its publish would be lost). */
   let listening = false;
@@ -154,7 +150,7 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: 
             enqueue: async () => {
               if (fatal && commands.status !== 'ready') throw new FatalRedisError(fatal);
               if (!listening) throw new Error(`not subscribed to the result channel yet (${lastError || 'connecting'})`);
-              const fields = jobToFieldList({ id, enc: 'raw', tensor, enqueuedAt: Date.now(), deadline, reply: channel });
+              const fields = newJobFields({ id, tensor, deadline }, 'raw', channel);
               const entryId = await commands.enqueueJob(keys.stream, admission.limit(deadline), ...fields);
               return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
             },
@@ -177,11 +173,12 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: 
                 () => true,
                 () => false,
               ),
-            readResult: () => readResult(commands, keys.result(id)),
+            readResult: () => storedResult(id, commands.get(keys.result(id))),
             entryExists: async (entryId) => (await commands.xrange(keys.stream, entryId, entryId)).length > 0,
           },
           {
             holds,
+            retryAfterSeconds: limits.retryAfterSeconds,
             signal: giveUp.signal,
             onHeld: (error) =>
               logger?.warn(
@@ -205,12 +202,4 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: 
       commands.disconnect();
     },
   };
-}
-
-/** Read a result key: the pushed message was missed (e.g. during a reconnect). */
-async function readResult(redis: Redis, key: string): Promise<JobResult | null> {
-  const value = await redis.get(key);
-  if (value === null) return null;
-  const parsed = JobResult.safeParse(JSON.parse(value));
-  return parsed.success ? parsed.data : null;
 }
