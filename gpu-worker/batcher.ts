@@ -11,7 +11,7 @@
  * The fill rule: wait and fill only when traffic suggests company is coming, that is when this
  * first read returned more than one job, or the previous batch (`previousBatchSize`) had more than
  * one. A lone request after a lone request (concurrency 1, or a quiet API) then costs neither the
- * wait nor the extra XREADGROUP (1 of the 12 Redis commands such a request cost). When load rises,
+ * wait nor the extra XREADGROUP (a Redis command per request). When load rises,
  * the first batch that finds more than one job turns filling back on, so batches still fill; the
  * price is that the very first pair of a burst may be split across two batches.
  *

@@ -8,19 +8,9 @@
  *  2. enqueues with enqueue-1.lua (EVALSHA),
  *  3. receives the result in the worker's PUBLISH, pushed the moment it exists.
  *
- * Cost: the enqueue (EVALSHA + XLEN + XADD inside), plus SUBSCRIBE + UNSUBSCRIBE with a per-request
- * subscription. Only if the SSE stream fails does the request fall back to GET polling with
- * exponential backoff (5 ms doubling to 250 ms); one last GET at the deadline covers a result
- * published while the stream was down.
- *
- * A request still waiting after 1 s GETs its result key once (a subscription confirmed a moment
- * before it was live misses a fast worker's publish) and checks that the queue is reachable (one
- * PING shared by all the broker's waiting requests, at most one a second); a request answered
- * within a second costs nothing extra. Outages are ridden through (ride-through.ts): a failing
- * EVALSHA is retried; once PINGs (or polling GETs) have failed for 1 s, the waiting requests are
- * told contact is lost and check their jobs once Redis answers again. A PING that fails and then
- * succeeds again makes each waiting request GET its result key once, for a result published while
- * the subscription was broken.
+ * A request also reads its result key once after a second (and at its deadline, and by polling
+ * when the stream fails), and rides outages through (ride-through.ts). Why each step is there:
+ * docs/architecture.md, "Waiting for the result without polling".
  *
  * @example
  * const broker = createUpstashBroker({ redis: new Redis({ url, token }), keys: redisKeys(), limits, scripts });

@@ -3,9 +3,9 @@
  * refusal of malformed text (the worker relies on it to answer bad_request instead of running junk).
  */
 import { describe, expect, it } from 'vitest';
-import { TENSOR_BYTES } from '../shared/tensor.ts';
-import { z85Decode, z85Encode, z85Length } from '../shared/z85.ts';
-import { randomImage } from './helpers/tiny-model.ts';
+import { TENSOR_BYTES } from './tensor.ts';
+import { z85Decode, z85Encode, z85Length } from './z85.ts';
+import { randomImage } from '../test/helpers/tiny-model.ts';
 
 const HELLO = Uint8Array.of(0x86, 0x4f, 0xd2, 0x6f, 0xb5, 0x59, 0xf7, 0x5b);
 
