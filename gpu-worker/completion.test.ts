@@ -5,36 +5,23 @@
  * one stored answer (the first), the entry acked and deleted, and exactly one write reported as
  * the one that answered.
  */
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import { describe, expect, it } from 'vitest';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { completionCommands, type JobResult } from '../shared/protocol.ts';
-import { ioredisScripts } from '../shared/lua/node.ts';
+import { useRedisServer } from '../test/helpers/fixtures.ts';
 import { completeJobs, type Answer } from './completion.ts';
 
-let redisServer: RedisServerHandle;
-let redis: Redis;
-
-beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url, { scripts: ioredisScripts });
-});
-
-afterAll(async () => {
-  redis?.disconnect();
-  await redisServer?.stop();
-});
+const db = useRedisServer();
 
 const result = (id: string, worker: string): JobResult => ({ ok: false, id, error: { code: 'inference_failed', message: 'test' }, worker });
 
 /** A stream with one job delivered to consumer `a` (pending), and what answering it needs. */
 async function pendingJob(prefix: string) {
   const keys = redisKeys(prefix);
-  await redis.xgroup('CREATE', keys.stream, keys.group, '$', 'MKSTREAM');
-  const entryId = (await redis.xadd(keys.stream, '*', 'id', 'job-1', 'reply', `${prefix}:edge:x`))!;
-  await redis.xreadgroup('GROUP', keys.group, 'a', 'COUNT', 1, 'STREAMS', keys.stream, '>');
+  await db.redis.xgroup('CREATE', keys.stream, keys.group, '$', 'MKSTREAM');
+  const entryId = (await db.redis.xadd(keys.stream, '*', 'id', 'job-1', 'reply', `${prefix}:edge:x`))!;
+  await db.redis.xreadgroup('GROUP', keys.group, 'a', 'COUNT', 1, 'STREAMS', keys.stream, '>');
   const target = { keys, resultTtlMs: 60_000, deadLetterMaxLen: 10, log: createLogger('outcomes-test', 'silent') };
   const answer = (worker: string): Answer => ({ entryId, id: 'job-1', reply: `${prefix}:edge:x`, result: result('job-1', worker) });
   return { keys, entryId, target, answer };
@@ -50,24 +37,24 @@ describe('completion without a script', () => {
       JSON.stringify(result('job-1', 'dead')),
       60_000,
     );
-    await redis.call(...set!);
-    await redis.call(...publish!);
+    await db.redis.call(...set!);
+    await db.redis.call(...publish!);
 
-    const report = await completeJobs(redis, target, [], [answer('second')]);
+    const report = await completeJobs(db.redis, target, [], [answer('second')]);
     expect(report.written.get(entryId)).toBe('answered');
-    expect(JSON.parse((await redis.get(keys.result('job-1')))!).worker).toBe('dead');
-    expect(await redis.xlen(keys.stream)).toBe(0);
-    expect(await redis.xpending(keys.stream, keys.group)).toEqual([0, null, null, null]);
+    expect(JSON.parse((await db.redis.get(keys.result('job-1')))!).worker).toBe('dead');
+    expect(await db.redis.xlen(keys.stream)).toBe(0);
+    expect(await db.redis.xpending(keys.stream, keys.group)).toEqual([0, null, null, null]);
   });
 
   it('a retried write or a second worker: reported as a duplicate, nothing overwritten', async () => {
     const { keys, entryId, target, answer } = await pendingJob('done-b');
-    const first = await completeJobs(redis, target, [], [answer('first')]);
-    const again = await completeJobs(redis, target, [], [answer('second')]);
+    const first = await completeJobs(db.redis, target, [], [answer('first')]);
+    const again = await completeJobs(db.redis, target, [], [answer('second')]);
     expect([first.answered, again.answered]).toEqual([1, 0]);
     expect(again.written.get(entryId)).toBe('duplicate');
-    expect(JSON.parse((await redis.get(keys.result('job-1')))!).worker).toBe('first');
-    expect(await redis.pttl(keys.result('job-1'))).toBeGreaterThan(50_000);
-    expect(await redis.xlen(keys.stream)).toBe(0);
+    expect(JSON.parse((await db.redis.get(keys.result('job-1')))!).worker).toBe('first');
+    expect(await db.redis.pttl(keys.result('job-1'))).toBeGreaterThan(50_000);
+    expect(await db.redis.xlen(keys.stream)).toBe(0);
   });
 });

@@ -5,24 +5,23 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useRedisServer } from './helpers/fixtures.ts';
 import { createApp } from '../edge/app.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { createNodeBroker } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import type { Broker } from '../edge/broker/broker.ts';
 import { ConfigError } from '../shared/config.ts';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 
 const KEY = 'k_live_edge_access_0123456789';
 const logLines: string[] = [];
-let redisServer: RedisServerHandle;
+const db = useRedisServer();
 let broker: Broker;
 let app: ReturnType<typeof createApp>;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
   const config = parseEdgeConfig({
-    REDIS_URL: redisServer.url,
+    REDIS_URL: db.url,
     API_KEYS: `${KEY}, k_live_second_key_98765`,
     CORS_ORIGINS: 'https://app.example',
   });
@@ -40,7 +39,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await broker?.close();
-  await redisServer?.stop();
 });
 
 const textUpload = (headers: Record<string, string> = {}) =>
@@ -96,11 +94,11 @@ describe('CORS', () => {
 
 describe('config', () => {
   it('refuses short API keys and a rate limit without the Upstash REST database', () => {
-    expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, API_KEYS: 'short' })).toThrow(ConfigError);
-    expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, RATE_LIMIT: '10/1m' })).toThrow(
+    expect(() => parseEdgeConfig({ REDIS_URL: db.url, API_KEYS: 'short' })).toThrow(ConfigError);
+    expect(() => parseEdgeConfig({ REDIS_URL: db.url, RATE_LIMIT: '10/1m' })).toThrow(
       /RATE_LIMIT: rate limiting runs on the Upstash REST database/,
     );
-    expect(() => parseEdgeConfig({ REDIS_URL: redisServer.url, RATE_LIMIT: 'ten per minute' })).toThrow(/expected <requests>\/<window>/);
+    expect(() => parseEdgeConfig({ REDIS_URL: db.url, RATE_LIMIT: 'ten per minute' })).toThrow(/expected <requests>\/<window>/);
     expect(
       parseEdgeConfig({ UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1', UPSTASH_REDIS_REST_TOKEN: 't', RATE_LIMIT: '60/1m' }).rateLimit,
     ).toEqual({ requests: 60, window: '1 m' });

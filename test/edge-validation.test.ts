@@ -2,8 +2,8 @@
  * The edge refuses bad uploads with the documented status and JSON error, over app.request and
  * over real HTTP, and a refused upload queues nothing (checked on a real redis-server).
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useRedisServer } from './helpers/fixtures.ts';
 import { createApp } from '../edge/app.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import { createNodeBroker, startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
@@ -12,21 +12,18 @@ import type { Broker } from '../edge/broker/broker.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import sharp from 'sharp';
-import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import { freePort } from '../dev/redis-server.ts';
 import { badUploads, chunkedBody, expectError } from './helpers/bad-uploads.ts';
 
 const MAX_BODY_BYTES = 256 * 1024;
 const logger = createLogger('test', 'silent');
-let redisServer: RedisServerHandle;
-let redis: Redis;
+const db = useRedisServer();
 let broker: Broker;
 let app: ReturnType<typeof createApp>;
 let edge: NodeEdge;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  const config = parseEdgeConfig({ REDIS_URL: redisServer.url, MAX_BODY_BYTES: String(MAX_BODY_BYTES), PORT: '0', HOST: '127.0.0.1' });
+  const config = parseEdgeConfig({ REDIS_URL: db.url, MAX_BODY_BYTES: String(MAX_BODY_BYTES), PORT: '0', HOST: '127.0.0.1' });
   broker = await createNodeBroker(config, logger);
   app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger });
   edge = await startNodeEdge(config, logger);
@@ -35,8 +32,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await edge?.close();
   await broker?.close();
-  redis?.disconnect();
-  await redisServer?.stop();
 });
 
 const cases = badUploads(MAX_BODY_BYTES);
@@ -81,7 +76,7 @@ describe('bad uploads', () => {
   });
 
   it('queued nothing for any refused upload', async () => {
-    expect(await redis.xlen(redisKeys().stream)).toBe(0);
+    expect(await db.redis.xlen(redisKeys().stream)).toBe(0);
   });
 });
 

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import { type NamedEdge, startBothEdges, startLocalEdge, viaRest } from './helpers/fixtures.ts';
 import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
@@ -45,7 +45,7 @@ let redisServer: RedisServerHandle;
 let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
 let tiny: TinyModel;
 let worker: WorkerProcess | undefined;
-const edges: { name: 'upstash' | 'ioredis'; edge: NodeEdge }[] = [];
+const edges: NamedEdge[] = [];
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown) => void unhandled.push(reason);
 
@@ -75,12 +75,7 @@ describe('Redis outage', () => {
       BATCH_SIZE: '4',
       INFERENCE_DELAY_MS: '200',
     });
-    const common = { PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: PREFIX };
-    edges.push({
-      name: 'upstash',
-      edge: await startNodeEdge(parseEdgeConfig({ ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger),
-    });
-    edges.push({ name: 'ioredis', edge: await startNodeEdge(parseEdgeConfig({ ...common, REDIS_URL: redisServer.url }), logger) });
+    edges.push(...(await startBothEdges({ rest, token: TOKEN, redisUrl: redisServer.url }, logger, { KEY_PREFIX: PREFIX })));
     const deadlineMs = parseEdgeConfig({ REDIS_URL: redisServer.url }).DEADLINE_MS; // the default
     await worker.tier.ready;
     const image = await colourPng(3);
@@ -162,23 +157,8 @@ describe('Redis outage', () => {
     const deadlineMs = 2_000;
     const prefix = 'f-hold';
     const down = await startRedisServer();
-    const settings = {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      KEY_PREFIX: prefix,
-      DEADLINE_MS: String(deadlineMs),
-      OUTAGE_HOLD_MAX: String(holdMax),
-    };
-    const fronts = [
-      {
-        name: 'upstash',
-        edge: await startNodeEdge(
-          parseEdgeConfig({ ...settings, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }),
-          logger,
-        ),
-      },
-      { name: 'ioredis', edge: await startNodeEdge(parseEdgeConfig({ ...settings, REDIS_URL: down.url }), logger) },
-    ];
+    const settings = { KEY_PREFIX: prefix, DEADLINE_MS: String(deadlineMs), OUTAGE_HOLD_MAX: String(holdMax) };
+    const fronts = await startBothEdges({ rest, token: TOKEN, redisUrl: down.url }, logger, settings);
     const image = await colourPng(4);
     try {
       // The ioredis edge's Redis goes away; the REST server's too, for the Upstash edge (its Redis is redisServer).
@@ -223,17 +203,7 @@ describe('Redis outage', () => {
       MODEL: 'synthetic:timer:800',
       BATCH_SIZE: '4',
     });
-    const edge = await startNodeEdge(
-      parseEdgeConfig({
-        PORT: '0',
-        HOST: '127.0.0.1',
-        KEY_PREFIX: prefix,
-        DEADLINE_MS: String(DEADLINE_MS),
-        UPSTASH_REDIS_REST_URL: restServer.url,
-        UPSTASH_REDIS_REST_TOKEN: TOKEN,
-      }),
-      logger,
-    );
+    const edge = await startLocalEdge(viaRest(restServer, TOKEN), logger, { KEY_PREFIX: prefix, DEADLINE_MS: String(DEADLINE_MS) });
     const probe = new Redis(redisServer.url);
     try {
       await restWorker.tier.ready;

@@ -11,12 +11,9 @@
  * - A subscription confirmed before it is live: the fast worker's publish is missed, and the one
  *   GET a second after enqueueing answers the request, not the deadline.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer, type UpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge } from '../edge/node/server.ts';
 import { SILENT_AFTER_MS } from '../edge/node/shared-inbox.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
@@ -31,49 +28,44 @@ import {
   type Reply,
   type WorkerProcess,
 } from './helpers/faults.ts';
+import { startLocalEdge, useRedisServer, viaRest, viaTcp } from './helpers/fixtures.ts';
 import { startPerRequestEdge } from './helpers/per-request-edge.ts';
 
 const TOKEN = 'result-stream-test-token-0123456789';
 const logger = createLogger('result-stream', 'silent');
 const DEADLINE_MS = parseEdgeConfig({ REDIS_URL: 'redis://x' }).DEADLINE_MS; // the default
 
-let redisServer: RedisServerHandle;
-let redis: Redis;
+const db = useRedisServer();
 let rest: UpstashRestServer;
 const workers: WorkerProcess[] = [];
 let image: Buffer;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  redis = new Redis(redisServer.url);
-  rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
+  rest = await startUpstashRestServer({ redisUrl: db.url, token: TOKEN, port: 0, logger });
   image = await colourPng(9);
 });
 
 afterAll(async () => {
   await Promise.all(workers.map((worker) => worker.tier.stop(2000)));
   await rest?.close();
-  redis?.disconnect();
-  await redisServer?.stop();
 });
 
 async function worker(prefix: string, model: string): Promise<WorkerProcess> {
-  const started = spawnWorker(`${prefix}-w`, { REDIS_URL: redisServer.url, KEY_PREFIX: prefix, MODEL: model, BATCH_SIZE: '4' });
+  const started = spawnWorker(`${prefix}-w`, { REDIS_URL: db.url, KEY_PREFIX: prefix, MODEL: model, BATCH_SIZE: '4' });
   workers.push(started);
   await started.tier.ready;
   return started;
 }
 
-const edgeConfig = (prefix: string) =>
-  parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix });
 const inboxes = {
-  shared: (prefix: string) => startNodeEdge(edgeConfig(prefix), logger),
-  'per-request': (prefix: string) => startPerRequestEdge(edgeConfig(prefix), logger),
+  shared: (prefix: string) => startLocalEdge(viaRest(rest, TOKEN), logger, { KEY_PREFIX: prefix }),
+  'per-request': (prefix: string) =>
+    startPerRequestEdge(parseEdgeConfig({ ...viaRest(rest, TOKEN), PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix }), logger),
 };
 
 /** GETs Redis has run (the edges read result keys with GET only: a push delivers without one). */
 async function gets(): Promise<number> {
-  return Number(/^cmdstat_get:calls=(\d+)/m.exec(await redis.info('commandstats'))?.[1] ?? 0);
+  return Number(/^cmdstat_get:calls=(\d+)/m.exec(await db.redis.info('commandstats'))?.[1] ?? 0);
 }
 
 const latency = (reply: Reply) => reply.doneAt - reply.sentAt;
@@ -105,8 +97,7 @@ describe('the result stream', () => {
     await worker(prefix, 'synthetic:instant');
     const brokers = {
       upstash: () => inboxes.shared(prefix),
-      ioredis: () =>
-        startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: prefix }), logger),
+      ioredis: () => startLocalEdge(viaTcp(db.url), logger, { KEY_PREFIX: prefix }),
     };
     for (const [name, start] of Object.entries(brokers)) {
       const edge = await start();
@@ -135,7 +126,7 @@ describe('the result stream', () => {
       try {
         expect((await predict(edge.url, image)).status).toBe(200);
         const waiting = Array.from({ length: 8 }, () => predict(edge.url, image));
-        await waitFor(async () => (await entriesAdded(redis, keys.stream)) === 9, 10_000, 'all 8 jobs queued');
+        await waitFor(async () => (await entriesAdded(db.redis, keys.stream)) === 9, 10_000, 'all 8 jobs queued');
         inject();
         const replies = await Promise.all(waiting);
         rest.faults.silent = false;

@@ -8,8 +8,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
+import { type NamedEdge, startBothEdges } from './helpers/fixtures.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { WorkerHeartbeat } from '../shared/protocol.ts';
@@ -23,7 +23,7 @@ const logger = createLogger('health-test', 'silent');
 let redisServer: RedisServerHandle;
 let rest: Awaited<ReturnType<typeof startUpstashRestServer>>;
 let inspector: Redis;
-const edges: { name: string; edge: NodeEdge }[] = [];
+const edges: NamedEdge[] = [];
 const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
@@ -31,12 +31,12 @@ beforeAll(async () => {
   rest = await startUpstashRestServer({ redisUrl: redisServer.url, token: TOKEN, port: 0, logger });
   inspector = new Redis(redisServer.url, { retryStrategy: () => 200 });
   inspector.on('error', () => {});
-  const common = { PORT: '0', HOST: '127.0.0.1', KEY_PREFIX: PREFIX, READY_WORKER_MAX_AGE_MS: '3000' };
-  edges.push({
-    name: 'upstash',
-    edge: await startNodeEdge(parseEdgeConfig({ ...common, UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN }), logger),
-  });
-  edges.push({ name: 'ioredis', edge: await startNodeEdge(parseEdgeConfig({ ...common, REDIS_URL: redisServer.url }), logger) });
+  edges.push(
+    ...(await startBothEdges({ rest, token: TOKEN, redisUrl: redisServer.url }, logger, {
+      KEY_PREFIX: PREFIX,
+      READY_WORKER_MAX_AGE_MS: '3000',
+    })),
+  );
 });
 
 afterAll(async () => {

@@ -8,11 +8,11 @@ import { readFile } from 'node:fs/promises';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import type { z } from '@hono/zod-openapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLocalEdge, useRedisServer, viaTcp } from './helpers/fixtures.ts';
 import { createApp } from '../edge/app.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { BatchResult, ErrorBody, Health, Models, PredictionResult, Ready, ServiceInfo } from '../edge/openapi.ts';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
 import { createLogger } from '../shared/log.ts';
 import { FIXTURES } from './helpers/images.ts';
@@ -22,22 +22,21 @@ interface Operation {
 }
 type Document = { openapi: string; paths: Record<string, Record<string, Operation>> };
 
-let redisServer: RedisServerHandle;
+const db = useRedisServer();
 let worker: TierProcess;
 let edge: NodeEdge;
 let doc: Document;
 let beagle: Buffer;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
   worker = spawnTier({
     name: 'worker',
     entry: 'gpu-worker/main.ts',
-    env: { REDIS_URL: redisServer.url, MODEL: 'synthetic:instant', CONSUMER_NAME: 'openapi-worker', METRICS_PORT: '0' },
+    env: { REDIS_URL: db.url, MODEL: 'synthetic:instant', CONSUMER_NAME: 'openapi-worker', METRICS_PORT: '0' },
     readyMessage: 'worker ready',
     print: null,
   });
-  edge = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1' }), createLogger('test', 'silent'));
+  edge = await startLocalEdge(viaTcp(db.url), createLogger('test', 'silent'));
   await worker.ready;
   doc = (await (await fetch(`${edge.url}/openapi.json`)).json()) as Document;
   beagle = await readFile(`${FIXTURES}beagle.jpg`);
@@ -46,7 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await edge?.close();
   await worker?.stop();
-  await redisServer?.stop();
 });
 
 /** The response `schema` parses `body`, and the document lists `status` for `method path`. */
@@ -73,7 +71,7 @@ describe('GET /openapi.json', () => {
   });
 
   it('documents every route the app serves, and no other', () => {
-    const app = createApp({ codec: {} as never, broker: {} as never, config: parseEdgeConfig({ REDIS_URL: redisServer.url }) });
+    const app = createApp({ codec: {} as never, broker: {} as never, config: parseEdgeConfig({ REDIS_URL: db.url }) });
     // Middleware (`ALL /*`) and the 405 answer for other methods on /predict are not operations.
     const served = app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method.toLowerCase()} ${r.path}`);
     const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method} ${path}`));

@@ -3,39 +3,36 @@
  * edge): it counts what it sent, by HTTP status and by the API's error code.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import { startLocalEdge, useRedisServer, viaTcp } from './helpers/fixtures.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { startWorker, type WorkerHandle } from '../gpu-worker/worker.ts';
 import { createLogger } from '../shared/log.ts';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { loadImages, runStress } from '../dev/stress.ts';
 import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
 import { FIXTURES } from './helpers/images.ts';
 
 const logger = createLogger('stress-test', 'silent');
-let redisServer: RedisServerHandle;
+const db = useRedisServer();
 let tiny: TinyModel;
 let worker: WorkerHandle;
 const edges: NodeEdge[] = [];
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
   await selectBackend('wasm');
   tiny = await createTinyModel();
-  worker = startWorker(parseWorkerConfig({ REDIS_URL: redisServer.url, ...tiny.env, PREPROCESS: 'caffe' }), { logger });
+  worker = startWorker(parseWorkerConfig({ REDIS_URL: db.url, ...tiny.env, PREPROCESS: 'caffe' }), { logger });
   await worker.ready;
 });
 afterAll(async () => {
   await Promise.all(edges.map((edge) => edge.close()));
   await worker?.stop();
-  await redisServer?.stop();
   await tiny?.cleanup();
 });
 
 async function edge(env: Record<string, string> = {}) {
-  const started = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1', ...env }), logger);
+  const started = await startLocalEdge(viaTcp(db.url), logger, env);
   edges.push(started);
   return started;
 }

@@ -3,29 +3,20 @@
  * commandstats: a lone job after a lone job is returned by one XREADGROUP, without the fill wait;
  * after a batch of several, or when the first read finds several, the batch waits and fills.
  */
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readBatch, type BatchReadOptions } from '../gpu-worker/batcher.ts';
 import { redisKeys } from '../shared/keys.ts';
+import { useRedisServer } from './helpers/fixtures.ts';
 
-let server: RedisServerHandle;
-let redis: Redis;
+const db = useRedisServer();
 const keys = redisKeys('fill');
 
 beforeAll(async () => {
-  server = await startRedisServer();
-  redis = new Redis(server.url);
-  await redis.xgroup('CREATE', keys.stream, keys.group, '0', 'MKSTREAM');
+  await db.redis.xgroup('CREATE', keys.stream, keys.group, '0', 'MKSTREAM');
 });
 
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
-
-const xreadgroupCalls = async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
-const add = () => redis.xadd(keys.stream, '*', 'n', '1');
+const xreadgroupCalls = async () => Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(await db.redis.info('commandstats'))?.[1] ?? 0);
+const add = () => db.redis.xadd(keys.stream, '*', 'n', '1');
 
 /** Entries read, XREADGROUP calls it took, and whether a job added after the first read joined the batch. */
 async function read(previousBatchSize: number, queued: number) {
@@ -42,11 +33,11 @@ async function read(previousBatchSize: number, queued: number) {
   const before = await xreadgroupCalls();
   // A job arriving during the fill wait: in the batch only if the batcher waited for company.
   const late = new Promise((resolve) => setTimeout(resolve, 100)).then(add);
-  const batch = await readBatch(redis, options);
+  const batch = await readBatch(db.redis, options);
   await late;
   const calls = (await xreadgroupCalls()) - before;
-  await redis.xtrim(keys.stream, 'MAXLEN', 0);
-  await redis.xgroup('SETID', keys.stream, keys.group, '$');
+  await db.redis.xtrim(keys.stream, 'MAXLEN', 0);
+  await db.redis.xgroup('SETID', keys.stream, keys.group, '$');
   return { size: batch.length, calls };
 }
 

@@ -4,16 +4,15 @@
  * exposition text with regexes and compared with what the test made happen.
  */
 import { createServer } from 'node:net';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
+import { freePort } from '../dev/redis-server.ts';
 import { spawnTier } from '../dev/processes.ts';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { jobToFieldList } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
+import { startLocalEdge, useRedisServer, viaTcp } from './helpers/fixtures.ts';
 import { colourPng, predict, spawnWorker, waitFor, type WorkerProcess } from './helpers/faults.ts';
 
 const PREFIX = 'metrics';
@@ -21,19 +20,16 @@ const keys = redisKeys(PREFIX);
 const logger = createLogger('metrics-test', 'silent');
 const DELAY_MS = 400;
 
-let redisServer: RedisServerHandle;
-let inspector: Redis;
+const db = useRedisServer();
 let edge: NodeEdge;
 let worker: WorkerProcess;
 let metricsUrl: string;
 
 beforeAll(async () => {
-  redisServer = await startRedisServer();
-  inspector = new Redis(redisServer.url);
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
   worker = spawnWorker('metrics-w1', {
-    REDIS_URL: redisServer.url,
+    REDIS_URL: db.url,
     KEY_PREFIX: PREFIX,
     MODEL: `synthetic:timer:${DELAY_MS}`,
     BATCH_SIZE: '2',
@@ -41,15 +37,13 @@ beforeAll(async () => {
     METRICS_PORT: String(port),
     METRICS_HOST: '127.0.0.1',
   });
-  edge = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX, PORT: '0', HOST: '127.0.0.1' }), logger);
+  edge = await startLocalEdge(viaTcp(db.url), logger, { KEY_PREFIX: PREFIX });
   await worker.tier.ready;
 });
 
 afterAll(async () => {
   await edge?.close();
   await worker?.tier.stop(2000);
-  inspector?.disconnect();
-  await redisServer?.stop();
 });
 
 /**
@@ -105,7 +99,7 @@ describe('worker /metrics', () => {
     const image = await colourPng(5);
     const replies = Promise.all(Array.from({ length: 5 }, () => predict(edge.url, image)));
     // Scrape between two identical readings of the queue, so the values compared cannot have moved.
-    const backlog = async () => [await inspector.xlen(keys.stream), ((await inspector.xpending(keys.stream, keys.group)) as [number])[0]];
+    const backlog = async () => [await db.redis.xlen(keys.stream), ((await db.redis.xpending(keys.stream, keys.group)) as [number])[0]];
     const during = await waitFor(
       async () => {
         const [length, pending] = await backlog();
@@ -121,7 +115,7 @@ describe('worker /metrics', () => {
     expect(value(during.text, 'resnet_worker_queue_pending')).toBe(during.pending);
 
     // One job already past its deadline: acked unanswered ('expired').
-    await inspector.xadd(
+    await db.redis.xadd(
       keys.stream,
       '*',
       ...(jobToFieldList({
@@ -135,7 +129,7 @@ describe('worker /metrics', () => {
     );
 
     for (const reply of await replies) expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-    await waitFor(async () => (await inspector.xlen(keys.stream)) === 0, 5000, 'the stream to drain');
+    await waitFor(async () => (await db.redis.xlen(keys.stream)) === 0, 5000, 'the stream to drain');
     await waitFor(async () => value(await scrape(), 'resnet_worker_jobs_total{outcome="expired"}') === 1, 3000, 'the expired job counted');
 
     const after = await scrape();
@@ -171,7 +165,7 @@ describe('worker /metrics', () => {
       name: 'metrics-supervisor',
       entry: 'gpu-worker/main.ts',
       env: {
-        REDIS_URL: redisServer.url,
+        REDIS_URL: db.url,
         KEY_PREFIX: `${PREFIX}-multi`,
         MODEL: 'synthetic:instant',
         INFERENCE_PROCESSES: '2',
