@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
-import { median, round } from './engine.ts';
+import { median, round } from './stats.ts';
 
 const FILE = fileURLToPath(import.meta.url);
 

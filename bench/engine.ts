@@ -1,3 +1,4 @@
+import { median, round } from './stats.ts';
 /**
  * The bare engine: a model through the worker's own engines (gpu-worker/engine: ONNX Runtime,
  * TensorFlow.js), no HTTP, no Redis. For each engine setup (an engine, its provider or backend, and
@@ -292,15 +293,6 @@ function summarise(
     cpuMsPerImage: round(reports.reduce((sum, r) => sum + r.cpuMs, 0) / images),
   };
 }
-
-export function median(values: number[]): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-export const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 
 /** The model downloaded (the builtin one) and converted to ONNX (when an ONNX setup runs), as npm run worker:prefetch does. */
 async function prepareModel(model: string, preprocess: PreprocessMode | undefined, onnx: boolean): Promise<void> {

@@ -20,7 +20,7 @@ import { Redis } from 'ioredis';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
 import { runStress, type StressOptions, type StressSummary } from '../dev/stress.ts';
-import { median, round } from './engine.ts';
+import { median, round } from './stats.ts';
 
 export interface PipelineOptions {
   workers: number;

@@ -13,7 +13,7 @@
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import type { ResizeMode } from '../edge/image/codec.ts';
-import { median, round } from './engine.ts';
+import { median, round } from './stats.ts';
 
 export interface PreprocessResult {
   images: number;
