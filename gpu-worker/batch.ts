@@ -2,6 +2,7 @@
  * One batch, start to end: triage.ts sorts the entries, inference.ts runs the live ones,
  * completion.ts writes every answer (and acks what needs none), batch-report.ts records it.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
@@ -81,7 +82,7 @@ export function batchRunner(context: BatchContext): (classifier: ImageClassifier
     }
     let inference: Omit<InferenceOutcome, 'answers'> = { inferenceMs: 0, retriedAlone: 0, tensorsBefore: 0, tensorsAfter: 0 };
     if (sorted.live.length > 0) {
-      if (config.inferenceDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.inferenceDelayMs));
+      if (config.inferenceDelayMs > 0) await sleep(config.inferenceDelayMs);
       const outcome = await infer(classifier, sorted.live, { consumer, deliveries, log });
       answers.push(...outcome.answers);
       inference = outcome;

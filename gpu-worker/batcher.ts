@@ -18,6 +18,7 @@
  * The fill wait is a local timer, not `BLOCK maxDelayMs`: Redis only checks blocked clients'
  * timeouts on its `hz` tick (every 100 ms by default), so a 5 ms BLOCK could last ~100 ms.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { StreamEntry } from './jobs.ts';
 
@@ -56,7 +57,7 @@ export async function readBatch(redis: Redis, options: BatchReadOptions): Promis
   const batch = await read(options.batchSize, options.blockMs > 0 ? options.blockMs : undefined);
   if (batch.length === 0 || batch.length >= options.batchSize || options.maxDelayMs <= 0) return batch;
   if (batch.length === 1 && options.previousBatchSize <= 1) return batch; // a lone job, as the last one was: no company expected
-  await new Promise((resolve) => setTimeout(resolve, options.maxDelayMs));
+  await sleep(options.maxDelayMs);
   batch.push(...(await read(options.batchSize - batch.length)));
   return batch;
 }

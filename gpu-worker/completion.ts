@@ -7,6 +7,7 @@
  * Commands that fail (Redis restarting, say) are retried a few times; all kinds are idempotent: a
  * retry never stores a second answer nor dead-letters twice (it may publish again, which edges ignore).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
@@ -85,7 +86,7 @@ export async function completeJobs(redis: Redis, target: OutcomeTarget, drop: st
   let deadLettered = 0;
   const written = new Map<string, WriteStatus>();
   for (let attempt = 1; pending.length > 0 && attempt <= WRITE_ATTEMPTS; attempt++) {
-    if (attempt > 1) await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+    if (attempt > 1) await sleep(100 * 2 ** attempt);
     const pipeline = redis.pipeline();
     for (const op of pending) {
       if (op.kind === 'drop') {

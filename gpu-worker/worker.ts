@@ -5,8 +5,8 @@
  * reclaimer.ts takes over the jobs of workers that died, and heartbeat.ts tells the edges (and the
  * other workers) that this one is alive and how fast it goes.
  *
- * Two Redis connections: `reader` sits in blocking XREADGROUP calls, `writer` sends answers, so a
- * blocked read never delays an answer. A job stays in the group's pending list until answered.
+ * It holds two Redis connections (connections.ts). A job stays in the group's pending list until
+ * it is answered.
  *
  * @example
  * const worker = startWorker(parseWorkerConfig(process.env), { logger });
@@ -14,15 +14,16 @@
  * await worker.stop();  // finishes the batch in hand, then closes its connections
  */
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
+import { setTimeout } from 'node:timers/promises';
 import { ConfigError } from '../shared/config.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
-import { fatalRedisError, probeRedis, redisConnectionOptions } from '../shared/redis-connection.ts';
+import { probeRedis } from '../shared/redis-connection.ts';
 import { batchRunner } from './batch.ts';
 import { type BatchReport, emptyStats, type WorkerStats } from './batch-report.ts';
 import { readBatch } from './batcher.ts';
 import { defaultBatchSize, type WorkerConfig } from './config.ts';
+import { type Connections, ensureGroup, openConnections, readBacklog } from './connections.ts';
 import { PRUNE_EVERY_MS, pruneConsumers } from './consumers.ts';
 import type { ImageClassifier } from './engine/image-classifier.ts';
 import { type Heartbeat, staleAfterMs, startHeartbeat } from './heartbeat.ts';
@@ -73,30 +74,21 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const stats = emptyStats();
   let heartbeat: Heartbeat | undefined;
   let pruneTimer: ReturnType<typeof setInterval> | undefined;
-  let stopping = false;
+  /** Aborted by stop(): ends the loop and cuts every wait short. */
+  const stopped = new AbortController();
+  const isStopping = () => stopped.signal.aborted;
   let batchSize = 1; // set once the engine is known
   let throughput = new Throughput(batchSize);
   let reclaimer: Reclaimer | undefined;
-  let wakeSleep: (() => void) | undefined;
-  let reader: Redis | undefined;
-  let writer: Redis | undefined;
-  /** CLIENT ID of the reader connection, to cut its blocking read short on stop(). */
-  let readerId: number | undefined;
+  let connections: Connections | undefined;
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      wakeSleep = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
+  const sleep = (ms: number) => setTimeout(ms, undefined, { signal: stopped.signal }).catch(() => {});
 
   /** Forget gone workers' consumers (consumers.ts); housekeeping, so a failure only logs. */
   const prune = () =>
-    void pruneConsumers(writer!, keys, options.consumerGoneAfterMs).then(
+    void pruneConsumers(connections!.writer, keys, options.consumerGoneAfterMs).then(
       (removed) => removed.length > 0 && log.info({ removed }, 'removed the consumers of workers that are gone'),
       (error: unknown) => log.warn({ err: error }, 'could not prune gone consumers'),
     );
@@ -113,52 +105,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       const { loadClassifier } = await import('./engine/index.ts');
       classifier = await loadClassifier(config, { log, onDownloadProgress: options.onDownloadProgress });
     }
-    if (stopping) return classifier;
-
-    const connect = (role: string) => {
-      const redis = new Redis(config.redisUrl, { ...redisConnectionOptions(config), connectionName: `gpu-worker:${consumer}:${role}` });
-      let lastLogged = 0;
-      redis.on('error', (error: Error) => {
-        // ioredis reconnects by itself; say so once in a while, not on every retry.
-        if (Date.now() - lastLogged > 5000)
-          log.warn({ role, err: error, ...(fatalRedisError(error) && { reason: fatalRedisError(error) }) }, 'redis connection error');
-        lastLogged = Date.now();
-      });
-      return redis;
-    };
-    reader = connect('reader');
-    writer = connect('writer');
-    await ensureGroup();
-    const learnReaderId = () =>
-      reader!.client('ID').then(
-        (id) => void (readerId = id),
-        () => undefined,
-      );
-    reader.on('ready', () => void learnReaderId()); // a reconnect gets a new id
-    await learnReaderId();
+    if (isStopping()) return classifier;
+    connections = await openConnections(config, log);
+    await ensureGroup(connections.writer, keys, log, stopped.signal);
     return classifier;
-  }
-
-  async function ensureGroup(): Promise<void> {
-    for (let delay = 100; !stopping; delay = Math.min(delay * 2, 5000)) {
-      try {
-        await writer!.xgroup('CREATE', keys.stream, keys.group, '0', 'MKSTREAM');
-        return;
-      } catch (error) {
-        if (String(error).includes('BUSYGROUP')) return;
-        log.warn({ err: error, retryMs: delay }, 'could not create the consumer group');
-        await sleep(delay);
-      }
-    }
-  }
-
-  /** For the backlog gauges: stream length and the group's pending count, one round trip. */
-  async function readBacklog(redis: Redis): Promise<{ length: number; pending: number }> {
-    const replies = (await redis.pipeline().xlen(keys.stream).xpending(keys.stream, keys.group).exec()) ?? [];
-    const error = replies.find(([e]) => e)?.[0];
-    if (error) throw error;
-    const summary = replies[1]?.[1] as [number, ...unknown[]] | undefined;
-    return { length: Number(replies[0]?.[1] ?? 0), pending: Number(summary?.[0] ?? 0) };
   }
 
   async function loop(classifier: ImageClassifier, reclaim: Reclaimer, processSafely: ReturnType<typeof batchRunner>): Promise<void> {
@@ -169,23 +119,23 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       try {
         await action();
         backoff = 100;
-        return !stopping;
+        return !isStopping();
       } catch (error) {
         log.warn({ err: error, retryMs: backoff }, what);
-        if ((error as Error).message.includes('NOGROUP'))
-          await ensureGroup(); // the stream or group was deleted
+        // The stream or group was deleted (a Redis restarted empty): create it again.
+        if ((error as Error).message.includes('NOGROUP')) await ensureGroup(connections!.writer, keys, log, stopped.signal);
         else await sleep(backoff);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         return false;
       }
     };
-    while (!stopping) {
+    while (!isStopping()) {
       if (reclaim.hasDead && !(await step('taking over the jobs of a dead worker failed', () => reclaim.takeOverDead()))) continue;
       if (reclaim.msUntilPass() === 0 && !(await step('reclaiming jobs failed', () => reclaim.reclaimIdle()))) continue;
       let entries: StreamEntry[] = [];
       const read = async () => {
         // Block no longer than until the next reclaim pass is due (0: don't block at all).
-        entries = await readBatch(reader!, {
+        entries = await readBatch(connections!.reader, {
           stream: keys.stream,
           group: keys.group,
           consumer,
@@ -223,7 +173,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   function beat(classifier: ImageClassifier, reclaim: Reclaimer): Heartbeat {
     const { engine } = classifier;
     return startHeartbeat({
-      redis: writer!,
+      redis: connections!.writer,
       keys,
       intervalMs: config.heartbeatMs,
       log,
@@ -250,22 +200,31 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     let classifier: ImageClassifier | undefined;
     try {
       classifier = await start();
-      if (stopping || !classifier) return;
+      if (isStopping() || !classifier) return;
       const { engine } = classifier;
       batchSize = config.batchSize ?? defaultBatchSize(engine);
       throughput = new Throughput(batchSize);
       if (!options.classifier) await warmUp(classifier);
       const run = classifier;
-      const processSafely = batchRunner({ config, consumer, keys, redis: writer!, log, stats, metrics, onBatch: options.onBatch });
+      const processSafely = batchRunner({
+        config,
+        consumer,
+        keys,
+        redis: connections!.writer,
+        log,
+        stats,
+        metrics,
+        onBatch: options.onBatch,
+      });
       reclaimer = new Reclaimer({
-        redis: reader!,
+        redis: connections!.reader,
         keys,
         consumer,
         claimIdleMs: config.claimIdleMs,
         deadIdleMs: staleAfterMs(config.heartbeatMs),
         batchSize: () => batchSize,
         runAlone: (entry, deliveries) => processSafely(run, [entry], { deliveries }),
-        stopping: () => stopping,
+        stopping: isStopping,
         log,
       });
       metrics?.setInfo({
@@ -276,7 +235,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         batchSize,
         consumer,
       });
-      metrics?.setBacklogSource(() => readBacklog(writer!));
+      metrics?.setBacklogSource(() => readBacklog(connections!.writer, keys));
       // Beat before saying ready (the log line and markReady), so an edge's /readyz already sees this worker.
       heartbeat = beat(classifier, reclaimer);
       await heartbeat.first;
@@ -309,7 +268,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       clearInterval(pruneTimer);
       metrics?.setBacklogSource(undefined);
       await heartbeat?.stop();
-      await Promise.all([reader, writer].map((redis) => redis && closeRedis(redis)));
+      await connections?.close();
       if (classifier && !options.classifier) classifier.dispose();
       log.info({ consumer, ...stats }, 'worker stopped');
     }
@@ -330,19 +289,11 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     done,
     stats: () => ({ ...stats }),
     async stop() {
-      stopping = true;
-      wakeSleep?.();
-      // Wake a blocked XREADGROUP now instead of after its BLOCK timeout (it returns nothing, as on
-      // a timeout, so no entry is delivered to a worker that is leaving). Best effort: some hosted
-      // Redis refuse CLIENT UNBLOCK, and after a reconnect the id is stale; then BLOCK_MS bounds it.
-      if (readerId !== undefined) await writer?.client('UNBLOCK', readerId).catch(() => {});
+      stopped.abort();
+      // Wake a blocked XREADGROUP now rather than after its BLOCK timeout: it returns nothing, so
+      // no entry is delivered to a worker that is leaving.
+      await connections?.unblockReader();
       await done.catch(() => {});
     },
   };
-}
-
-async function closeRedis(redis: Redis): Promise<void> {
-  // QUIT lets pending replies arrive; if Redis is unreachable, don't wait for it.
-  await Promise.race([redis.quit().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 1000))]);
-  redis.disconnect();
 }

@@ -12,6 +12,9 @@
  * cacheable where a nonce could not be), images only from `blob:` (the preview), requests only to
  * this origin; plus `X-Content-Type-Options: nosniff`, `Referrer-Policy` and `X-Frame-Options`.
  *
+ * Over 300 lines because most of it is the page itself (HTML, CSS and browser JavaScript as
+ * strings, hashed together for the CSP); the TypeScript around them is short.
+ *
  * @example
  * app.get('/', withDemoPage((c) => c.json({ service: 'image classification', endpoints: {} })));
  * // Accept: text/html            -> 200 text/html, the demo page

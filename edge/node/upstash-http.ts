@@ -16,6 +16,7 @@
  * const redis = new Redis(http); // from '@upstash/redis'
  * for await (const text of await http.eventStream('/subscribe/rn:edge:1', signal)) ...
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { errors, type Requester, type UpstashRequest, type UpstashResponse } from '@upstash/redis';
 import { Pool } from 'undici';
 
@@ -59,7 +60,7 @@ export function createUpstashHttp({
         return await pool.request({ path: prefix + path, method: 'POST', headers: { authorization, ...headers }, body, signal });
       } catch (error) {
         if (signal?.aborted || attempt >= retries) throw error;
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt)));
+        await sleep(backoffMs(attempt));
       }
     }
   };

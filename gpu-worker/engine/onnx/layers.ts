@@ -11,6 +11,9 @@
  *
  * Semantics are tfjs-layers' (what the tfjs engine computes), e.g. 'same' padding puts the odd
  * pixel at the end, as TensorFlow does; AveragePooling leaves padding out of the average.
+ *
+ * Longer than the other modules on purpose: it is a table of converters, one short entry per layer
+ * class, read one entry at a time; split, the shared layout helpers would have to travel with each.
  */
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { float, int, ints, type OnnxGraph } from './graph.ts';
