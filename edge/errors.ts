@@ -28,6 +28,24 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string };
 }
 
+/** 503 `queue_full`: the backlog is at QUEUE_MAX, or the live workers could not answer in time (broker/admission.ts). */
+export const queueFull = (message: string, retryAfterSeconds: number) =>
+  new ApiError(503, 'queue_full', message, { 'Retry-After': String(retryAfterSeconds) });
+
+/** 504 `deadline_exceeded`: no result before the request's deadline. */
+export const deadlineExceeded = (deadlineMs: number) =>
+  new ApiError(504, 'deadline_exceeded', `No result within the ${deadlineMs} ms deadline`);
+
+/** 503 `broker_unavailable`: the queue cannot be reached; `error` says why (logged as the cause, in the message too). */
+export const brokerUnavailable = (error: unknown, retryAfterSeconds: number) =>
+  new ApiError(
+    503,
+    'broker_unavailable',
+    `The queue is unavailable: ${(error as Error)?.message ?? String(error)}`,
+    { 'Retry-After': String(retryAfterSeconds) },
+    error,
+  );
+
 export function errorBody(code: ErrorCode, message: string): ErrorBody {
   return { success: false, error: { code, message } };
 }

@@ -11,8 +11,8 @@
  * app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: 15_000, retryAfterSeconds: 1 }));
  */
 import { Hono } from 'hono';
-import { type Broker, type BrokerStatus, brokerUnavailable } from './broker/broker.ts';
-import { errorBody } from './errors.ts';
+import type { Broker, BrokerStatus } from './broker/broker.ts';
+import { brokerUnavailable, errorBody } from './errors.ts';
 import { isLiveWorker, type WorkerHeartbeat } from '../shared/protocol.ts';
 import { CHANNELS, IMAGE_SIZE } from '../shared/tensor.ts';
 

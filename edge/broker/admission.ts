@@ -30,9 +30,9 @@
  * const maxBacklog = admission.limit(request.deadline); // ARGV[1] of enqueue-1.lua
  * if (typeof reply === 'number') throw admission.refusal(reply, request.deadline);
  */
-import { ApiError } from '../errors.ts';
+import { type ApiError, queueFull } from '../errors.ts';
 import { isLiveWorker, type WorkerHeartbeat } from '../../shared/protocol.ts';
-import { queueFull, type BrokerLimits, type BrokerStatus } from './broker.ts';
+import type { BrokerLimits, BrokerStatus } from './broker.ts';
 
 /** Heartbeats are read at most this often per edge process. */
 export const REFRESH_MS = 1_000;
@@ -131,18 +131,18 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
     },
     refusal(backlog, deadline, now = Date.now()) {
       const value = current(now);
-      if (backlog >= limits.queueMax || !value) return queueFull(limits);
+      if (backlog >= limits.queueMax || !value) {
+        return queueFull(`The queue is full (${limits.queueMax} jobs); retry shortly`, limits.retryAfterSeconds);
+      }
       const budgetMs = deadline - now;
       const waitS = backlog / value.imagesPerSec + value.batchMs / 1000;
       // When enough of the backlog will have drained for a job with the same time left to get in.
       const drainS = (backlog - admitBelow(value, budgetMs)) / value.imagesPerSec;
       const retryAfter = Math.min(Math.max(1, Math.ceil(drainS)), Math.max(1, Math.ceil(budgetMs / 1000)));
-      return new ApiError(
-        503,
-        'queue_full',
+      return queueFull(
         `The queue holds about ${waitS.toFixed(1)} s of work for the live workers (${Math.round(value.imagesPerSec)} images/s): ` +
           `this request would not be answered within its ${(budgetMs / 1000).toFixed(1)} s deadline; retry in ${retryAfter} s`,
-        { 'Retry-After': String(retryAfter) },
+        retryAfter,
       );
     },
   };

@@ -3,7 +3,6 @@
  * implementations: `upstash.ts` (REST, runs anywhere fetch does) and `../node/ioredis-broker.ts`
  * (direct TCP, Node only).
  */
-import { ApiError } from '../errors.ts';
 import { parseHeartbeats } from '../../shared/protocol.ts';
 import { withTimeout } from '../../shared/timeout.ts';
 import type { JobResult, WorkerHeartbeat } from '../../shared/protocol.ts';
@@ -79,23 +78,6 @@ export interface BrokerLimits {
   /** Refuse at once what the workers could not answer by its deadline (admission.ts); else only QUEUE_MAX. */
   admitByDeadline: boolean;
 }
-
-export const queueFull = (limits: BrokerLimits) =>
-  new ApiError(503, 'queue_full', `The queue is full (${limits.queueMax} jobs); retry shortly`, {
-    'Retry-After': String(limits.retryAfterSeconds),
-  });
-
-export const deadlineExceeded = (deadlineMs: number) =>
-  new ApiError(504, 'deadline_exceeded', `No result within the ${deadlineMs} ms deadline`);
-
-export const brokerUnavailable = (error: unknown, retryAfterSeconds: number) =>
-  new ApiError(
-    503,
-    'broker_unavailable',
-    `The queue is unavailable: ${(error as Error)?.message ?? String(error)}`,
-    { 'Retry-After': String(retryAfterSeconds) },
-    error,
-  );
 
 /** Resolve after `ms`, or at once when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

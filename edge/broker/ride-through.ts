@@ -28,7 +28,8 @@
  */
 import type { ApiError } from '../errors.ts';
 import type { JobResult } from '../../shared/protocol.ts';
-import { brokerUnavailable, deadlineExceeded, sleep, type SubmitRequest } from './broker.ts';
+import { brokerUnavailable, deadlineExceeded } from '../errors.ts';
+import { sleep, type SubmitRequest } from './broker.ts';
 
 /** Thrown by a step that must not be retried (a spent subrequest budget, say): 503 at once. */
 export class NoRetry extends Error {

@@ -28,7 +28,8 @@ import { withTimeout } from '../../shared/timeout.ts';
 import { createAdmission } from './admission.ts';
 import { Holds, NoRetry, rideThrough, type WaitOutcome } from './ride-through.ts';
 import { perRequestInbox, type ResultInbox, storedResult } from './inbox.ts';
-import { deadlineExceeded, readStatus, sleep, type Broker, type BrokerLimits, type SubmitRequest } from './broker.ts';
+import { deadlineExceeded } from '../errors.ts';
+import { readStatus, sleep, type Broker, type BrokerLimits, type SubmitRequest } from './broker.ts';
 
 const SUBSCRIBE_TIMEOUT_MS = 2_000;
 const POLL_FIRST_MS = 5;
