@@ -5,7 +5,17 @@
  * `UPSTASH_REDIS_REST_URL` is set, else a direct connection to `REDIS_URL`.
  */
 import { z } from 'zod';
-import { intVar, keyPrefixVar, logLevelVar, parseEnv, urlVar } from '../shared/config.ts';
+import {
+  deadlineVar,
+  intVar,
+  keyPrefixVar,
+  logLevelVar,
+  parseEnv,
+  redisTlsCaVar,
+  redisUrlVar,
+  refuseTlsCaWithoutTls,
+  urlVar,
+} from '../shared/config.ts';
 import type { BrokerLimits } from './broker/broker.ts';
 import { RESIZE_MODES } from './image/codec.ts';
 
@@ -20,7 +30,7 @@ export const EdgeEnv = z
     MAX_PIXELS: intVar(40_000_000, 1, 1_000_000_000),
     // Most "image" files in one POST /predict (a batch request); MAX_BODY_BYTES bounds them all together.
     MAX_IMAGES_PER_REQUEST: intVar(8, 1, 64),
-    DEADLINE_MS: intVar(30_000, 100, 600_000),
+    DEADLINE_MS: deadlineVar(),
     // GET /readyz answers 200 only while some worker's heartbeat is at most this old.
     READY_WORKER_MAX_AGE_MS: intVar(15_000, 1_000, 3_600_000),
     QUEUE_MAX: intVar(512, 1, 10_000_000),
@@ -37,9 +47,8 @@ export const EdgeEnv = z
     EDGE_BROKER: z.enum(['upstash', 'ioredis']).optional(),
     UPSTASH_REDIS_REST_URL: urlVar(['http:', 'https:']).optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
-    REDIS_URL: urlVar(['redis:', 'rediss:']).optional(),
-    // PEM file of the CA that signed Redis' certificate, for a private CA (rediss:// only).
-    REDIS_TLS_CA: z.string().min(1).optional(),
+    REDIS_URL: redisUrlVar().optional(),
+    REDIS_TLS_CA: redisTlsCaVar(),
     API_KEYS: z
       .string()
       .transform((value) =>
@@ -77,14 +86,7 @@ export const EdgeEnv = z
       });
       return z.NEVER;
     }
-    if (env.REDIS_TLS_CA && !env.REDIS_URL?.startsWith('rediss:')) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['REDIS_TLS_CA'],
-        message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA',
-      });
-      return z.NEVER;
-    }
+    if (refuseTlsCaWithoutTls(env, ctx)) return z.NEVER;
     if (broker === 'ioredis' && !env.REDIS_URL) {
       ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'EDGE_BROKER=ioredis needs REDIS_URL' });
       return z.NEVER;

@@ -8,7 +8,17 @@
 import { availableParallelism, homedir, hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { intVar, keyPrefixVar, logLevelVar, optionalIntVar, parseEnv, urlVar } from '../shared/config.ts';
+import {
+  deadlineVar,
+  intVar,
+  keyPrefixVar,
+  logLevelVar,
+  optionalIntVar,
+  parseEnv,
+  redisTlsCaVar,
+  redisUrlVar,
+  refuseTlsCaWithoutTls,
+} from '../shared/config.ts';
 import type { EngineInfo } from './engine/image-classifier.ts';
 import { BUILTIN_MODEL } from './model/builtin.ts';
 import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
@@ -40,9 +50,8 @@ const MAX_SYNTHETIC_DELAY_MS = 600_000;
 
 export const WorkerEnv = z
   .object({
-    REDIS_URL: urlVar(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
-    // PEM file of the CA that signed Redis' certificate, for a private CA (rediss:// only).
-    REDIS_TLS_CA: z.string().min(1).optional(),
+    REDIS_URL: redisUrlVar().default('redis://127.0.0.1:6379'),
+    REDIS_TLS_CA: redisTlsCaVar(),
     KEY_PREFIX: keyPrefixVar(),
     // Unset: per engine (see defaultBatchSize).
     BATCH_SIZE: optionalIntVar(1, 1024),
@@ -74,7 +83,7 @@ export const WorkerEnv = z
     CLAIM_IDLE_MS: intVar(10_000, 1_000, 24 * 3_600_000),
     // The edge's DEADLINE_MS (set both alike): only to refuse a CLAIM_IDLE_MS that would take a
     // stuck worker's jobs over after their clients were answered 504.
-    DEADLINE_MS: intVar(30_000, 100, 600_000),
+    DEADLINE_MS: deadlineVar(),
     // Deliveries a job gets before it is dead-lettered instead of run again (poison jobs).
     MAX_DELIVERIES: intVar(3, 1, 1_000),
     // Most entries kept in the dead-letter stream (each holds its tensor: ~150-200 KB).
@@ -112,14 +121,7 @@ export const WorkerEnv = z
       });
       return z.NEVER;
     }
-    if (env.REDIS_TLS_CA && !env.REDIS_URL.startsWith('rediss:')) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['REDIS_TLS_CA'],
-        message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA',
-      });
-      return z.NEVER;
-    }
+    if (refuseTlsCaWithoutTls(env, ctx)) return z.NEVER;
     if (reclaimWithinMs({ claimIdleMs: env.CLAIM_IDLE_MS }) >= env.DEADLINE_MS) {
       ctx.addIssue({
         code: 'custom',

@@ -22,7 +22,6 @@ export const optionalIntVar = (min: number, max: number) => {
 /** An integer variable with a default and bounds, e.g. `intVar(32, 1, 1024)`. */
 export const intVar = (fallback: number, min: number, max: number) => optionalIntVar(min, max).default(fallback);
 
-/** A URL variable; `protocols` restricts the scheme (e.g. ['redis:', 'rediss:']). */
 /** KEY_PREFIX: both tiers must agree on it (shared/keys.ts). */
 export const keyPrefixVar = () =>
   z
@@ -34,6 +33,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 /** LOG_LEVEL: pino's levels. */
 export const logLevelVar = () => z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info');
 
+/** A URL variable; `protocols` restricts the scheme (e.g. ['redis:', 'rediss:']). */
 export const urlVar = (protocols: string[]) =>
   z.string().refine(
     (value) => {
@@ -45,6 +45,26 @@ export const urlVar = (protocols: string[]) =>
     },
     { error: `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
   );
+
+/** REDIS_URL: a direct connection, TLS with rediss:// (the worker's default and the edge's option differ). */
+export const redisUrlVar = () => urlVar(['redis:', 'rediss:']);
+
+/** REDIS_TLS_CA: PEM file of the CA that signed Redis' certificate, for a private CA (rediss:// only). */
+export const redisTlsCaVar = () => z.string().min(1).optional();
+
+/** DEADLINE_MS: how long a request waits for its result; the edge's, set alike on the workers. */
+export const deadlineVar = () => intVar(30_000, 100, 600_000);
+
+/** Refuses REDIS_TLS_CA without TLS (a CA file that would be ignored); returns whether it did. */
+export function refuseTlsCaWithoutTls(env: { REDIS_URL?: string; REDIS_TLS_CA?: string }, ctx: z.RefinementCtx): boolean {
+  if (!env.REDIS_TLS_CA || env.REDIS_URL?.startsWith('rediss:')) return false;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['REDIS_TLS_CA'],
+    message: 'set, but REDIS_URL is not rediss:// (TLS): use rediss://, or unset REDIS_TLS_CA',
+  });
+  return true;
+}
 
 /** Parse `env` against `schema`; on failure throw a ConfigError naming each bad variable. */
 export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
