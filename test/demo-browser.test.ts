@@ -12,12 +12,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
 import { createLogger } from '../shared/log.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
 import { FIXTURES } from './helpers/images.ts';
+import { startLocalEdge, viaRest } from './helpers/fixtures.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = new URL('../test-output/', import.meta.url).pathname;
@@ -55,10 +55,7 @@ beforeAll(async () => {
     readyMessage: 'worker ready',
     print: (line) => workerLog.push(line),
   });
-  edge = await startNodeEdge(
-    parseEdgeConfig({ UPSTASH_REDIS_REST_URL: base.rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1' }),
-    createLogger('demo-edge', 'silent'),
-  );
+  edge = await startLocalEdge(viaRest(base.rest, TOKEN), createLogger('demo-edge', 'silent'));
   await worker.ready.catch((error) => {
     throw new Error(`${error.message}\n${workerLog.join('\n')}`);
   });
@@ -161,16 +158,7 @@ describe('demo page in Chromium', () => {
 
   it('sends the API key field as a bearer key to an edge that requires one', async () => {
     const key = 'demo-browser-key-0123456789';
-    const locked = await startNodeEdge(
-      parseEdgeConfig({
-        UPSTASH_REDIS_REST_URL: base!.rest.url,
-        UPSTASH_REDIS_REST_TOKEN: TOKEN,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        API_KEYS: key,
-      }),
-      createLogger('demo-edge-locked', 'silent'),
-    );
+    const locked = await startLocalEdge(viaRest(base!.rest, TOKEN), createLogger('demo-edge-locked', 'silent'), { API_KEYS: key });
     try {
       await page.goto(`${locked.url}/`);
       await page.getByTestId('file-input').setInputFiles(`${FIXTURES}beagle.jpg`);

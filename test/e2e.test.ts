@@ -7,8 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { TfjsClassifier } from '../gpu-worker/engine/tfjs/classifier.ts';
@@ -18,7 +17,7 @@ import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import type { Prediction } from '../shared/protocol.ts';
 import type { RedisServerHandle } from '../dev/redis-server.ts';
-import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import { spawnWorker, startLocalEdge, viaRest, viaTcp, type WorkerProcess } from './helpers/fixtures.ts';
 import type { TinyModel } from './helpers/tiny-model.ts';
 import { FIXTURES } from './helpers/images.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
@@ -41,13 +40,12 @@ let redisServer: RedisServerHandle;
 let redis: Redis;
 let rest: Backbone['rest'];
 let tiny: TinyModel;
-let workers: TierProcess[] = [];
+let workers: WorkerProcess[] = [];
 let edge: NodeEdge;
 const images = new Map<string, Buffer>();
 const expected = new Map<string, Prediction[]>();
 
-const edgeEnv = (extra: Record<string, string> = {}) =>
-  parseEdgeConfig({ UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: TOKEN, PORT: '0', HOST: '127.0.0.1', ...extra });
+const restEdge = (env: Record<string, string> = {}) => startLocalEdge(viaRest(rest, TOKEN), logger, env);
 
 beforeAll(async () => {
   base = await startBackbone({ token: TOKEN, seed: 7 });
@@ -55,24 +53,9 @@ beforeAll(async () => {
 
   // The tiny model answers in well under a millisecond: a little delay per batch lets the
   // concurrent requests queue up behind it, so batches form as they would with a real model.
-  const workerEnv = {
-    REDIS_URL: redisServer.url,
-    ...tiny.env,
-    PREPROCESS: 'caffe',
-    BATCH_SIZE: '4',
-    INFERENCE_DELAY_MS: '40',
-    LOG_LEVEL: 'info',
-  };
-  workers = [1, 2].map((i) =>
-    spawnTier({
-      name: `worker-${i}`,
-      entry: 'gpu-worker/main.ts',
-      env: { ...workerEnv, CONSUMER_NAME: `e2e-worker-${i}` },
-      readyMessage: 'worker ready',
-      print: null,
-    }),
-  );
-  edge = await startNodeEdge(edgeEnv(), logger);
+  const workerEnv = { REDIS_URL: redisServer.url, ...tiny.env, BATCH_SIZE: '4', INFERENCE_DELAY_MS: '40' };
+  workers = [1, 2].map((i) => spawnWorker(`e2e-worker-${i}`, workerEnv));
+  edge = await restEdge();
 
   // What the model says for each photo, computed here without queue or HTTP.
   const classifier = new TfjsClassifier(await loadModel(parseWorkerConfig({ ...tiny.env, PREPROCESS: 'caffe' })));
@@ -84,12 +67,12 @@ beforeAll(async () => {
     expected.set(file, predictions!);
   }
   classifier.dispose();
-  await Promise.all(workers.map((w) => w.ready));
+  await Promise.all(workers.map((w) => w.tier.ready));
 });
 
 afterAll(async () => {
   await edge?.close();
-  await Promise.all(workers.map((w) => w.stop()));
+  await Promise.all(workers.map((w) => w.tier.stop()));
   await base?.stop();
 });
 
@@ -184,7 +167,7 @@ describe('POST /predict end to end', () => {
   });
 
   it('works the same over a direct ioredis connection (EDGE_BROKER=ioredis)', async () => {
-    const direct = await startNodeEdge(parseEdgeConfig({ REDIS_URL: redisServer.url, PORT: '0', HOST: '127.0.0.1' }), logger);
+    const direct = await startLocalEdge(viaTcp(redisServer.url), logger);
     try {
       const response = await post(direct.url, 'tfjsx_tiger.jpeg');
       expect(response.status).toBe(200);
@@ -197,7 +180,7 @@ describe('POST /predict end to end', () => {
   it('refuses with 503 + Retry-After when the queue is full, trims nothing, and answers 504 past the deadline', async () => {
     // A prefix no worker reads: jobs stay queued.
     const prefix = 'e2e-full';
-    const full = await startNodeEdge(edgeEnv({ KEY_PREFIX: prefix, QUEUE_MAX: '2', DEADLINE_MS: '1500', RETRY_AFTER_S: '3' }), logger);
+    const full = await restEdge({ KEY_PREFIX: prefix, QUEUE_MAX: '2', DEADLINE_MS: '1500', RETRY_AFTER_S: '3' });
     try {
       const first = [post(full.url, 'beagle.jpg'), post(full.url, 'ort_lion.png')];
       // Let both be queued before the third arrives.

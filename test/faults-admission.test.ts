@@ -17,7 +17,8 @@ import { freePort } from '../dev/redis-server.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
-import { colourPng, predict, sleep, spawnWorker, summary, tally, waitFor, type Reply, type WorkerProcess } from './helpers/faults.ts';
+import { colourPng, predict, sleep, summary, tally, waitFor, type Reply } from './helpers/faults.ts';
+import { spawnWorker, type WorkerProcess } from './helpers/fixtures.ts';
 
 const TOKEN = 'admission-test-token-0123456789';
 const PREFIX = 'f-admit';

@@ -19,7 +19,8 @@ import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { JobResult } from '../shared/protocol.ts';
-import { colourPng, pendingEntries, predict, sleep, spawnWorker, summary, waitFor, type WorkerProcess } from './helpers/faults.ts';
+import { colourPng, pendingEntries, predict, sleep, summary, waitFor } from './helpers/faults.ts';
+import { spawnWorker, type WorkerProcess } from './helpers/fixtures.ts';
 import type { TinyModel } from './helpers/tiny-model.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
 

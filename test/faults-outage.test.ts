@@ -17,23 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
-import { type NamedEdge, startBothEdges, startLocalEdge, viaRest } from './helpers/fixtures.ts';
+import { type NamedEdge, type WorkerProcess, spawnWorker, startBothEdges, startLocalEdge, viaRest } from './helpers/fixtures.ts';
 import { selectBackend } from '../gpu-worker/engine/tfjs/backend.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
-import {
-  colourPng,
-  entriesAdded,
-  pendingEntries,
-  predict,
-  sleep,
-  spawnWorker,
-  summary,
-  tally,
-  waitFor,
-  type Reply,
-  type WorkerProcess,
-} from './helpers/faults.ts';
+import { colourPng, entriesAdded, pendingEntries, predict, sleep, summary, tally, waitFor, type Reply } from './helpers/faults.ts';
 import { createTinyModel, type TinyModel } from './helpers/tiny-model.ts';
 
 const TOKEN = 'outage-test-token-0123456789';

@@ -16,8 +16,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServerHandle } from '../dev/redis-server.ts';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { TfjsClassifier, type ClassifyRun } from '../gpu-worker/engine/tfjs/classifier.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
 import { loadModel } from '../gpu-worker/engine/tfjs/load.ts';
@@ -31,14 +30,13 @@ import {
   pendingEntries,
   predict,
   sleep,
-  spawnWorker,
   streamEntries,
   summary,
   tally,
   waitFor,
   type Reply,
-  type WorkerProcess,
 } from './helpers/faults.ts';
+import { spawnWorker, startLocalEdge, viaRest, type WorkerProcess } from './helpers/fixtures.ts';
 import { JobQueue } from './helpers/job-queue.ts';
 import { randomImage, type TinyModel } from './helpers/tiny-model.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
@@ -85,16 +83,7 @@ describe('poison jobs', () => {
       return started;
     };
     const pool = [spawn(), spawn()];
-    edge = await startNodeEdge(
-      parseEdgeConfig({
-        UPSTASH_REDIS_REST_URL: rest.url,
-        UPSTASH_REDIS_REST_TOKEN: TOKEN,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        KEY_PREFIX: prefix,
-      }),
-      logger,
-    );
+    edge = await startLocalEdge(viaRest(rest, TOKEN), logger, { KEY_PREFIX: prefix });
     await Promise.all(pool.map((w) => w.tier.ready));
     const published = await countPublishes(redisServer.url, prefix);
     const byConsumer = new Map(pool.map((w) => [w.consumer, w]));

@@ -17,18 +17,8 @@ import { parseEdgeConfig } from '../edge/config.ts';
 import { SILENT_AFTER_MS } from '../edge/node/shared-inbox.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
-import {
-  colourPng,
-  entriesAdded,
-  predict,
-  spawnWorker,
-  summary,
-  tally,
-  waitFor,
-  type Reply,
-  type WorkerProcess,
-} from './helpers/faults.ts';
-import { startLocalEdge, useRedisServer, viaRest, viaTcp } from './helpers/fixtures.ts';
+import { colourPng, entriesAdded, predict, summary, tally, waitFor, type Reply } from './helpers/faults.ts';
+import { type WorkerProcess, spawnWorker, startLocalEdge, useRedisServer, viaRest, viaTcp } from './helpers/fixtures.ts';
 import { startPerRequestEdge } from './helpers/per-request-edge.ts';
 
 const TOKEN = 'result-stream-test-token-0123456789';

@@ -11,8 +11,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisServerHandle } from '../dev/redis-server.ts';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import {
@@ -22,13 +21,13 @@ import {
   jobIdsOf,
   pendingEntries,
   predict,
-  spawnWorker,
   summary,
   tally,
   waitFor,
   type Reply,
-  type WorkerProcess,
 } from './helpers/faults.ts';
+import { spawnWorker, startLocalEdge, viaRest, type WorkerProcess } from './helpers/fixtures.ts';
+import { parseEdgeConfig } from '../edge/config.ts';
 import type { TinyModel } from './helpers/tiny-model.ts';
 import { startBackbone, type Backbone } from './helpers/backbone.ts';
 
@@ -71,17 +70,7 @@ function worker(consumer: string, prefix: string, env: Record<string, string> = 
 }
 
 async function edge(prefix: string, env: Record<string, string> = {}): Promise<NodeEdge> {
-  const started = await startNodeEdge(
-    parseEdgeConfig({
-      UPSTASH_REDIS_REST_URL: rest.url,
-      UPSTASH_REDIS_REST_TOKEN: TOKEN,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      KEY_PREFIX: prefix,
-      ...env,
-    }),
-    logger,
-  );
+  const started = await startLocalEdge(viaRest(rest, TOKEN), logger, { KEY_PREFIX: prefix, ...env });
   edges.push(started);
   return started;
 }

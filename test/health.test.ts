@@ -9,11 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer } from '../dev/upstash-rest/server.ts';
 import type { NodeEdge } from '../edge/node/server.ts';
-import { type NamedEdge, startBothEdges } from './helpers/fixtures.ts';
+import { type NamedEdge, type WorkerProcess, spawnWorker, startBothEdges } from './helpers/fixtures.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { WorkerHeartbeat } from '../shared/protocol.ts';
-import { colourPng, predict, sleep, spawnWorker, waitFor, type WorkerProcess } from './helpers/faults.ts';
+import { colourPng, predict, sleep, waitFor } from './helpers/faults.ts';
 
 const TOKEN = 'health-test-token-0123456789';
 const PREFIX = 'health';

@@ -9,18 +9,17 @@
 import { request as httpRequest } from 'node:http';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEdgeConfig } from '../edge/config.ts';
 import { ApiError } from '../edge/errors.ts';
 import type { ImageCodec } from '../edge/image/codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
-import { startNodeEdge, type NodeEdge } from '../edge/node/server.ts';
+import type { NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { createPhotonCodec, createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import type { RedisServerHandle } from '../dev/redis-server.ts';
-import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import { spawnWorker, startLocalEdge, viaRest, type WorkerProcess } from './helpers/fixtures.ts';
 import {
   cases,
   expectedOutcome,
@@ -42,8 +41,7 @@ let redisServer: RedisServerHandle;
 let redis: Redis;
 let rest: Backbone['rest'];
 let tiny: TinyModel;
-let worker: TierProcess;
-const workerOutput: string[] = [];
+let worker: WorkerProcess;
 let edge: NodeEdge;
 let jpeg: Uint8Array;
 
@@ -52,31 +50,10 @@ const summary = { http: 0, httpCrashes: [] as string[], inProcess: 0, inProcessC
 beforeAll(async () => {
   base = await startBackbone({ token: TOKEN, seed: 11 });
   ({ redisServer, redis, rest, tiny } = base);
-  worker = spawnTier({
-    name: 'worker',
-    entry: 'gpu-worker/main.ts',
-    env: {
-      REDIS_URL: redisServer.url,
-      ...tiny.env,
-      PREPROCESS: 'caffe',
-      BATCH_SIZE: '4',
-      CONSUMER_NAME: 'hostile-worker',
-      LOG_LEVEL: 'info',
-    },
-    readyMessage: 'worker ready',
-    print: (line) => workerOutput.push(line),
-  });
-  const config = parseEdgeConfig({
-    UPSTASH_REDIS_REST_URL: rest.url,
-    UPSTASH_REDIS_REST_TOKEN: TOKEN,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MAX_BODY_BYTES: String(MAX_BODY_BYTES),
-    MAX_PIXELS: String(MAX_PIXELS),
-  });
-  edge = await startNodeEdge(config, logger);
+  worker = spawnWorker('hostile-worker', { REDIS_URL: redisServer.url, ...tiny.env, BATCH_SIZE: '4' });
+  edge = await startLocalEdge(viaRest(rest, TOKEN), logger, { MAX_BODY_BYTES: String(MAX_BODY_BYTES), MAX_PIXELS: String(MAX_PIXELS) });
   jpeg = await inputBytes(cases[0]!);
-  await worker.ready;
+  await worker.tier.ready;
 });
 
 afterAll(async () => {
@@ -87,7 +64,7 @@ afterAll(async () => {
   );
   for (const crash of [...summary.httpCrashes, ...summary.inProcessCrashes]) console.log(`  crash: ${crash}`);
   await edge?.close();
-  await worker?.stop();
+  await worker?.tier.stop();
   await base?.stop();
 });
 
@@ -167,8 +144,7 @@ describe('hostile inputs over HTTP (Node edge, real stack)', () => {
     const health = await fetch(`${edge.url}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.json()).toEqual({ ok: true });
-    expect(worker.child.exitCode, workerOutput.join('\n')).toBeNull();
-    expect(worker.child.signalCode).toBeNull();
+    expect(worker.alive(), worker.lines.join('\n')).toBe(true);
     expect(await redis.ping()).toBe('PONG');
     // The worker still answers a good image (through the REST server and Redis).
     const body = new FormData();

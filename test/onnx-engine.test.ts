@@ -19,7 +19,7 @@ import { startWorker } from '../gpu-worker/worker.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { parseHeartbeats } from '../shared/protocol.ts';
-import { spawnWorker } from './helpers/faults.ts';
+import { spawnWorker } from './helpers/fixtures.ts';
 import { JobQueue } from './helpers/job-queue.ts';
 import { expectedPredictions, expectSamePredictions } from './helpers/predictions.ts';
 import { createTinyModel, randomImage, saveModel, type TinyModel } from './helpers/tiny-model.ts';

@@ -8,12 +8,11 @@ import { readFile } from 'node:fs/promises';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import type { z } from '@hono/zod-openapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalEdge, useRedisServer, viaTcp } from './helpers/fixtures.ts';
+import { spawnWorker, startLocalEdge, useRedisServer, viaTcp, type WorkerProcess } from './helpers/fixtures.ts';
 import { createApp } from '../edge/app.ts';
 import { parseEdgeConfig } from '../edge/config.ts';
 import type { NodeEdge } from '../edge/node/server.ts';
 import { BatchResult, ErrorBody, Health, Models, PredictionResult, Ready, ServiceInfo } from '../edge/openapi.ts';
-import { spawnTier, type TierProcess } from '../dev/processes.ts';
 import { createLogger } from '../shared/log.ts';
 import { FIXTURES } from './helpers/images.ts';
 
@@ -23,28 +22,22 @@ interface Operation {
 type Document = { openapi: string; paths: Record<string, Record<string, Operation>> };
 
 const db = useRedisServer();
-let worker: TierProcess;
+let worker: WorkerProcess;
 let edge: NodeEdge;
 let doc: Document;
 let beagle: Buffer;
 
 beforeAll(async () => {
-  worker = spawnTier({
-    name: 'worker',
-    entry: 'gpu-worker/main.ts',
-    env: { REDIS_URL: db.url, MODEL: 'synthetic:instant', CONSUMER_NAME: 'openapi-worker', METRICS_PORT: '0' },
-    readyMessage: 'worker ready',
-    print: null,
-  });
+  worker = spawnWorker('openapi-worker', { REDIS_URL: db.url, MODEL: 'synthetic:instant', METRICS_PORT: '0' });
   edge = await startLocalEdge(viaTcp(db.url), createLogger('test', 'silent'));
-  await worker.ready;
+  await worker.tier.ready;
   doc = (await (await fetch(`${edge.url}/openapi.json`)).json()) as Document;
   beagle = await readFile(`${FIXTURES}beagle.jpg`);
 }, 60_000);
 
 afterAll(async () => {
   await edge?.close();
-  await worker?.stop();
+  await worker?.tier.stop();
 });
 
 /** The response `schema` parses `body`, and the document lists `status` for `method path`. */

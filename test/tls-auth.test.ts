@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
-import { parseEdgeConfig } from '../edge/config.ts';
-import { startNodeEdge } from '../edge/node/server.ts';
 import { createLogger } from '../shared/log.ts';
-import { colourPng, predict, spawnWorker } from './helpers/faults.ts';
+import { colourPng, predict } from './helpers/faults.ts';
+import { spawnWorker, startLocalEdge, viaTcp } from './helpers/fixtures.ts';
+import { parseEdgeConfig } from '../edge/config.ts';
 
 const PASSWORD = 'tls-test-password-d41d8cd98f';
 let dir: string;
@@ -128,9 +128,10 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
       KEY_PREFIX: 'tls',
     });
     const lines: string[] = [];
-    const edge = await startNodeEdge(
-      parseEdgeConfig({ REDIS_URL: url(PASSWORD), REDIS_TLS_CA: files.ca, KEY_PREFIX: 'tls', PORT: '0', HOST: '127.0.0.1' }),
+    const edge = await startLocalEdge(
+      viaTcp(url(PASSWORD)),
       createLogger('edge', 'info', { write: (line: string) => void lines.push(line) }),
+      { REDIS_TLS_CA: files.ca, KEY_PREFIX: 'tls' },
     );
     try {
       await worker.tier.ready;
@@ -172,15 +173,13 @@ describe('TLS and AUTH (rediss://default:<password>@...)', () => {
     ['a wrong password', 'not-the-password', true, /refused the credentials/],
   ] as const)('the edge answers 503 at once on %s and logs the reason, no password anywhere', async (_what, password, trusted, reason) => {
     const lines: string[] = [];
-    const edge = await startNodeEdge(
-      parseEdgeConfig({
-        REDIS_URL: url(password),
-        ...(trusted && { REDIS_TLS_CA: files.ca }),
-        KEY_PREFIX: 'tls',
-        PORT: '0',
-        HOST: '127.0.0.1',
-      }),
+    const edge = await startLocalEdge(
+      viaTcp(url(password)),
       createLogger('edge', 'info', { write: (line: string) => void lines.push(line) }),
+      {
+        KEY_PREFIX: 'tls',
+        ...(trusted && { REDIS_TLS_CA: files.ca }),
+      },
     );
     try {
       const reply = await predict(edge.url, image);

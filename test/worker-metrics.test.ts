@@ -12,8 +12,8 @@ import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { jobToFieldList } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
-import { startLocalEdge, useRedisServer, viaTcp } from './helpers/fixtures.ts';
-import { colourPng, predict, spawnWorker, waitFor, type WorkerProcess } from './helpers/faults.ts';
+import { type WorkerProcess, spawnWorker, startLocalEdge, useRedisServer, viaTcp } from './helpers/fixtures.ts';
+import { colourPng, predict, waitFor } from './helpers/faults.ts';
 
 const PREFIX = 'metrics';
 const keys = redisKeys(PREFIX);

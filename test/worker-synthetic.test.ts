@@ -11,7 +11,7 @@ import { startWorker, type BatchReport } from '../gpu-worker/worker.ts';
 import { ConfigError } from '../shared/config.ts';
 import { createLogger } from '../shared/log.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
-import { spawnWorker } from './helpers/faults.ts';
+import { spawnWorker } from './helpers/fixtures.ts';
 import { JobQueue } from './helpers/job-queue.ts';
 import { randomImage } from './helpers/tiny-model.ts';
 

@@ -18,7 +18,8 @@ import { spawnTier, REPO_ROOT, type TierProcess } from '../dev/processes.ts';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer, type UpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { createLogger } from '../shared/log.ts';
-import { colourPng, predict, spawnWorker, summary, type WorkerProcess } from './helpers/faults.ts';
+import { colourPng, predict, summary } from './helpers/faults.ts';
+import { spawnWorker, type WorkerProcess } from './helpers/fixtures.ts';
 
 const TOKEN = 'subrequests-test-token-0123456789';
 const DEADLINE_MS = 30_000; // the default (wrangler.toml): unbudgeted, ~120 GETs and ~30 PINGs of polling

@@ -1,52 +1,10 @@
 /**
- * Fault-injection helpers for test/faults*.test.ts: worker child processes (real `npm run worker`
- * entry, tiny model) that can be killed, HTTP calls that record status and timing, and views of
- * the queue's pending list. Each fault test prints one summary line through {@link summary}.
+ * Fault-injection helpers for test/faults*.test.ts: HTTP calls that record status and timing, and
+ * views of the queue's pending list (the worker processes they kill: fixtures.ts spawnWorker). Each fault test prints one summary line through {@link summary}.
  */
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
-import { spawnTier, type TierProcess } from '../../dev/processes.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
-
-/** Set FAULTS_LOG=1 to see the workers' log lines. */
-const SHOW_LOGS = process.env.FAULTS_LOG === '1';
-
-export interface WorkerProcess {
-  consumer: string;
-  tier: TierProcess;
-  /** Settles with the exit code (null if killed by a signal) and signal when the process is gone. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Its formatted log lines, for assertions and for diagnosing a failure. */
-  lines: string[];
-  alive(): boolean;
-  kill(signal: NodeJS.Signals): void;
-}
-
-/** Start `gpu-worker/main.ts` as a child process (its default engine, caffe preprocessing, info logs unless `env` says otherwise). */
-export function spawnWorker(consumer: string, env: Record<string, string>): WorkerProcess {
-  const lines: string[] = [];
-  const tier = spawnTier({
-    name: consumer,
-    entry: 'gpu-worker/main.ts',
-    env: { PREPROCESS: 'caffe', LOG_LEVEL: 'info', ...env, CONSUMER_NAME: consumer },
-    readyMessage: 'worker ready',
-    print: (line) => {
-      lines.push(line);
-      if (SHOW_LOGS) console.log(line);
-    },
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    tier.child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return {
-    consumer,
-    tier,
-    exited,
-    lines,
-    alive: () => tier.child.exitCode === null && tier.child.signalCode === null,
-    kill: (signal) => void tier.child.kill(signal),
-  };
-}
 
 export interface Reply {
   status: number;

@@ -1,6 +1,6 @@
 /**
  * The processes tests stand on, started one way: a redis-server of the file's own, Node edges on
- * free local ports over either broker. Every integration file owns its Redis: vitest runs files in
+ * free local ports over either broker, worker processes (the real `npm run worker` entry). Every integration file owns its Redis: vitest runs files in
  * parallel processes, and a Redis per file keeps each file's keys, command counters (INFO
  * commandstats) and outages its own, for the few milliseconds a redis-server takes to start.
  *
@@ -10,6 +10,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
+import { spawnTier, type TierProcess } from '../../dev/processes.ts';
 import { type RedisServerHandle, startRedisServer } from '../../dev/redis-server.ts';
 import { parseEdgeConfig } from '../../edge/config.ts';
 import { type NodeEdge, startNodeEdge } from '../../edge/node/server.ts';
@@ -83,4 +84,44 @@ export async function startBothEdges(
     { name: 'upstash', edge: await startLocalEdge(viaRest(via.rest, via.token), logger, env) },
     { name: 'ioredis', edge: await startLocalEdge(viaTcp(via.redisUrl), logger, env) },
   ];
+}
+
+/** Set FAULTS_LOG=1 to see the workers' log lines. */
+const SHOW_LOGS = process.env.FAULTS_LOG === '1';
+
+export interface WorkerProcess {
+  consumer: string;
+  tier: TierProcess;
+  /** Settles with the exit code (null if killed by a signal) and signal when the process is gone. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Its formatted log lines, for assertions and for diagnosing a failure. */
+  lines: string[];
+  alive(): boolean;
+  kill(signal: NodeJS.Signals): void;
+}
+
+/** Start `gpu-worker/main.ts` as a child process (its default engine, caffe preprocessing, info logs unless `env` says otherwise). */
+export function spawnWorker(consumer: string, env: Record<string, string>): WorkerProcess {
+  const lines: string[] = [];
+  const tier = spawnTier({
+    name: consumer,
+    entry: 'gpu-worker/main.ts',
+    env: { PREPROCESS: 'caffe', LOG_LEVEL: 'info', ...env, CONSUMER_NAME: consumer },
+    readyMessage: 'worker ready',
+    print: (line) => {
+      lines.push(line);
+      if (SHOW_LOGS) console.log(line);
+    },
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    tier.child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    consumer,
+    tier,
+    exited,
+    lines,
+    alive: () => tier.child.exitCode === null && tier.child.signalCode === null,
+    kill: (signal) => void tier.child.kill(signal),
+  };
 }
