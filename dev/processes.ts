@@ -36,6 +36,37 @@ export interface SpawnTierOptions {
 /** The repo root: children run from here so `--import tsx` and relative entries resolve. */
 export const REPO_ROOT = new URL('..', import.meta.url).pathname;
 
+/**
+ * The Cloudflare Workers edge in local workerd: `wrangler dev --env local` on 127.0.0.1:`port`,
+ * offline. The REST URL and token reach the Worker as secrets from `envFile` (a private
+ * `.dev.vars`-style file), never on a command line.
+ */
+export function wranglerDev(
+  port: number,
+  envFile: string,
+  args: string[] = [],
+): Pick<SpawnTierOptions, 'command' | 'env' | 'readyMessage'> {
+  return {
+    command: [
+      process.execPath,
+      `${REPO_ROOT}node_modules/wrangler/bin/wrangler.js`,
+      'dev',
+      '--env',
+      'local',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--show-interactive-dev-session=false',
+      '--env-file',
+      envFile,
+      ...args,
+    ],
+    env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
+    readyMessage: 'Ready on',
+  };
+}
+
 const LEVELS: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
 /** `{"level":30,"msg":"worker ready","engine":"onnx"}` -> `worker ready engine=onnx`. */

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { CONFIG_EXIT_CODE, configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
 import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
-import { killTier, REPO_ROOT, spawnTier, type TierProcess } from './processes.ts';
+import { killTier, spawnTier, type TierProcess, wranglerDev } from './processes.ts';
 import { startUpstashRestServer } from './upstash-rest/server.ts';
 
 const StackEnv = z.object({
@@ -176,27 +176,7 @@ try {
   for (let i = 1; i <= env.WORKERS; i++) workers.push(startWorker(i, redisUrl));
   const edgeSettings = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined };
   edge = onWorkers
-    ? spawnTier({
-        name: 'edge',
-        command: [
-          process.execPath,
-          `${REPO_ROOT}node_modules/wrangler/bin/wrangler.js`,
-          'dev',
-          '--env',
-          'local',
-          '--ip',
-          '127.0.0.1',
-          '--port',
-          String(env.PORT),
-          '--show-interactive-dev-session=false',
-          // The URL and token reach the Worker as secrets from a private file, not on a command line.
-          '--env-file',
-          await writeSecretsFile(edgeSettings),
-        ],
-        env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
-        readyMessage: 'Ready on',
-        detached: true,
-      })
+    ? spawnTier({ name: 'edge', ...wranglerDev(env.PORT, await writeSecretsFile(edgeSettings)), detached: true })
     : spawnTier({
         name: 'edge',
         entry: 'edge/node/main.ts',

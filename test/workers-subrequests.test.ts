@@ -14,7 +14,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnTier, REPO_ROOT, type TierProcess } from '../dev/processes.ts';
+import { spawnTier, type TierProcess, wranglerDev } from '../dev/processes.ts';
 import { freePort, startRedisServer, type RedisServerHandle } from '../dev/redis-server.ts';
 import { startUpstashRestServer, type UpstashRestServer } from '../dev/upstash-rest/server.ts';
 import { createLogger } from '../shared/log.ts';
@@ -41,28 +41,7 @@ beforeAll(async () => {
   await writeFile(secrets, `UPSTASH_REDIS_REST_URL=${rest.url}\nUPSTASH_REDIS_REST_TOKEN=${TOKEN}\n`, { mode: 0o600 });
   const port = await freePort();
   url = `http://127.0.0.1:${port}`;
-  edge = spawnTier({
-    name: 'edge',
-    command: [
-      process.execPath,
-      `${REPO_ROOT}node_modules/wrangler/bin/wrangler.js`,
-      'dev',
-      '--env',
-      'local',
-      '--ip',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--show-interactive-dev-session=false',
-      '--env-file',
-      secrets,
-      '--var',
-      'ADMISSION:queue-max',
-    ],
-    env: { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' },
-    readyMessage: 'Ready on',
-    print: (line) => output.push(line),
-  });
+  edge = spawnTier({ name: 'edge', ...wranglerDev(port, secrets, ['--var', 'ADMISSION:queue-max']), print: (line) => output.push(line) });
   await Promise.all([edge.ready, worker.tier.ready]).catch((error: Error) => {
     throw new Error(`${error.message}\n${output.join('\n')}`);
   });

@@ -28,6 +28,7 @@
  */
 import type { ApiError } from '../errors.ts';
 import type { JobResult } from '../../shared/protocol.ts';
+import type { Logger } from '../../shared/log.ts';
 import { brokerUnavailable, deadlineExceeded } from '../errors.ts';
 import { sleep, type SubmitRequest } from './broker.ts';
 
@@ -82,7 +83,13 @@ export class Holds {
 export async function rideThrough(
   request: SubmitRequest,
   steps: QueueSteps,
-  options: { holds: Holds; retryAfterSeconds: number; signal: AbortSignal; onHeld?: (error: unknown) => void },
+  options: {
+    holds: Holds;
+    retryAfterSeconds: number;
+    signal: AbortSignal;
+    /** Told when the request starts being held (the first failure), with its id. */
+    logger?: Logger;
+  },
 ): Promise<JobResult> {
   const { deadline } = request;
   const budgetMs = deadline - Date.now();
@@ -96,7 +103,10 @@ export async function rideThrough(
     if (held) return;
     if (!holds.tryAcquire()) throw brokerUnavailable(error, retryAfterSeconds);
     held = true;
-    options.onHeld?.(error);
+    options.logger?.warn(
+      { id: request.id, err: error, held: holds.count },
+      'queue unreachable; holding the request until it is back or its deadline',
+    );
   };
   const unhold = () => {
     if (held) holds.release();

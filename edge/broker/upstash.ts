@@ -160,11 +160,7 @@ export function createUpstashBroker({
             holds,
             retryAfterSeconds: limits.retryAfterSeconds,
             signal: giveUp.signal,
-            onHeld: (error) =>
-              logger?.warn(
-                { id, err: error, held: holds.count },
-                'queue unreachable; holding the request until it is back or its deadline',
-              ),
+            logger,
           },
         );
       } finally {

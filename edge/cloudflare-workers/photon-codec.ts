@@ -3,10 +3,10 @@
  * workerd), then orient, flatten and resize with the shared TypeScript rules (../image/resample.ts),
  * so the tensor matches the sharp path.
  *
- * Memory: an isolate has 128 MB shared by its concurrent requests, and a decode costs about 16.6
- * bytes per pixel (photon's WASM memory ~12, which never shrinks, plus the RGBA copy out; measured
- * by `npm run bench:codec`). Decodes therefore run one at a time per isolate, and MAX_PIXELS
- * (checked from the header before this) is 5 MP on Workers: docs/cloudflare-workers.md says why.
+ * Memory: an isolate's memory is shared by its concurrent requests, and a decode holds the pixels
+ * in photon's WASM memory (which never shrinks) and again as the RGBA copy out (per-pixel figures:
+ * `npm run bench:codec`, docs/cloudflare-workers.md). Decodes therefore run one at a time per
+ * isolate, and MAX_PIXELS (checked from the header before this) is lower on Workers than on Node.
  *
  * Corrupt input: photon's decoder panics, which in WebAssembly is a trap ("RuntimeError:
  * unreachable"). A trap unwinds nothing inside the instance: the copy of the input and whatever the

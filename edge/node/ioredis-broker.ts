@@ -180,11 +180,7 @@ export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: 
             holds,
             retryAfterSeconds: limits.retryAfterSeconds,
             signal: giveUp.signal,
-            onHeld: (error) =>
-              logger?.warn(
-                { id, err: error, held: holds.count },
-                'Redis unreachable; holding the request until it is back or its deadline',
-              ),
+            logger,
           },
         );
       } finally {

@@ -1,10 +1,9 @@
 /**
  * The Node edge's HTTP transport to Upstash REST, on undici's `request` API: a {@link Requester}
  * for `@upstash/redis` (which otherwise calls the global `fetch`) and the SSE stream of the shared
- * result subscription. Node's built-in fetch spends ~0.7 ms of CPU per call in the WHATWG
- * Request/Response/streams layers; for the edge that is a third of its work per job over REST
- * (measured with a 188 KB enqueue against the local REST server: 2.1 ms and 1.15 ms of CPU per call
- * with fetch, 1.5 ms and 0.65 ms with undici's `request`). Workers keep `fetch`, which is native there.
+ * result subscription. Node's built-in fetch spends a large share of the edge's CPU per job in the
+ * WHATWG Request/Response/streams layers (figures: docs/architecture.md); undici's `request`
+ * skips them. Workers keep `fetch`, which is native there.
  *
  * Replies are asked for as plain JSON (no `Upstash-Encoding: base64`): everything this service
  * stores is UTF-8 text (Z85 tensors, JSON results, counters), and the client's base64 step only
