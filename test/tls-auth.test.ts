@@ -28,9 +28,8 @@ const files = { ca: '', otherCa: '' };
 
 const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
 
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'redis-tls-'));
-  // A CA, a server certificate it signs (for 127.0.0.1 and localhost), and a CA that signed nothing.
+/** A self-signed CA certificate `<name>.crt` with its key `<name>.key`, valid for two days. */
+const selfSignedCa = (name: string, commonName: string) =>
   openssl(
     'req',
     '-x509',
@@ -38,14 +37,19 @@ beforeAll(async () => {
     'rsa:2048',
     '-nodes',
     '-keyout',
-    'ca.key',
+    `${name}.key`,
     '-out',
-    'ca.crt',
+    `${name}.crt`,
     '-days',
     '2',
     '-subj',
-    '/CN=resnet-edge test CA',
+    `/CN=${commonName}`,
   );
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'redis-tls-'));
+  // A CA, a server certificate it signs (for 127.0.0.1 and localhost), and a CA that signed nothing.
+  selfSignedCa('ca', 'resnet-edge test CA');
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
   await writeFile(join(dir, 'san.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   openssl(
