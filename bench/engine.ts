@@ -1,4 +1,3 @@
-import { median, round } from './stats.ts';
 /**
  * The bare engine: a model through the worker's own engines (gpu-worker/engine: ONNX Runtime,
  * TensorFlow.js), no HTTP, no Redis. For each engine setup (an engine, its provider or backend, and
@@ -36,6 +35,7 @@ import { mulberry32 } from '../dev/random.ts';
 import type { EngineInfo } from '../gpu-worker/engine/image-classifier.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
+import { median, round } from './stats.ts';
 
 const ENGINE_FILE = fileURLToPath(import.meta.url);
 const REPO_ROOT = resolve(ENGINE_FILE, '../..');

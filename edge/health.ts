@@ -82,7 +82,11 @@ export function healthRoutes(broker: Broker, { readyWorkerMaxAgeMs, retryAfterSe
   routes.get('/v1/models', async (c) => {
     c.header('Cache-Control', 'no-store');
     const status = await broker.status();
-    if (!status.redisOk) throw brokerUnavailable(new Error(status.error), retryAfterSeconds);
+    if (!status.redisOk) {
+      // Answered here rather than thrown: an outage is /readyz's news, not one warning per poll.
+      const error = brokerUnavailable(new Error(status.error), retryAfterSeconds);
+      return c.json(errorBody(error.code, error.message), 503, error.headers);
+    }
     return c.json({ success: true as const, models: listModels(status.workers, readyWorkerMaxAgeMs) });
   });
   return routes;

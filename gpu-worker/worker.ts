@@ -114,12 +114,12 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   async function loop(classifier: ImageClassifier, reclaim: Reclaimer, processSafely: ReturnType<typeof batchRunner>): Promise<void> {
     let backoff = 100;
     let previousBatchSize = 0; // feeds the batcher's fill rule
-    /** Run one step; on a Redis error wait (or recreate the group) and say whether to go on. */
+    /** Run one step; on a Redis error wait (or recreate the group) and return false. */
     const step = async (what: string, action: () => Promise<void>): Promise<boolean> => {
       try {
         await action();
         backoff = 100;
-        return !isStopping();
+        return true;
       } catch (error) {
         log.warn({ err: error, retryMs: backoff }, what);
         // The stream or group was deleted (a Redis restarted empty): create it again.
@@ -130,8 +130,14 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       }
     };
     while (!isStopping()) {
-      if (reclaim.hasDead && !(await step('taking over the jobs of a dead worker failed', () => reclaim.takeOverDead()))) continue;
-      if (reclaim.msUntilPass() === 0 && !(await step('reclaiming jobs failed', () => reclaim.reclaimIdle()))) continue;
+      if (reclaim.hasDead) {
+        if (!(await step('taking over the jobs of a dead worker failed', () => reclaim.takeOverDead()))) continue;
+        if (isStopping()) break;
+      }
+      if (reclaim.msUntilPass() === 0) {
+        if (!(await step('reclaiming jobs failed', () => reclaim.reclaimIdle()))) continue;
+        if (isStopping()) break;
+      }
       let entries: StreamEntry[] = [];
       const read = async () => {
         // Block no longer than until the next reclaim pass is due (0: don't block at all).
@@ -145,6 +151,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           previousBatchSize,
         });
       };
+      // Entries read are run even when stop() came meanwhile: they are delivered to this worker.
       if (!(await step('reading jobs failed', read)) || entries.length === 0) continue; // an idle timeout says nothing about traffic
       previousBatchSize = entries.length;
       const started = performance.now();

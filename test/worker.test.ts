@@ -431,6 +431,21 @@ describe('worker loop', () => {
     await queue.close();
   });
 
+  it('stop() during a batch fill wait still answers the entries it has read', async () => {
+    const prefix = nextPrefix();
+    const queue = await JobQueue.open(redis.url, prefix);
+    const ids = await Promise.all([1, 2].map((i) => queue.enqueue(randomImage(i))));
+    // Two jobs waiting: the first read takes both and then waits MAX_BATCH_DELAY_MS for company.
+    const worker = startWorker(configFor(prefix, { BATCH_SIZE: '8', MAX_BATCH_DELAY_MS: '3000' }), { logger });
+    await worker.ready;
+    while ((await queue.pendingCount()) < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    await worker.stop(); // during the fill wait: both entries are delivered to this worker
+    expect(worker.stats().jobs).toBe(2);
+    for (const result of (await queue.waitForResults(ids)).values()) okResult(result);
+    expect(await queue.pendingCount()).toBe(0);
+    await queue.close();
+  });
+
   it('rides out a Redis restart: reconnects, recreates the consumer group, keeps answering', async () => {
     let own = await startRedisServer();
     const { port } = own;

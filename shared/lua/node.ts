@@ -2,6 +2,8 @@
  * The scripts on Node: read once from their files, and registered on an ioredis connection by
  * its `scripts` option (redisConnectionOptions passes it to every connection of both tiers), as
  * commands typed below. ioredis sends EVALSHA, and EVAL once when Redis does not know the script.
+ * The types are on every Redis, but only a connection made with the option has the commands: a
+ * plain `new Redis(url)` throws "is not a function" when one is called.
  */
 import { readFileSync } from 'node:fs';
 import type { Result } from 'ioredis';
