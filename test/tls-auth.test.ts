@@ -69,21 +69,7 @@ beforeAll(async () => {
     '-extfile',
     'san.cnf',
   );
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'other.key',
-    '-out',
-    'other.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=another CA',
-  );
+  selfSignedCa('other', 'another CA');
   files.ca = join(dir, 'ca.crt');
   files.otherCa = join(dir, 'other.crt');
   tlsPort = await freePort();
