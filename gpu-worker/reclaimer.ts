@@ -24,7 +24,7 @@ export interface ReclaimerOptions {
   /** How long a dead consumer's job must have been idle (its heartbeat's staleness). */
   deadIdleMs: number;
   /** Most jobs taken over per call. */
-  batchSize: () => number;
+  batchSize: number;
   /** Run one taken-over entry alone; `deliveries` counts this one. */
   runAlone: (entry: StreamEntry, deliveries: number | undefined) => Promise<void>;
   stopping: () => boolean;
@@ -63,7 +63,7 @@ export class Reclaimer {
     const { redis, keys, consumer, deadIdleMs, log } = this.options;
     let taken = 0;
     for (const from of this.dead) {
-      while (!this.options.stopping() && taken < this.options.batchSize()) {
+      while (!this.options.stopping() && taken < this.options.batchSize) {
         const claimed = await claimFrom(redis, { stream: keys.stream, group: keys.group, consumer, from, minIdleMs: deadIdleMs });
         if (!claimed) break;
         if (!claimed.entry) continue; // another worker was first, or the entry is gone
@@ -71,7 +71,7 @@ export class Reclaimer {
         log.info({ entryId: claimed.entry.entryId, deliveries: claimed.deliveries, from }, 'took over a job of a dead worker');
         await this.options.runAlone(claimed.entry, claimed.deliveries);
       }
-      if (taken >= this.options.batchSize() || this.options.stopping()) return;
+      if (taken >= this.options.batchSize || this.options.stopping()) return;
       this.dead.delete(from);
     }
   }
@@ -105,7 +105,7 @@ export class Reclaimer {
       if (claimed.entry) {
         log.info({ entryId: claimed.entry.entryId, deliveries: claimed.deliveries }, 'took over a job whose worker stopped answering');
         await this.options.runAlone(claimed.entry, claimed.deliveries);
-        if (++taken >= this.options.batchSize()) return true;
+        if (++taken >= this.options.batchSize) return true;
       }
       if (this.cursor === '0-0') return false;
     }

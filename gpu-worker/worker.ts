@@ -79,7 +79,6 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const isStopping = () => stopped.signal.aborted;
   let batchSize = 1; // set once the engine is known
   let throughput = new Throughput(batchSize);
-  let reclaimer: Reclaimer | undefined;
   let connections: Connections | undefined;
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
@@ -223,13 +222,13 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         metrics,
         onBatch: options.onBatch,
       });
-      reclaimer = new Reclaimer({
+      const reclaimer = new Reclaimer({
         redis: connections!.reader,
         keys,
         consumer,
         claimIdleMs: config.claimIdleMs,
         deadIdleMs: staleAfterMs(config.heartbeatMs),
-        batchSize: () => batchSize,
+        batchSize,
         runAlone: (entry, deliveries) => processSafely(run, [entry], { deliveries }),
         stopping: isStopping,
         log,

@@ -113,6 +113,8 @@ export function createUpstashBroker({
   return {
     async submit(request: SubmitRequest, clientSignal?: AbortSignal) {
       const { id, deadline } = request;
+      /** GET of the job's result key (one REST call). */
+      const readResult = () => storedResult(id, redis.get<unknown>(keys.result(id)));
       const waitMs = deadline - Date.now();
       const giveUp = new AbortController(); // fires at the deadline, on a result, or when the client leaves
       const timer = setTimeout(() => giveUp.abort(), waitMs);
@@ -152,7 +154,7 @@ export function createUpstashBroker({
             wait: () => waitForResult(),
             reachable: async () => calls.take() && (await health.check()),
             // The read at the deadline may use the call kept for it.
-            readResult: async () => (calls.take() || calls.last() ? storedResult(id, redis.get<unknown>(keys.result(id))) : null),
+            readResult: async () => (calls.take() || calls.last() ? readResult() : null),
             // Without a call left, take the job for queued: waiting is safe, a second copy is not.
             entryExists: async (entryId) => !calls.take() || Object.keys(await redis.xrange(keys.stream, entryId, entryId)).length > 0,
           },
@@ -188,7 +190,7 @@ export function createUpstashBroker({
             pollDelay = Math.min(pollDelay * 2, POLL_MAX_MS);
             if (!calls.take()) continue;
             try {
-              const result = await storedResult(id, redis.get<unknown>(keys.result(id)));
+              const result = await readResult();
               health.succeeded();
               if (result) return result;
             } catch (error) {
@@ -202,7 +204,7 @@ export function createUpstashBroker({
               // A server may confirm a subscription a moment before it is live, and a fast worker's
               // publish then reaches nobody: look at the result key once, whatever the PING says.
               lookedOnce = true;
-              const missed = await storedResult(id, redis.get<unknown>(keys.result(id))).catch(() => null);
+              const missed = await readResult().catch(() => null);
               if (missed) return missed;
             }
             // Without a call to spare, assume it is: the read at the deadline still comes.
@@ -212,7 +214,7 @@ export function createUpstashBroker({
             else if (publishMayBeLost) {
               // Back after a failure: the result may have been published while nobody listened.
               publishMayBeLost = false;
-              const missed = calls.take() ? await storedResult(id, redis.get<unknown>(keys.result(id))).catch(() => null) : null;
+              const missed = calls.take() ? await readResult().catch(() => null) : null;
               if (missed) return missed;
             }
           }
