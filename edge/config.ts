@@ -1,8 +1,8 @@
 /**
  * The edge's settings, from environment variables (Node) or bindings (Workers).
  *
- * Which queue transport it uses: `EDGE_BROKER`, or by default Upstash REST when
- * `UPSTASH_REDIS_REST_URL` is set, else a direct connection to `REDIS_URL`.
+ * Which brokers it uses: every shard of `QUEUES` (shared/shards.ts); or one, over `EDGE_BROKER`,
+ * by default Upstash REST when `UPSTASH_REDIS_REST_URL` is set, else a direct connection to `REDIS_URL`.
  */
 import { z } from 'zod';
 import {
@@ -16,6 +16,7 @@ import {
   refuseTlsCaWithoutTls,
   urlVar,
 } from '../shared/config.ts';
+import { queuesVar, type ShardSpec } from '../shared/shards.ts';
 import type { BrokerLimits } from './broker/broker.ts';
 import { RESIZE_MODES } from './image/codec.ts';
 
@@ -45,6 +46,13 @@ export const EdgeEnv = z
     ADMISSION: z.enum(['deadline', 'queue-max'], { error: 'expected deadline or queue-max' }).default('deadline'),
     DEFAULT_RESIZE: z.enum(RESIZE_MODES).default('squash'),
     EDGE_BROKER: z.enum(['upstash', 'ioredis']).optional(),
+    // Several brokers (shards), instead of the single-broker settings: shared/shards.ts.
+    QUEUES: z.string().optional(),
+    // The shards whose "region" this is are tried first (the nearest).
+    EDGE_REGION: z
+      .string()
+      .regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' })
+      .optional(),
     UPSTASH_REDIS_REST_URL: urlVar(['http:', 'https:']).optional(),
     UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
     REDIS_URL: redisUrlVar().optional(),
@@ -69,39 +77,37 @@ export const EdgeEnv = z
     LOG_LEVEL: logLevelVar(),
   })
   .transform((env, ctx) => {
-    const broker = env.EDGE_BROKER ?? (env.UPSTASH_REDIS_REST_URL ? 'upstash' : env.REDIS_URL ? 'ioredis' : undefined);
-    if (!broker) {
+    const shards = env.QUEUES ? shardsOfQueues(env, ctx) : singleShard(env, ctx);
+    if (!shards) return z.NEVER;
+    if (env.EDGE_REGION && !shards.some((shard) => shard.region === env.EDGE_REGION)) {
       ctx.addIssue({
         code: 'custom',
-        path: ['UPSTASH_REDIS_REST_URL'],
-        message: 'set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (Upstash REST), or REDIS_URL (direct connection)',
+        path: ['EDGE_REGION'],
+        message: `no shard of QUEUES has "region": "${env.EDGE_REGION}" (regions: ${[...new Set(shards.map((s) => s.region).filter(Boolean))].join(', ') || 'none'})`,
       });
       return z.NEVER;
     }
-    if (broker === 'upstash' && (!env.UPSTASH_REDIS_REST_URL || !env.UPSTASH_REDIS_REST_TOKEN)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [env.UPSTASH_REDIS_REST_URL ? 'UPSTASH_REDIS_REST_TOKEN' : 'UPSTASH_REDIS_REST_URL'],
-        message: 'the Upstash REST broker needs both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN',
-      });
-      return z.NEVER;
-    }
-    if (refuseTlsCaWithoutTls(env, ctx)) return z.NEVER;
-    if (broker === 'ioredis' && !env.REDIS_URL) {
-      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'EDGE_BROKER=ioredis needs REDIS_URL' });
-      return z.NEVER;
-    }
-    if (env.RATE_LIMIT && !(env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN)) {
+    // The rate limiter's counters live on an Upstash REST database: UPSTASH_REDIS_REST_URL's (even
+    // with EDGE_BROKER=ioredis), or the first of QUEUES.
+    const rateLimitDb = env.QUEUES
+      ? shards.find((shard) => shard.transport === 'upstash')
+      : env.UPSTASH_REDIS_REST_URL && env.UPSTASH_REDIS_REST_TOKEN
+        ? { url: env.UPSTASH_REDIS_REST_URL, token: env.UPSTASH_REDIS_REST_TOKEN, prefix: env.KEY_PREFIX }
+        : undefined;
+    if (env.RATE_LIMIT && !rateLimitDb) {
       ctx.addIssue({
         code: 'custom',
         path: ['RATE_LIMIT'],
-        message: 'rate limiting runs on the Upstash REST database: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN too',
+        message: env.QUEUES
+          ? 'rate limiting runs on an Upstash REST database: list one in QUEUES (the first is used)'
+          : 'rate limiting runs on the Upstash REST database: set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN too',
       });
       return z.NEVER;
     }
     return {
       ...env,
-      broker,
+      shards,
+      rateLimitDb: rateLimitDb && { url: rateLimitDb.url, token: rateLimitDb.token!, prefix: rateLimitDb.prefix },
       apiKeys: env.API_KEYS ?? [],
       rateLimit: env.RATE_LIMIT ? parseRateLimit(env.RATE_LIMIT) : undefined,
       corsOrigins: env.CORS_ORIGINS?.split(',')
@@ -110,6 +116,68 @@ export const EdgeEnv = z
     };
   });
 export type EdgeConfig = z.infer<typeof EdgeEnv>;
+
+interface BrokerEnv {
+  KEY_PREFIX: string;
+  EDGE_BROKER?: 'upstash' | 'ioredis';
+  QUEUES?: string;
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+  REDIS_URL?: string;
+  REDIS_TLS_CA?: string;
+}
+
+/** QUEUES' shards; the single-broker settings beside it are refused (which would win is not obvious). */
+function shardsOfQueues(env: BrokerEnv, ctx: z.RefinementCtx): ShardSpec[] | undefined {
+  for (const name of ['EDGE_BROKER', 'REDIS_URL', 'UPSTASH_REDIS_REST_URL', 'UPSTASH_REDIS_REST_TOKEN'] as const) {
+    if (env[name] === undefined) continue;
+    ctx.addIssue({ code: 'custom', path: [name], message: 'set beside QUEUES: list every broker in QUEUES, or unset QUEUES' });
+    return undefined;
+  }
+  const shards = queuesVar(ctx, env.QUEUES!, { prefix: env.KEY_PREFIX, rest: true });
+  if (shards && env.REDIS_TLS_CA && !shards.some((shard) => shard.url.startsWith('rediss:'))) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA'], message: 'set, but no QUEUES entry is rediss:// (TLS): unset REDIS_TLS_CA' });
+    return undefined;
+  }
+  return shards;
+}
+
+/** The one broker of the single-broker settings, as a list of one shard. */
+function singleShard(env: BrokerEnv, ctx: z.RefinementCtx): ShardSpec[] | undefined {
+  const broker = env.EDGE_BROKER ?? (env.UPSTASH_REDIS_REST_URL ? 'upstash' : env.REDIS_URL ? 'ioredis' : undefined);
+  if (!broker) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['UPSTASH_REDIS_REST_URL'],
+      message:
+        'set UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (Upstash REST), or REDIS_URL (direct connection), or QUEUES (several)',
+    });
+    return undefined;
+  }
+  if (broker === 'upstash' && (!env.UPSTASH_REDIS_REST_URL || !env.UPSTASH_REDIS_REST_TOKEN)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [env.UPSTASH_REDIS_REST_URL ? 'UPSTASH_REDIS_REST_TOKEN' : 'UPSTASH_REDIS_REST_URL'],
+      message: 'the Upstash REST broker needs both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN',
+    });
+    return undefined;
+  }
+  if (refuseTlsCaWithoutTls(env, ctx)) return undefined;
+  if (broker === 'ioredis' && !env.REDIS_URL) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'EDGE_BROKER=ioredis needs REDIS_URL' });
+    return undefined;
+  }
+  const url = broker === 'upstash' ? env.UPSTASH_REDIS_REST_URL! : env.REDIS_URL!;
+  return [
+    {
+      name: new URL(url).host,
+      url,
+      transport: broker,
+      ...(broker === 'upstash' && { token: env.UPSTASH_REDIS_REST_TOKEN! }),
+      prefix: env.KEY_PREFIX,
+    },
+  ];
+}
 
 /** `60/1m` -> 60 requests per sliding window of "1 m" (@upstash/ratelimit's duration format). */
 function parseRateLimit(rule: string): { requests: number; window: `${number} ${'ms' | 's' | 'm' | 'h' | 'd'}` } {

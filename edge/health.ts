@@ -4,14 +4,15 @@
  *
  * - `GET /readyz`: 200 while Redis answers and some worker's heartbeat is at most
  *   READY_WORKER_MAX_AGE_MS old; else 503 `not_ready` saying which. For load balancers and
- *   orchestrators: an edge without workers can only answer 504s.
+ *   orchestrators: an edge without workers can only answer 504s. Sharded (QUEUES): ready while
+ *   some shard answers and some worker is live, with each shard's state in `shards`.
  * - `GET /v1/models`: what the live workers serve (name, input, label count) and who serves it.
  *
  * @example
  * app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: 15_000, retryAfterSeconds: 1 }));
  */
 import { Hono } from 'hono';
-import type { Broker, BrokerStatus } from './broker/broker.ts';
+import type { Broker, BrokerStatus, ShardStatus } from './broker/broker.ts';
 import { brokerUnavailable, errorBody } from './errors.ts';
 import { isLiveWorker, type WorkerHeartbeat } from '../shared/protocol.ts';
 import { CHANNELS, IMAGE_SIZE } from '../shared/tensor.ts';
@@ -34,11 +35,18 @@ export interface Readiness {
   /** Live workers. */
   workers: number;
   backlog: number;
+  /** Each shard (state, backlog, live workers), when there are several. */
+  shards?: ShardStatus[];
 }
 
 export function readiness(status: BrokerStatus, maxAgeMs: number, now = Date.now()): Readiness {
   const live = status.workers.filter((beat) => isLiveWorker(beat, now, maxAgeMs));
-  const detail = { redis: { ok: status.redisOk, latencyMs: status.redisMs }, workers: live.length, backlog: status.backlog };
+  const detail = {
+    redis: { ok: status.redisOk, latencyMs: status.redisMs },
+    workers: live.length,
+    backlog: status.backlog,
+    ...(status.shards && { shards: status.shards }),
+  };
   if (!status.redisOk) return { ready: false, reason: `redis unreachable: ${status.error ?? 'no answer'}`, ...detail };
   if (live.length === 0) {
     const latest = status.workers[0];

@@ -17,8 +17,7 @@ describe('config', () => {
   it('has the documented defaults', () => {
     const config = parseWorkerConfig({});
     expect(config).toMatchObject({
-      redisUrl: 'redis://127.0.0.1:6379',
-      keyPrefix: 'rn',
+      shards: [{ name: '127.0.0.1:6379', url: 'redis://127.0.0.1:6379', transport: 'ioredis', prefix: 'rn' }],
       batchSize: undefined,
       maxBatchDelayMs: 5,
       model: { kind: 'builtin' },

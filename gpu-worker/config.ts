@@ -19,6 +19,7 @@ import {
   redisUrlVar,
   refuseTlsCaWithoutTls,
 } from '../shared/config.ts';
+import { queuesVar, type ShardSpec } from '../shared/shards.ts';
 import type { EngineInfo } from './engine/image-classifier.ts';
 import { BUILTIN_MODEL } from './model/builtin.ts';
 import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
@@ -50,7 +51,10 @@ const MAX_SYNTHETIC_DELAY_MS = 600_000;
 
 export const WorkerEnv = z
   .object({
-    REDIS_URL: redisUrlVar().default('redis://127.0.0.1:6379'),
+    // Unset, and no QUEUES: redis://127.0.0.1:6379.
+    REDIS_URL: redisUrlVar().optional(),
+    // Several brokers (shards), each read fairly: shared/shards.ts.
+    QUEUES: z.string().optional(),
     REDIS_TLS_CA: redisTlsCaVar(),
     KEY_PREFIX: keyPrefixVar(),
     // Unset: per engine (see defaultBatchSize).
@@ -121,7 +125,8 @@ export const WorkerEnv = z
       });
       return z.NEVER;
     }
-    if (refuseTlsCaWithoutTls(env, ctx)) return z.NEVER;
+    const shards = shardsOf(env, ctx);
+    if (!shards) return z.NEVER;
     if (reclaimWithinMs({ claimIdleMs: env.CLAIM_IDLE_MS }) >= env.DEADLINE_MS) {
       ctx.addIssue({
         code: 'custom',
@@ -141,9 +146,8 @@ export const WorkerEnv = z
       return z.NEVER;
     }
     return {
-      redisUrl: env.REDIS_URL,
+      shards,
       redisTlsCa: env.REDIS_TLS_CA,
-      keyPrefix: env.KEY_PREFIX,
       batchSize: env.BATCH_SIZE,
       maxBatchDelayMs: env.MAX_BATCH_DELAY_MS,
       model,
@@ -171,6 +175,30 @@ export const WorkerEnv = z
   });
 
 export type WorkerConfig = z.infer<typeof WorkerEnv>;
+
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** QUEUES' shards (REDIS_URL beside it is refused), or REDIS_URL's one. */
+function shardsOf(
+  env: { QUEUES?: string; REDIS_URL?: string; REDIS_TLS_CA?: string; KEY_PREFIX: string },
+  ctx: z.RefinementCtx,
+): ShardSpec[] | undefined {
+  if (!env.QUEUES) {
+    const url = env.REDIS_URL ?? DEFAULT_REDIS_URL;
+    if (refuseTlsCaWithoutTls({ ...env, REDIS_URL: url }, ctx)) return undefined;
+    return [{ name: new URL(url).host, url, transport: 'ioredis', prefix: env.KEY_PREFIX }];
+  }
+  if (env.REDIS_URL) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set beside QUEUES: list every broker in QUEUES, or unset QUEUES' });
+    return undefined;
+  }
+  const shards = queuesVar(ctx, env.QUEUES, { prefix: env.KEY_PREFIX, rest: false });
+  if (shards && env.REDIS_TLS_CA && !shards.some((shard) => shard.url.startsWith('rediss:'))) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_TLS_CA'], message: 'set, but no QUEUES entry is rediss:// (TLS): unset REDIS_TLS_CA' });
+    return undefined;
+  }
+  return shards;
+}
 
 /** The latest a stuck worker's job is taken over: CLAIM_IDLE_MS, plus up to half of it until the next pass. */
 export const reclaimWithinMs = (config: Pick<WorkerConfig, 'claimIdleMs'>) => 1.5 * config.claimIdleMs;

@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
 import { fatalRedisError, redisConnectionOptions } from '../shared/redis-connection.ts';
+import type { ShardSpec } from '../shared/shards.ts';
 import type { WorkerConfig } from './config.ts';
 
 export interface Connections {
@@ -17,10 +18,15 @@ export interface Connections {
   close(): Promise<void>;
 }
 
-export async function openConnections(config: WorkerConfig, log: Logger): Promise<Connections> {
+/** The two connections to one shard. */
+export async function openConnections(
+  shard: ShardSpec,
+  config: Pick<WorkerConfig, 'redisTlsCa' | 'consumerName'>,
+  log: Logger,
+): Promise<Connections> {
   const connect = (role: string) => {
-    const redis = new Redis(config.redisUrl, {
-      ...redisConnectionOptions(config),
+    const redis = new Redis(shard.url, {
+      ...redisConnectionOptions({ redisUrl: shard.url, redisTlsCa: config.redisTlsCa }),
       connectionName: `gpu-worker:${config.consumerName}:${role}`,
     });
     let lastLogged = 0;

@@ -49,7 +49,7 @@ export class WorkerMetrics {
   readonly inference: Histogram;
   readonly heartbeatFailures: Counter;
   private readonly info: Gauge<'engine' | 'provider' | 'threads' | 'model' | 'batch_size' | 'consumer'>;
-  private backlogSource?: () => Promise<Backlog>;
+  private backlogSources = new Map<string, () => Promise<Backlog>>();
 
   constructor(options: { defaultMetrics?: boolean; log?: Logger } = {}) {
     const registers = [this.registry];
@@ -91,25 +91,25 @@ export class WorkerMetrics {
       labelNames: ['engine', 'provider', 'threads', 'model', 'batch_size', 'consumer'],
       registers,
     });
-    // Read on scrape, not on a timer: no Redis commands while nobody looks.
-    let last: Promise<Backlog | undefined> | undefined;
-    const read = () => (last ??= this.readBacklog(options.log).finally(() => setTimeout(() => (last = undefined), 0)));
+    // Read on scrape, not on a timer: no Redis commands while nobody looks. One series per shard.
+    let last: Promise<Map<string, Backlog>> | undefined;
+    const read = () => (last ??= this.readBacklogs(options.log).finally(() => setTimeout(() => (last = undefined), 0)));
     new Gauge({
       name: `${METRIC_PREFIX}queue_length`,
-      help: 'Jobs in the stream (XLEN: queued + in flight), read at scrape time',
+      help: 'Jobs in the stream of each shard (XLEN: queued + in flight), read at scrape time',
+      labelNames: ['shard'],
       registers,
       async collect() {
-        const backlog = await read();
-        if (backlog) this.set(backlog.length);
+        for (const [shard, backlog] of await read()) this.set({ shard }, backlog.length);
       },
     });
     new Gauge({
       name: `${METRIC_PREFIX}queue_pending`,
-      help: "Jobs delivered to a worker and not yet acked (the group's XPENDING count), read at scrape time",
+      help: "Jobs delivered to a worker and not yet acked, per shard (the group's XPENDING count), read at scrape time",
+      labelNames: ['shard'],
       registers,
       async collect() {
-        const backlog = await read();
-        if (backlog) this.set(backlog.pending);
+        for (const [shard, backlog] of await read()) this.set({ shard }, backlog.pending);
       },
     });
   }
@@ -121,20 +121,24 @@ export class WorkerMetrics {
     this.info.set({ engine, provider, threads: String(labels.threads), model, batch_size: String(labels.batchSize), consumer }, 1);
   }
 
-  /** Where the backlog gauges read from (the worker's Redis connection). */
-  setBacklogSource(source: (() => Promise<Backlog>) | undefined): void {
-    this.backlogSource = source;
+  /** Where the backlog gauges read from: each shard's Redis connection, by shard name. */
+  setBacklogSources(sources: Map<string, () => Promise<Backlog>>): void {
+    this.backlogSources = sources;
   }
 
-  private async readBacklog(log?: Logger): Promise<Backlog | undefined> {
-    if (!this.backlogSource) return undefined;
-    try {
-      return await withTimeout(this.backlogSource(), SCRAPE_TIMEOUT_MS, `no answer from Redis within ${SCRAPE_TIMEOUT_MS} ms`);
-    } catch (error) {
-      // The gauges keep their last value; the scrape still succeeds.
-      log?.warn({ err: error }, 'could not read the backlog for /metrics');
-      return undefined;
-    }
+  /** Every shard's backlog that could be read (a shard that cannot keeps its gauges' last value; the scrape still succeeds). */
+  private async readBacklogs(log?: Logger): Promise<Map<string, Backlog>> {
+    const read = await Promise.all(
+      [...this.backlogSources].map(async ([shard, source]) => {
+        try {
+          return [shard, await withTimeout(source(), SCRAPE_TIMEOUT_MS, `no answer from Redis within ${SCRAPE_TIMEOUT_MS} ms`)] as const;
+        } catch (error) {
+          log?.warn({ err: error, shard }, 'could not read the backlog for /metrics');
+          return undefined;
+        }
+      }),
+    );
+    return new Map(read.filter((entry) => entry !== undefined));
   }
 }
 

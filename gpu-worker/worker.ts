@@ -5,7 +5,11 @@
  * reclaimer.ts takes over the jobs of workers that died, and heartbeat.ts tells the edges (and the
  * other workers) that this one is alive and how fast it goes.
  *
- * It holds two Redis connections (connections.ts). A job stays in the group's pending list until
+ * It holds two Redis connections (connections.ts) per shard (QUEUES: shared/shards.ts), and runs
+ * that loop on each shard. The loops take turns at the model ({@link Turns}): one batch at a time,
+ * each shard's next batch read while another's is computed, and a shard that waits goes next, so
+ * no shard starves while another is busy. Each batch is answered on the shard it came from, and
+ * heartbeat, reclaim and dead-letter work per shard. A job stays in its group's pending list until
  * it is answered.
  *
  * @example
@@ -16,9 +20,10 @@
 import { hostname } from 'node:os';
 import { setTimeout } from 'node:timers/promises';
 import { ConfigError } from '../shared/config.ts';
-import { redisKeys } from '../shared/keys.ts';
+import { type RedisKeys, redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { probeRedis } from '../shared/redis-connection.ts';
+import type { ShardSpec } from '../shared/shards.ts';
 import { batchRunner } from './batch.ts';
 import { type BatchReport, emptyStats, type WorkerStats } from './batch-report.ts';
 import { readBatch } from './batcher.ts';
@@ -26,7 +31,7 @@ import { defaultBatchSize, type WorkerConfig } from './config.ts';
 import { type Connections, ensureGroup, openConnections, readBacklog } from './connections.ts';
 import { PRUNE_EVERY_MS, pruneConsumers } from './consumers.ts';
 import type { ImageClassifier } from './engine/image-classifier.ts';
-import { type Heartbeat, staleAfterMs, startHeartbeat } from './heartbeat.ts';
+import { type Heartbeat, type HeartbeatLoad, staleAfterMs, startHeartbeat } from './heartbeat.ts';
 import type { StreamEntry } from './jobs.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import type { DownloadProgress } from './model/fetch.ts';
@@ -65,39 +70,75 @@ export interface WorkerHandle {
   stats(): WorkerStats;
 }
 
+/** One shard as this worker serves it. */
+interface Shard {
+  spec: ShardSpec;
+  keys: RedisKeys;
+  log: Logger;
+  connections: Connections;
+  /** Whether its consumer group was joined at start (else its loop joins it first). */
+  joined: boolean;
+  heartbeat?: Heartbeat;
+}
+
+/**
+ * The model's turns: one batch at a time, in the order they asked (FIFO), so the shards' loops
+ * alternate while all have work.
+ */
+export class Turns {
+  private last: Promise<unknown> = Promise.resolve();
+
+  run<T>(action: () => Promise<T>): Promise<T> {
+    const turn = this.last.then(action);
+    this.last = turn.catch(() => {});
+    return turn;
+  }
+}
+
+/** A worker serving `shards` shards claims this share of its rate on each (edges admit by it: admission.ts). */
+const shareOf = (load: HeartbeatLoad & { longestBatchMs?: number }, shards: number) =>
+  load.imagesPerSec === undefined || shards === 1 ? load : { ...load, imagesPerSec: load.imagesPerSec / shards };
+
 export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): WorkerHandle {
   const log = options.logger ?? createLogger('gpu-worker');
-  const keys = redisKeys(config.keyPrefix);
   const consumer = config.consumerName;
   const metrics = options.metrics;
   const startedAt = Date.now();
   const stats = emptyStats();
-  let heartbeat: Heartbeat | undefined;
+  const turns = new Turns();
+  const shards: Shard[] = [];
   let pruneTimer: ReturnType<typeof setInterval> | undefined;
-  /** Aborted by stop(): ends the loop and cuts every wait short. */
+  /** Aborted by stop(): ends the loops and cuts every wait short. */
   const stopped = new AbortController();
   const isStopping = () => stopped.signal.aborted;
   let batchSize = 1; // set once the engine is known
   let throughput = new Throughput(batchSize);
-  let connections: Connections | undefined;
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
+  /** How a shard is named in errors: the setting it came from. */
+  const settingOf = (spec: ShardSpec) => (config.shards.length === 1 ? 'REDIS_URL' : `QUEUES (${spec.name})`);
 
   const sleep = (ms: number) => setTimeout(ms, undefined, { signal: stopped.signal }).catch(() => {});
 
   /** Forget gone workers' consumers (consumers.ts); housekeeping, so a failure only logs. */
-  const prune = () =>
-    void pruneConsumers(connections!.writer, keys, options.consumerGoneAfterMs).then(
-      (removed) => removed.length > 0 && log.info({ removed }, 'removed the consumers of workers that are gone'),
-      (error: unknown) => log.warn({ err: error }, 'could not prune gone consumers'),
-    );
+  const prune = () => {
+    for (const shard of shards) {
+      void pruneConsumers(shard.connections.writer, shard.keys, options.consumerGoneAfterMs).then(
+        (removed) => removed.length > 0 && shard.log.info({ removed }, 'removed the consumers of workers that are gone'),
+        (error: unknown) => shard.log.warn({ err: error }, 'could not prune gone consumers'),
+      );
+    }
+  };
 
   async function start(): Promise<ImageClassifier | undefined> {
     // Before the model (minutes, the first time): a certificate or password that cannot work stops
     // the start with the reason; a Redis not up yet only warns, the connections keep trying.
-    const probe = await probeRedis(config);
-    if ('fatal' in probe) throw new ConfigError(`REDIS_URL: ${probe.fatal}`);
-    if ('error' in probe) log.warn({ err: probe.error }, 'Redis is not reachable yet; retrying in the background');
+    const probes = await Promise.all(config.shards.map((spec) => probeRedis({ redisUrl: spec.url, redisTlsCa: config.redisTlsCa })));
+    config.shards.forEach((spec, i) => {
+      const probe = probes[i]!;
+      if ('fatal' in probe) throw new ConfigError(`${settingOf(spec)}: ${probe.fatal}`);
+      if ('error' in probe) log.warn({ err: probe.error, shard: spec.name }, 'Redis is not reachable yet; retrying in the background');
+    });
     let classifier = options.classifier;
     if (!classifier) {
       // Imported here: a worker with a synthetic model loads no engine.
@@ -105,12 +146,33 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       classifier = await loadClassifier(config, { log, onDownloadProgress: options.onDownloadProgress });
     }
     if (isStopping()) return classifier;
-    connections = await openConnections(config, log);
-    await ensureGroup(connections.writer, keys, log, stopped.signal);
+    for (const [i, spec] of config.shards.entries()) {
+      const shardLog = config.shards.length > 1 ? log.child({ shard: spec.name }) : log;
+      const shard: Shard = {
+        spec,
+        keys: redisKeys(spec.prefix),
+        log: shardLog,
+        connections: await openConnections(spec, config, shardLog),
+        joined: false,
+      };
+      shards.push(shard);
+      // A shard down at start is joined by its own loop: the others serve meanwhile.
+      if ('ok' in probes[i]! || config.shards.length === 1) {
+        await ensureGroup(shard.connections.writer, shard.keys, shardLog, stopped.signal);
+        shard.joined = true;
+      }
+    }
     return classifier;
   }
 
-  async function loop(classifier: ImageClassifier, reclaim: Reclaimer, processSafely: ReturnType<typeof batchRunner>): Promise<void> {
+  async function loop(
+    shard: Shard,
+    reclaim: Reclaimer,
+    processSafely: ReturnType<typeof batchRunner>,
+    classifier: ImageClassifier,
+  ): Promise<void> {
+    const { keys, connections } = shard;
+    if (!shard.joined) await ensureGroup(connections.writer, keys, shard.log, stopped.signal);
     let backoff = 100;
     let previousBatchSize = 0; // feeds the batcher's fill rule
     /** Run one step; on a Redis error wait (or recreate the group) and return false. */
@@ -120,9 +182,9 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         backoff = 100;
         return true;
       } catch (error) {
-        log.warn({ err: error, retryMs: backoff }, what);
+        shard.log.warn({ err: error, retryMs: backoff }, what);
         // The stream or group was deleted (a Redis restarted empty): create it again.
-        if ((error as Error).message.includes('NOGROUP')) await ensureGroup(connections!.writer, keys, log, stopped.signal);
+        if ((error as Error).message.includes('NOGROUP')) await ensureGroup(connections.writer, keys, shard.log, stopped.signal);
         else await sleep(backoff);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         return false;
@@ -140,7 +202,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       let entries: StreamEntry[] = [];
       const read = async () => {
         // Block no longer than until the next reclaim pass is due (0: don't block at all).
-        entries = await readBatch(connections!.reader, {
+        entries = await readBatch(connections.reader, {
           stream: keys.stream,
           group: keys.group,
           consumer,
@@ -153,9 +215,12 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       // Entries read are run even when stop() came meanwhile: they are delivered to this worker.
       if (!(await step('reading jobs failed', read)) || entries.length === 0) continue; // an idle timeout says nothing about traffic
       previousBatchSize = entries.length;
-      const started = performance.now();
-      await processSafely(classifier, entries);
-      throughput.record(entries.length, performance.now() - started);
+      const batch = entries;
+      await turns.run(async () => {
+        const started = performance.now();
+        await processSafely(classifier, batch);
+        throughput.record(batch.length, performance.now() - started);
+      });
     }
   }
 
@@ -168,21 +233,23 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     if (classifier.engine.name !== 'synthetic') {
       log.info({ warmUpMs: Math.round(oneMs), ...(batchSize > 1 && { batchWarmUpMs: Math.round(batchMs), batchSize }) }, 'model warmed up');
     }
-    if (2 * batchMs > config.claimIdleMs) {
+    // With several shards a batch read may wait for the other shards' turns too.
+    const heldMs = batchMs * config.shards.length;
+    if (2 * heldMs > config.claimIdleMs) {
       log.warn(
-        { batchWarmUpMs: Math.round(batchMs), claimIdleMs: config.claimIdleMs },
-        'a batch takes more than half of CLAIM_IDLE_MS: other workers may take over jobs this one is still computing (answered once, computed twice); raise CLAIM_IDLE_MS or lower BATCH_SIZE',
+        { batchWarmUpMs: Math.round(batchMs), shards: config.shards.length, claimIdleMs: config.claimIdleMs },
+        'a batch (times the shards taking turns) takes more than half of CLAIM_IDLE_MS: other workers may take over jobs this one is still computing (answered once, computed twice); raise CLAIM_IDLE_MS or lower BATCH_SIZE',
       );
     }
   }
 
-  function beat(classifier: ImageClassifier, reclaim: Reclaimer): Heartbeat {
+  function beat(classifier: ImageClassifier, shard: Shard, reclaim: Reclaimer): Heartbeat {
     const { engine } = classifier;
     return startHeartbeat({
-      redis: connections!.writer,
-      keys,
+      redis: shard.connections.writer,
+      keys: shard.keys,
       intervalMs: config.heartbeatMs,
-      log,
+      log: shard.log,
       info: {
         id: consumer,
         engine: engine.name,
@@ -196,7 +263,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         host: hostname(),
         startedAt,
       },
-      load: () => throughput.load(),
+      load: () => shareOf(throughput.load(), config.shards.length),
       onBeat: (ok) => void (ok || metrics?.heartbeatFailures.inc()),
       onDead: (dead) => reclaim.markDead(dead),
     });
@@ -212,26 +279,29 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       throughput = new Throughput(batchSize);
       if (!options.classifier) await warmUp(classifier);
       const run = classifier;
-      const processSafely = batchRunner({
-        config,
-        consumer,
-        keys,
-        redis: connections!.writer,
-        log,
-        stats,
-        metrics,
-        onBatch: options.onBatch,
-      });
-      const reclaimer = new Reclaimer({
-        redis: connections!.reader,
-        keys,
-        consumer,
-        claimIdleMs: config.claimIdleMs,
-        deadIdleMs: staleAfterMs(config.heartbeatMs),
-        batchSize,
-        runAlone: (entry, deliveries) => processSafely(run, [entry], { deliveries }),
-        stopping: isStopping,
-        log,
+      const loops = shards.map((shard) => {
+        const processSafely = batchRunner({
+          config,
+          consumer,
+          keys: shard.keys,
+          redis: shard.connections.writer,
+          log: shard.log,
+          stats,
+          metrics,
+          onBatch: options.onBatch,
+        });
+        const reclaimer = new Reclaimer({
+          redis: shard.connections.reader,
+          keys: shard.keys,
+          consumer,
+          claimIdleMs: config.claimIdleMs,
+          deadIdleMs: staleAfterMs(config.heartbeatMs),
+          batchSize,
+          runAlone: (entry, deliveries) => turns.run(() => processSafely(run, [entry], { deliveries })),
+          stopping: isStopping,
+          log: shard.log,
+        });
+        return { shard, processSafely, reclaimer };
       });
       metrics?.setInfo({
         engine: engine.name,
@@ -241,16 +311,18 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         batchSize,
         consumer,
       });
-      metrics?.setBacklogSource(() => readBacklog(connections!.writer, keys));
+      metrics?.setBacklogSources(
+        new Map(shards.map((shard) => [shard.spec.name, () => readBacklog(shard.connections.writer, shard.keys)])),
+      );
       // Beat before saying ready (the log line and markReady), so an edge's /readyz already sees this worker.
-      heartbeat = beat(classifier, reclaimer);
-      await heartbeat.first;
+      for (const { shard, reclaimer } of loops) shard.heartbeat = beat(classifier, shard, reclaimer);
+      await Promise.all(shards.map((shard) => shard.heartbeat!.first));
       log.info(
         {
           consumer,
           model: classifier.name,
           ...(engine.name === 'synthetic' && { synthetic: true }),
-          stream: keys.stream,
+          shards: shards.map((shard) => `${shard.spec.name} ${shard.keys.stream}`),
           engine: engine.name,
           provider: engine.provider,
           threads: engine.threads,
@@ -269,12 +341,12 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       prune();
       pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
       pruneTimer.unref();
-      await loop(classifier, reclaimer, processSafely);
+      await Promise.all(loops.map(({ shard, reclaimer, processSafely }) => loop(shard, reclaimer, processSafely, run)));
     } finally {
       clearInterval(pruneTimer);
-      metrics?.setBacklogSource(undefined);
-      await heartbeat?.stop();
-      await connections?.close();
+      metrics?.setBacklogSources(new Map());
+      await Promise.all(shards.map((shard) => shard.heartbeat?.stop()));
+      await Promise.all(shards.map((shard) => shard.connections.close()));
       if (classifier && !options.classifier) classifier.dispose();
       log.info({ consumer, ...stats }, 'worker stopped');
     }
@@ -296,9 +368,9 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     stats: () => ({ ...stats }),
     async stop() {
       stopped.abort();
-      // Wake a blocked XREADGROUP now rather than after its BLOCK timeout: it returns nothing, so
+      // Wake blocked XREADGROUPs now rather than after their BLOCK timeout: they return nothing, so
       // no entry is delivered to a worker that is leaving.
-      await connections?.unblockReader();
+      await Promise.all(shards.map((shard) => shard.connections.unblockReader()));
       await done.catch(() => {});
     },
   };

@@ -81,11 +81,13 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
   throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
 }
 
-/** A bad value as an error may show it: secrets hidden, a URL's password masked. */
+/** A URL as an error may show it: everything up to the last @ masked (a password may hold any character). */
+export const maskedUrl = (url: string) => url.replace(/^([a-z][\w+.-]*:\/\/).*@/i, '$1***@');
+
+/** A bad value as an error may show it: secrets hidden (QUEUES may hold tokens), a URL's password masked. */
 function shown(variable: string, value: string): string {
-  if (/TOKEN|KEYS?$|SECRET|PASSWORD/i.test(variable)) return `${value.length} characters, not shown`;
-  // Everything up to the last @ of a URL-like value: a password may hold any character.
-  return JSON.stringify(value.replace(/^([a-z][\w+.-]*:\/\/).*@/i, '$1***@'));
+  if (/TOKEN|KEYS?$|SECRET|PASSWORD|^QUEUES$/i.test(variable)) return `${value.length} characters, not shown`;
+  return JSON.stringify(maskedUrl(value));
 }
 
 /** Exit code of a process stopped by bad configuration. */

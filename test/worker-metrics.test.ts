@@ -25,6 +25,9 @@ let edge: NodeEdge;
 let worker: WorkerProcess;
 let metricsUrl: string;
 
+/** The worker's one shard, as the backlog gauges label it (REDIS_URL's host:port). */
+const shard = () => new URL(db.url).host;
+
 beforeAll(async () => {
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
@@ -90,7 +93,7 @@ describe('worker /metrics', () => {
         'resnet_worker_info{engine="synthetic",provider="none",threads="0",model="synthetic:timer:400",batch_size="2",consumer="metrics-w1"}',
       ),
     ).toBe(1);
-    expect(value(before, 'resnet_worker_queue_length')).toBe(0);
+    expect(value(before, `resnet_worker_queue_length{shard="${shard()}"}`)).toBe(0);
     expect(value(before, 'resnet_worker_batch_size_count')).toBe(0);
     expect(before).toMatch(/^process_cpu_user_seconds_total \d/m); // prom-client's default process metrics
     expect(before).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
@@ -111,8 +114,8 @@ describe('worker /metrics', () => {
       'a steady backlog of 3 or more jobs with a batch in hand',
       5,
     );
-    expect(value(during.text, 'resnet_worker_queue_length')).toBe(during.length);
-    expect(value(during.text, 'resnet_worker_queue_pending')).toBe(during.pending);
+    expect(value(during.text, `resnet_worker_queue_length{shard="${shard()}"}`)).toBe(during.length);
+    expect(value(during.text, `resnet_worker_queue_pending{shard="${shard()}"}`)).toBe(during.pending);
 
     // One job already past its deadline: acked unanswered ('expired').
     await db.redis.xadd(
@@ -149,8 +152,8 @@ describe('worker /metrics', () => {
     // Queue wait: one per job run; the last pair waited for two batches ahead of it.
     expect(value(after, 'resnet_worker_queue_wait_seconds_count')).toBe(5);
     expect(value(after, 'resnet_worker_queue_wait_seconds_bucket{le="0.5"}')!).toBeLessThan(5);
-    expect(value(after, 'resnet_worker_queue_length')).toBe(0);
-    expect(value(after, 'resnet_worker_queue_pending')).toBe(0);
+    expect(value(after, `resnet_worker_queue_length{shard="${shard()}"}`)).toBe(0);
+    expect(value(after, `resnet_worker_queue_pending{shard="${shard()}"}`)).toBe(0);
     expect(value(after, 'resnet_worker_heartbeat_failures_total')).toBe(0);
   });
 

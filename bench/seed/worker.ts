@@ -26,7 +26,7 @@ type Predict = (images: Float32Array[]) => Promise<Prediction[][]>;
 
 const config = parseWorkerConfig(process.env);
 const predict = config.engine === 'tfjs' ? await tfjsPredictor() : await onnxPredictor();
-const redis = new Redis(config.redisUrl);
+const redis = new Redis(config.shards[0]!.url);
 let stopping = false;
 process.once('SIGTERM', () => (stopping = true));
 

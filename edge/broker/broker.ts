@@ -15,6 +15,11 @@ export interface SubmitRequest {
   deadline: number;
   /** Jobs of the HTTP request this one belongs to (a batch request: its images), which share its budgets. Default 1. */
   share?: number;
+  /**
+   * Told when this request's broker stops answering (ride-through.ts then holds the request): the
+   * sharded broker (sharded.ts) enqueues it on another shard too.
+   */
+  onHold?: (error: unknown) => void;
 }
 
 export interface Broker {
@@ -45,8 +50,23 @@ export interface BrokerStatus {
   error?: string;
   /** Every well-formed heartbeat, newest first, stale ones included (filter with isLiveWorker). */
   workers: WorkerHeartbeat[];
-  /** XLEN of the job stream: queued + in flight. */
+  /** XLEN of the job stream: queued + in flight (every shard's, when sharded). */
   backlog: number;
+  /** Each shard, when there are several (sharded.ts). */
+  shards?: ShardStatus[];
+}
+
+/** One shard as the edge sees it. */
+export interface ShardStatus {
+  name: string;
+  region?: string;
+  /** `up`; `slow`: its status read took over SLOW_MS; `down`: unreachable, or answered garbage. */
+  state: 'up' | 'slow' | 'down';
+  latencyMs: number;
+  backlog: number;
+  /** Workers whose heartbeat on this shard is live. */
+  workers: number;
+  error?: string;
 }
 
 /** A status call waits this long at most. */
@@ -57,11 +77,17 @@ export async function readStatus(read: () => Promise<[unknown, unknown]>): Promi
   const started = Date.now();
   try {
     const [hash, length] = await withTimeout(read(), STATUS_TIMEOUT_MS, `no answer within ${STATUS_TIMEOUT_MS} ms`);
+    const backlog = Number(length ?? 0);
+    // A reply that is not what Redis gives is a broken broker, not one to trust.
+    if (!Number.isSafeInteger(backlog) || backlog < 0) throw new Error(`XLEN answered ${JSON.stringify(length)}, not a count`);
+    if (hash !== null && hash !== undefined && (typeof hash !== 'object' || Array.isArray(hash))) {
+      throw new Error('HGETALL of the heartbeats answered something that is not a hash');
+    }
     return {
       redisOk: true,
       redisMs: Date.now() - started,
       workers: parseHeartbeats(hash as Record<string, unknown> | null),
-      backlog: Number(length ?? 0),
+      backlog,
     };
   } catch (error) {
     return { redisOk: false, redisMs: Date.now() - started, error: (error as Error)?.message ?? String(error), workers: [], backlog: 0 };

@@ -101,6 +101,7 @@ export async function rideThrough(
     // A certificate or password that cannot work: waiting would not help (redis-connection.ts).
     if ((error as { fatal?: boolean })?.fatal) throw brokerUnavailable(error, retryAfterSeconds);
     if (held) return;
+    request.onHold?.(error);
     if (!holds.tryAcquire()) throw brokerUnavailable(error, retryAfterSeconds);
     held = true;
     options.logger?.warn(

@@ -1,11 +1,13 @@
 /**
  * The Cloudflare Workers entry: the same Hono app as on Node, with the WASM codec and the Upstash
- * REST broker. Settings come from `[vars]` in wrangler.toml; UPSTASH_REDIS_REST_URL and
- * UPSTASH_REDIS_REST_TOKEN are secrets (`wrangler secret put`).
+ * REST broker (one per shard of QUEUES, behind ../broker/sharded.ts). Settings come from `[vars]`
+ * in wrangler.toml; UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or QUEUES (it holds the
+ * tokens), are secrets (`wrangler secret put`).
  */
 import { Redis } from '@upstash/redis/cloudflare';
 import type { Context, ExecutionContext } from 'hono';
 import { createApp } from '../app.ts';
+import { createShardedBroker } from '../broker/sharded.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
 import { brokerLimits, parseEdgeConfig } from '../config.ts';
 import { errorBody } from '../errors.ts';
@@ -28,22 +30,37 @@ let configError: string | undefined;
 function appFor(env: Env) {
   if (app || configError) return app;
   try {
-    const config = parseEdgeConfig({ ...env, EDGE_BROKER: 'upstash' });
+    // Workers reach Redis over REST only.
+    const config = parseEdgeConfig(env.QUEUES ? env : { ...env, EDGE_BROKER: 'upstash' });
+    const tcp = config.shards.find((shard) => shard.transport !== 'upstash');
+    if (tcp) throw new ConfigError(`QUEUES: ${tcp.name}: Cloudflare Workers reach Redis over Upstash REST only (https:// with a token)`);
     const logger = createLogger('edge', config.LOG_LEVEL);
-    const redis = new Redis({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN!, enableTelemetry: false });
-    const broker = createUpstashBroker({
-      redis,
-      keys: redisKeys(config.KEY_PREFIX),
-      limits: brokerLimits(config),
-      scripts: { enqueueJob },
-      // A few are the rate limiter's and the admission estimate's, not the queue's.
-      subrequests: config.WORKERS_SUBREQUESTS - SUBREQUESTS_NOT_THE_QUEUES,
-      logger,
-    });
-    const rateLimit = config.rateLimit && {
-      limiter: createLimiter(redis, config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
-      clientAddress: (c: Context) => c.req.header('cf-connecting-ip'),
-    };
+    const restClient = (db: { url: string; token?: string }) => new Redis({ url: db.url, token: db.token!, enableTelemetry: false });
+    // Failover may enqueue a job on a second shard: each attempt gets its share of the subrequests.
+    const maxAttempts = Math.min(2, config.shards.length);
+    const brokers = config.shards.map((shard) => ({
+      name: shard.name,
+      region: shard.region,
+      broker: createUpstashBroker({
+        redis: restClient(shard),
+        keys: redisKeys(shard.prefix),
+        limits: brokerLimits(config),
+        scripts: { enqueueJob },
+        // A few are the rate limiter's and the admission estimate's, not the queue's.
+        subrequests: config.WORKERS_SUBREQUESTS - SUBREQUESTS_NOT_THE_QUEUES,
+        logger: config.shards.length > 1 ? logger.child({ shard: shard.name }) : logger,
+      }),
+    }));
+    // No background probes: every read would be a subrequest of some request.
+    const broker =
+      brokers.length === 1
+        ? brokers[0]!.broker
+        : createShardedBroker(brokers, { region: config.EDGE_REGION, retryAfterSeconds: config.RETRY_AFTER_S, maxAttempts, logger });
+    const rateLimit = config.rateLimit &&
+      config.rateLimitDb && {
+        limiter: createLimiter(restClient(config.rateLimitDb), config.rateLimit, redisKeys(config.rateLimitDb.prefix).rateLimit),
+        clientAddress: (c: Context) => c.req.header('cf-connecting-ip'),
+      };
     app = createApp({ codec: createPhotonCodec(), broker, config, logger, rateLimit });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;

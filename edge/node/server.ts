@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream';
 import { errorBody } from '../errors.ts';
 import { createApp } from '../app.ts';
 import type { Broker, BrokerLimits } from '../broker/broker.ts';
+import { createShardedBroker } from '../broker/sharded.ts';
 import { createUpstashBroker } from '../broker/upstash.ts';
 import { brokerLimits, type EdgeConfig } from '../config.ts';
 import { createIoredisBroker } from './ioredis-broker.ts';
@@ -25,6 +26,7 @@ import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { scriptSources } from '../../shared/lua/node.ts';
 import { createLogger, type Logger } from '../../shared/log.ts';
+import type { ShardSpec } from '../../shared/shards.ts';
 
 export interface NodeEdge {
   url: string;
@@ -33,27 +35,41 @@ export interface NodeEdge {
 }
 
 /** A pool of connections to Upstash REST (see upstash-http.ts for why not fetch). */
-const upstashHttp = (config: EdgeConfig): UpstashHttp =>
-  createUpstashHttp({ url: config.UPSTASH_REDIS_REST_URL!, token: config.UPSTASH_REDIS_REST_TOKEN! });
+const upstashHttp = (db: { url: string; token: string }): UpstashHttp => createUpstashHttp(db);
 
-export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
-  const keys = redisKeys(config.KEY_PREFIX);
+/** How often a sharded edge reads every shard's status (health and backlog, for the choice of shard). */
+const SHARD_PROBE_MS = 500;
+
+/** The broker of one shard: a direct connection, or Upstash REST with one result subscription per process. */
+function shardBroker(shard: ShardSpec, config: EdgeConfig, logger: Logger): Promise<Broker> | Broker {
+  const keys = redisKeys(shard.prefix);
   const limits: BrokerLimits = brokerLimits(config);
-  if (config.broker === 'ioredis') return createIoredisBroker({ url: config.REDIS_URL!, tlsCa: config.REDIS_TLS_CA, keys, limits, logger });
-  const http = upstashHttp(config);
+  const log = config.shards.length > 1 ? logger.child({ shard: shard.name }) : logger;
+  if (shard.transport === 'ioredis') return createIoredisBroker({ url: shard.url, tlsCa: config.REDIS_TLS_CA, keys, limits, logger: log });
+  const http = upstashHttp({ url: shard.url, token: shard.token! });
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);
-  const inbox = sharedInbox({ http, publish: (channel, message) => redis.publish(channel, message), keys, logger });
-  const broker = createUpstashBroker({ redis, keys, limits, scripts: scriptSources, inbox, logger });
+  const inbox = sharedInbox({ http, publish: (channel, message) => redis.publish(channel, message), keys, logger: log });
+  const broker = createUpstashBroker({ redis, keys, limits, scripts: scriptSources, inbox, logger: log });
   return { ...broker, close: () => broker.close().finally(() => http.close()) };
+}
+
+/** One broker per shard of the config; several behind one sharded broker (../broker/sharded.ts). */
+export async function createNodeBroker(config: EdgeConfig, logger: Logger): Promise<Broker> {
+  const brokers = await Promise.all(config.shards.map((shard) => shardBroker(shard, config, logger)));
+  if (brokers.length === 1) return brokers[0]!;
+  return createShardedBroker(
+    config.shards.map((shard, i) => ({ name: shard.name, region: shard.region, broker: brokers[i]! })),
+    { region: config.EDGE_REGION, probeEveryMs: SHARD_PROBE_MS, retryAfterSeconds: config.RETRY_AFTER_S, logger },
+  );
 }
 
 export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {
   const broker = await createNodeBroker(config, logger);
-  const rateLimitHttp = config.rateLimit ? upstashHttp(config) : undefined;
+  const rateLimitHttp = config.rateLimit && config.rateLimitDb ? upstashHttp(config.rateLimitDb) : undefined;
   const rateLimit = config.rateLimit &&
     rateLimitHttp && {
-      limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.KEY_PREFIX).rateLimit),
+      limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.rateLimitDb!.prefix).rateLimit),
       clientAddress: (c: Context) => getConnInfo(c).remote.address,
     };
   const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger, rateLimit });
@@ -72,7 +88,7 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
   });
   const { port } = server.address() as AddressInfo;
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
-  logger.info({ port, broker: config.broker }, 'edge listening');
+  logger.info({ port, shards: config.shards.map(({ name, transport }) => `${name} (${transport})`) }, 'edge listening');
   return {
     url: `http://${host}:${port}`,
     port,
