@@ -14,6 +14,7 @@ import { infer, type InferenceOutcome } from './inference.ts';
 import type { StreamEntry } from './jobs.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import { triage } from './triage.ts';
+import { Turns } from './turns.ts';
 
 /** A batch of one entry taken over from a dead worker: its delivery count (undefined if acked meanwhile). */
 export interface Claim {
@@ -30,23 +31,32 @@ export interface BatchContext {
   stats: WorkerStats;
   metrics?: WorkerMetrics;
   onBatch?: (report: BatchReport) => void;
+  /** Whose turn it is at the model, when several shards share it (turns.ts). */
+  turns?: Turns;
 }
 
-/** Returns the function that runs one batch; it never throws (a bug leaves the entries pending for a reclaim). */
-export function batchRunner(context: BatchContext): (classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim) => Promise<void> {
+/**
+ * Returns the function that runs one batch and resolves with the ms it waited for its turn at the
+ * model; it never throws (a bug leaves the entries pending for a reclaim).
+ */
+export function batchRunner(
+  context: BatchContext,
+): (classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim) => Promise<number> {
   const { config, consumer, keys, redis, log, stats, metrics, onBatch } = context;
+  const turns = context.turns ?? new Turns();
   let warnedDeadline = false;
 
-  return async function processSafely(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
+  return async function processSafely(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<number> {
     try {
-      await processBatch(classifier, entries, claim);
+      return await processBatch(classifier, entries, claim);
     } catch (error) {
       // A bug, not a bad job: keep serving; the batch's entries stay pending for a reclaim.
       log.error({ err: error, entries: entries.length }, 'batch failed unexpectedly');
+      return 0;
     }
   };
 
-  async function processBatch(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<void> {
+  async function processBatch(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<number> {
     const deliveries = claim?.deliveries ?? 1;
     const sorted = triage(entries, { now: Date.now(), deliveries, maxDeliveries: config.maxDeliveries });
     for (const { entryId, message } of sorted.unanswerable) {
@@ -81,11 +91,15 @@ export function batchRunner(context: BatchContext): (classifier: ImageClassifier
       );
     }
     let inference: Omit<InferenceOutcome, 'answers'> = { inferenceMs: 0, retriedAlone: 0, tensorsBefore: 0, tensorsAfter: 0 };
+    let waitedMs = 0;
     if (sorted.live.length > 0) {
-      if (config.inferenceDelayMs > 0) await sleep(config.inferenceDelayMs);
-      const outcome = await infer(classifier, sorted.live, { consumer, deliveries, log });
-      answers.push(...outcome.answers);
-      inference = outcome;
+      const turn = await turns.run(async () => {
+        if (config.inferenceDelayMs > 0) await sleep(config.inferenceDelayMs);
+        return infer(classifier, sorted.live, { consumer, deliveries, log });
+      });
+      waitedMs = turn.waitedMs;
+      answers.push(...turn.value.answers);
+      inference = turn.value;
     }
 
     const dropped = sorted.unanswerable.map(({ entryId }) => entryId);
@@ -121,5 +135,6 @@ export function batchRunner(context: BatchContext): (classifier: ImageClassifier
     // The job ids are the edge's request ids: a request's log lines can be followed across tiers.
     log.debug({ ...report, inferenceMs: Math.round(inference.inferenceMs), ids: answers.map((a) => a.id) }, 'batch done');
     onBatch?.(report);
+    return waitedMs;
   }
 }

@@ -6,7 +6,7 @@
  * other workers) that this one is alive and how fast it goes.
  *
  * It holds two Redis connections (connections.ts) per shard (QUEUES: shared/shards.ts), and runs
- * that loop on each shard. The loops take turns at the model ({@link Turns}): one batch at a time,
+ * that loop on each shard. The loops take turns at the model (turns.ts): one inference at a time,
  * each shard's next batch read while another's is computed, and a shard that waits goes next, so
  * no shard starves while another is busy. Each batch is answered on the shard it came from, and
  * heartbeat, reclaim and dead-letter work per shard. A job stays in its group's pending list until
@@ -37,6 +37,7 @@ import type { WorkerMetrics } from './metrics.ts';
 import type { DownloadProgress } from './model/fetch.ts';
 import { Reclaimer } from './reclaimer.ts';
 import { Throughput } from './throughput.ts';
+import { Turns } from './turns.ts';
 
 export type { BatchReport, WorkerStats } from './batch-report.ts';
 
@@ -79,20 +80,6 @@ interface Shard {
   /** Whether its consumer group was joined at start (else its loop joins it first). */
   joined: boolean;
   heartbeat?: Heartbeat;
-}
-
-/**
- * The model's turns: one batch at a time, in the order they asked (FIFO), so the shards' loops
- * alternate while all have work.
- */
-export class Turns {
-  private last: Promise<unknown> = Promise.resolve();
-
-  run<T>(action: () => Promise<T>): Promise<T> {
-    const turn = this.last.then(action);
-    this.last = turn.catch(() => {});
-    return turn;
-  }
 }
 
 /** A worker serving `shards` shards claims this share of its rate on each (edges admit by it: admission.ts). */
@@ -215,12 +202,10 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       // Entries read are run even when stop() came meanwhile: they are delivered to this worker.
       if (!(await step('reading jobs failed', read)) || entries.length === 0) continue; // an idle timeout says nothing about traffic
       previousBatchSize = entries.length;
-      const batch = entries;
-      await turns.run(async () => {
-        const started = performance.now();
-        await processSafely(classifier, batch);
-        throughput.record(batch.length, performance.now() - started);
-      });
+      const started = performance.now();
+      const waitedMs = await processSafely(classifier, entries);
+      // The rate when busy: the time waiting for another shard's turn is not this batch's.
+      throughput.record(entries.length, performance.now() - started - waitedMs);
     }
   }
 
@@ -289,6 +274,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           stats,
           metrics,
           onBatch: options.onBatch,
+          turns,
         });
         const reclaimer = new Reclaimer({
           redis: shard.connections.reader,
@@ -297,7 +283,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           claimIdleMs: config.claimIdleMs,
           deadIdleMs: staleAfterMs(config.heartbeatMs),
           batchSize,
-          runAlone: (entry, deliveries) => turns.run(() => processSafely(run, [entry], { deliveries })),
+          runAlone: async (entry, deliveries) => void (await processSafely(run, [entry], { deliveries })),
           stopping: isStopping,
           log: shard.log,
         });
