@@ -1,8 +1,9 @@
 /**
  * `npm start`: the whole local stack in one command.
  *
- *   redis-server (its own, on a free port; or REDIS_URL when set)
- *   -> the local Upstash REST server (the edge's production protocol, in front of that Redis)
+ *   redis-server (its own, on a free port; or REDIS_URL when set; SHARDS=N: N of them, each a
+ *      shard of QUEUES: shared/shards.ts)
+ *   -> the local Upstash REST server (the edge's production protocol, in front of that Redis; one per shard)
  *   -> WORKERS gpu-worker processes (default 1)
  *   -> the edge on PORT (default 8787), talking Upstash REST: on Node, or with `--workers`
  *      (`npm run dev:edge`) inside workerd via `wrangler dev --env local`
@@ -30,9 +31,15 @@ const StackEnv = z.object({
   PORT: intVar(8787, 0, 65535),
   UPSTASH_REST_PORT: intVar(0, 0, 65535),
   REDIS_URL: z.string().optional(),
+  // Brokers: each its own redis-server and REST server; the edge and the workers get all of them as QUEUES.
+  SHARDS: intVar(1, 1, 16),
 });
 
 const env = configOrExit(() => parseEnv(StackEnv, process.env));
+if (env.SHARDS > 1 && env.REDIS_URL) {
+  console.error('SHARDS: starts its own redis-servers; unset REDIS_URL (or SHARDS)');
+  process.exit(CONFIG_EXIT_CODE);
+}
 const onWorkers = process.argv.includes('--workers');
 if (!env.REDIS_URL && !hasRedisServer()) {
   console.error(REDIS_INSTALL_HINT);
@@ -47,8 +54,8 @@ const RESTART_RESET_AFTER_MS = 60_000;
 
 let edge: TierProcess | undefined;
 const workers: WorkerSlot[] = [];
-let redis: RedisServerHandle | undefined;
-let rest: Awaited<ReturnType<typeof startUpstashRestServer>> | undefined;
+const redises: RedisServerHandle[] = [];
+const rests: Awaited<ReturnType<typeof startUpstashRestServer>>[] = [];
 let stopping = false;
 
 let secretsDir: string | undefined;
@@ -71,14 +78,14 @@ interface WorkerSlot {
   stop(): Promise<void>;
 }
 
-function startWorker(i: number, redisUrl: string): WorkerSlot {
+function startWorker(i: number, queue: Record<string, string | undefined>): WorkerSlot {
   const name = env.WORKERS > 1 ? `worker-${i}` : 'worker';
   const spawnOne = () =>
     spawnTier({
       name,
       entry: 'gpu-worker/main.ts',
       env: {
-        REDIS_URL: redisUrl,
+        ...queue,
         CONSUMER_NAME: process.env.CONSUMER_NAME ? `${process.env.CONSUMER_NAME}-${i}` : undefined,
         // One /metrics port per worker: 9464, 9474, ... (10 apart: INFERENCE_PROCESSES children take base+1..).
         METRICS_PORT: String(Number(process.env.METRICS_PORT ?? 9464) + 10 * (i - 1)),
@@ -148,9 +155,9 @@ async function shutdown(code: number) {
     say(`stopping ${workers.length} worker(s) (each finishes the batch in hand)`);
     await Promise.allSettled(workers.map((worker) => worker.stop()));
   }
-  if (rest || redis) say('stopping the queue');
-  await rest?.close().catch(() => {});
-  await redis?.stop().catch(() => {});
+  if (rests.length > 0 || redises.length > 0) say('stopping the queue');
+  await Promise.allSettled(rests.map((rest) => rest.close()));
+  await Promise.allSettled(redises.map((redis) => redis.stop()));
   if (secretsDir) await rm(secretsDir, { recursive: true, force: true });
   say('stopped');
   process.exit(code);
@@ -159,28 +166,45 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
 try {
-  let redisUrl = env.REDIS_URL;
-  if (!redisUrl) {
-    redis = await startRedisServer();
-    redisUrl = redis.url;
-    say(`redis-server on ${redisUrl}`);
-  } else {
-    say(`using REDIS_URL ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
+  const redisUrls: string[] = [];
+  if (env.REDIS_URL) {
+    redisUrls.push(env.REDIS_URL);
+    say(`using REDIS_URL ${env.REDIS_URL.replace(/\/\/[^@]*@/, '//***@')}`);
+  }
+  for (let i = redisUrls.length; i < env.SHARDS; i++) {
+    const redis = await startRedisServer();
+    redises.push(redis);
+    redisUrls.push(redis.url);
+    say(`redis-server on ${redis.url}${env.SHARDS > 1 ? ` (shard-${i + 1})` : ''}`);
   }
 
   // A fresh random token per run: the local REST server demands it like Upstash does.
   const token = randomBytes(24).toString('base64url');
-  rest = await startUpstashRestServer({ redisUrl, token, port: env.UPSTASH_REST_PORT });
-  say(`Upstash REST server on ${rest.url}`);
+  for (const redisUrl of redisUrls) {
+    const rest = await startUpstashRestServer({ redisUrl, token, port: env.SHARDS > 1 ? 0 : env.UPSTASH_REST_PORT });
+    rests.push(rest);
+    say(`Upstash REST server on ${rest.url}`);
+  }
 
-  for (let i = 1; i <= env.WORKERS; i++) workers.push(startWorker(i, redisUrl));
-  const edgeSettings = { UPSTASH_REDIS_REST_URL: rest.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined };
+  // One broker: the single-broker settings; several: QUEUES (the workers' over TCP, the edge's over REST).
+  const single = env.SHARDS === 1;
+  const workerQueue = single ? { REDIS_URL: redisUrls[0] } : { REDIS_URL: undefined, QUEUES: redisUrls.join(',') };
+  const edgeQueue = single
+    ? { UPSTASH_REDIS_REST_URL: rests[0]!.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined, EDGE_BROKER: 'upstash' }
+    : {
+        QUEUES: JSON.stringify(rests.map((rest, i) => ({ name: `shard-${i + 1}`, url: rest.url, token }))),
+        REDIS_URL: undefined,
+        UPSTASH_REDIS_REST_URL: undefined,
+        UPSTASH_REDIS_REST_TOKEN: undefined,
+        EDGE_BROKER: undefined,
+      };
+  for (let i = 1; i <= env.WORKERS; i++) workers.push(startWorker(i, workerQueue));
   edge = onWorkers
-    ? spawnTier({ name: 'edge', ...wranglerDev(env.PORT, await writeSecretsFile(edgeSettings)), detached: true })
+    ? spawnTier({ name: 'edge', ...wranglerDev(env.PORT, await writeSecretsFile(edgeQueue)), detached: true })
     : spawnTier({
         name: 'edge',
         entry: 'edge/node/main.ts',
-        env: { ...edgeSettings, PORT: String(env.PORT), EDGE_BROKER: 'upstash' },
+        env: { ...edgeQueue, PORT: String(env.PORT) },
         readyMessage: 'edge listening',
         detached: true,
       });
@@ -196,7 +220,8 @@ try {
 
   const url = `http://localhost:${env.PORT}`;
   // The first line is what scripts and tests wait for.
-  console.log(`Ready: edge on ${url} (${onWorkers ? 'workerd' : 'Node'}), ${env.WORKERS} worker(s), Upstash REST on ${rest.url}, Redis ${redisUrl}
+  const brokers = env.SHARDS > 1 ? `${env.SHARDS} shards: ` : '';
+  console.log(`Ready: edge on ${url} (${onWorkers ? 'workerd' : 'Node'}), ${env.WORKERS} worker(s), ${brokers}Upstash REST on ${rests.map((rest) => rest.url).join(', ')}, Redis ${redisUrls.join(', ')}
 
   curl -F image=@../shared/fixtures/images/beagle.jpg ${url}/predict
   npm run predict -- ../shared/fixtures/images/beagle.jpg --url ${url}
