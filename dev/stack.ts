@@ -193,10 +193,11 @@ try {
     ? { UPSTASH_REDIS_REST_URL: rests[0]!.url, UPSTASH_REDIS_REST_TOKEN: token, REDIS_URL: undefined, EDGE_BROKER: 'upstash' }
     : {
         QUEUES: JSON.stringify(rests.map((rest, i) => ({ name: `shard-${i + 1}`, url: rest.url, token }))),
-        REDIS_URL: undefined,
-        UPSTASH_REDIS_REST_URL: undefined,
-        UPSTASH_REDIS_REST_TOKEN: undefined,
-        EDGE_BROKER: undefined,
+        // Empty is unset (shared/config.ts): this also clears wrangler.toml's local UPSTASH_REDIS_REST_URL.
+        REDIS_URL: '',
+        UPSTASH_REDIS_REST_URL: '',
+        UPSTASH_REDIS_REST_TOKEN: '',
+        EDGE_BROKER: '',
       };
   for (let i = 1; i <= env.WORKERS; i++) workers.push(startWorker(i, workerQueue));
   edge = onWorkers

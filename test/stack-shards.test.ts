@@ -1,53 +1,58 @@
 /**
  * `npm start` with SHARDS=2: two redis-servers, each behind its own local Upstash REST server,
  * the edge and the worker given both as QUEUES, serving from both (a synthetic model: this is
- * about the queues). Ctrl-C stops every tier, both queues included.
+ * about the queues), with the edge on Node and in workerd. Ctrl-C stops every tier, both queues included.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../dev/redis-server.ts';
 import { spawnTier, type TierProcess } from '../dev/processes.ts';
 import { colourPng, predict, tally } from './helpers/faults.ts';
 
-let stack: TierProcess;
-let url: string;
-const output: string[] = [];
+describe.each([
+  ['Node', []],
+  ['workerd', ['--workers']],
+])('npm start (SHARDS=2), the edge on %s', (runtime, args) => {
+  let stack: TierProcess;
+  let url: string;
+  const output: string[] = [];
 
-beforeAll(async () => {
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  stack = spawnTier({
-    name: 'stack',
-    entry: 'dev/stack.ts',
-    env: {
-      SHARDS: '2',
-      WORKERS: '1',
-      MODEL: 'synthetic:instant',
-      PORT: String(port),
-      METRICS_PORT: '0',
-      REDIS_URL: undefined,
-      QUEUES: undefined,
-    },
-    readyMessage: 'Ready:',
-    print: (line) => output.push(line),
-    detached: true,
-  });
-  await stack.ready;
-}, 120_000);
+  beforeAll(async () => {
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    stack = spawnTier({
+      name: 'stack',
+      command: [process.execPath, '--import', 'tsx', 'dev/stack.ts', ...args],
+      env: {
+        SHARDS: '2',
+        WORKERS: '1',
+        MODEL: 'synthetic:instant',
+        PORT: String(port),
+        METRICS_PORT: '0',
+        REDIS_URL: undefined,
+        QUEUES: undefined,
+      },
+      readyMessage: 'Ready:',
+      print: (line) => output.push(line),
+      detached: true,
+    });
+    await stack.ready.catch((error) => {
+      throw new Error(`${error.message}\n${output.join('\n')}`);
+    });
+  }, 240_000);
 
-afterAll(async () => {
-  if (!stack || stack.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => stack.child.once('exit', resolve));
-  process.kill(-stack.child.pid!, 'SIGINT');
-  await exited;
-  expect(stack.child.exitCode).toBe(0);
-  expect(output.join('\n')).toContain('[stack] stopped');
-}, 60_000);
+  afterAll(async () => {
+    if (!stack || stack.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => stack.child.once('exit', resolve));
+    process.kill(-stack.child.pid!, 'SIGINT');
+    await exited;
+    expect(stack.child.exitCode).toBe(0);
+    expect(output.join('\n')).toContain('[stack] stopped');
+  }, 60_000);
 
-describe('npm start (SHARDS=2)', () => {
   it('runs two redis-servers, serves, and shows both shards up with the worker on each', async () => {
     const text = output.join('\n');
     expect(text.match(/\[stack\] redis-server on /g)).toHaveLength(2);
-    expect(text).toContain('2 shards: Upstash REST on');
+    expect(text).toContain(`(${runtime}), 1 worker(s), 2 shards: Upstash REST on`);
     const image = await colourPng(4);
     const replies = [];
     for (let round = 0; round < 4; round++) replies.push(...(await Promise.all(Array.from({ length: 6 }, () => predict(url, image)))));
