@@ -41,6 +41,8 @@ export interface AppDeps {
   logger?: Logger;
   /** Per-caller rate limit (RATE_LIMIT); the runtime adapter builds it and knows client addresses. */
   rateLimit?: Pick<RateLimitOptions, 'limiter' | 'clientAddress'>;
+  /** Where a request comes from, for a sharded broker's nearest shards (Workers: its `cf.continent`). */
+  regionOf?: (request: Request) => string | undefined;
 }
 
 interface Decoded {
@@ -56,12 +58,14 @@ interface PredictJob {
   jobs: number;
   top: number;
   signal: AbortSignal;
+  /** The request's region (AppDeps.regionOf). */
+  region?: string;
 }
 
 /** One image's answer (the whole body of a one-image request), as documented in openapi.ts. */
 type PredictionBody = z.infer<typeof PredictionResult>;
 
-export function createApp({ codec, broker, config, logger, rateLimit: limits }: AppDeps) {
+export function createApp({ codec, broker, config, logger, rateLimit: limits, regionOf }: AppDeps) {
   const app = new OpenAPIHono<{ Variables: RequestIdVariables }>();
 
   // limitLength 0 ignores any id a client sends: the id also names the job's Redis keys, so it is ours.
@@ -115,7 +119,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
   /** Queue one decoded image as job `jobId` and wait for its answer. */
   async function answer(decoded: Decoded, jobId: string, job: PredictJob): Promise<PredictionBody> {
     const result = await broker.submit(
-      { id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS, share: job.jobs },
+      { id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS, share: job.jobs, region: job.region },
       job.signal,
     );
     if (!result.ok) {
@@ -152,7 +156,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits }: 
     const started = Date.now();
     const resize = query.data.resize ?? config.DEFAULT_RESIZE;
     const images = await readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST });
-    const job: PredictJob = { started, jobs: images.length, top: query.data.top, signal: c.req.raw.signal };
+    const job: PredictJob = { started, jobs: images.length, top: query.data.top, signal: c.req.raw.signal, region: regionOf?.(c.req.raw) };
     // Refused here, before the decode, when the workers cannot answer in time anyway.
     const release = broker.admit(job.started + config.DEADLINE_MS, images.length);
     try {

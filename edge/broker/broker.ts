@@ -15,6 +15,8 @@ export interface SubmitRequest {
   deadline: number;
   /** Jobs of the HTTP request this one belongs to (a batch request: its images), which share its budgets. Default 1. */
   share?: number;
+  /** Where the request comes from: a sharded broker tries that region's shards first (else EDGE_REGION's). */
+  region?: string;
   /**
    * Told when this request's broker stops answering (ride-through.ts then holds the request): the
    * sharded broker (sharded.ts) enqueues it on another shard too.

@@ -2,7 +2,8 @@
  * One broker over several shards (QUEUES: shared/shards.ts), each a whole broker of its own
  * (upstash.ts or ../node/ioredis-broker.ts) with its own stream, workers and result keys.
  *
- * Which shard a request goes to: the healthy shards of the edge's region (EDGE_REGION) if any,
+ * Which shard a request goes to: the healthy shards of its region (the request's own, as the
+ * runtime tells it: Workers' `cf.continent`; else the edge's EDGE_REGION) if any,
  * else every healthy shard; of those, the less loaded of two picked at random (power of two
  * choices: close to the least loaded without every edge herding onto the same one), the load
  * being the shard's last read backlog plus this edge's requests on it since. A shard is skipped
@@ -127,13 +128,13 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
   const load = (view: View) => (view.status?.backlog ?? 0) + view.inFlight;
 
   /** The shards in the order to try them: healthy ones first (the region's, then the rest), each tier by load. */
-  function ranked(exclude: Set<View>, now: number): View[][] {
+  function ranked(exclude: Set<View>, now: number, region = options.region): View[][] {
     const tier = (view: View) => {
       const state = stateOf(view);
       if (state === 'down') return 4;
       if (view.fullUntil > now) return 3;
       if (state === 'slow') return 2;
-      return options.region && view.shard.region === options.region ? 0 : 1;
+      return region && view.shard.region === region ? 0 : 1;
     };
     const tiers: View[][] = [];
     for (const view of views) if (!exclude.has(view)) (tiers[tier(view)] ??= []).push(view);
@@ -141,9 +142,9 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
   }
 
   /** Power of two choices within the best tier. */
-  function pick(exclude: Set<View>): View | undefined {
+  function pick(exclude: Set<View>, region?: string): View | undefined {
     if (probeEveryMs > 0 && Date.now() - probedAt >= probeEveryMs) void probe().catch(() => {});
-    const best = ranked(exclude, Date.now())[0];
+    const best = ranked(exclude, Date.now(), region ?? options.region)[0];
     if (!best) return undefined;
     if (best.length === 1) return best[0];
     const first = Math.floor(random() * best.length);
@@ -169,7 +170,7 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
         /** Enqueue on the next shard; false when none is left (or the time is up). */
         const attempt = (): boolean => {
           if (settled || tried.size >= maxAttempts || Date.now() >= request.deadline || signal?.aborted) return false;
-          const view = pick(tried);
+          const view = pick(tried, request.region);
           if (!view) return false;
           tried.add(view);
           const controller = new AbortController();

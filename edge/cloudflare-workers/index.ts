@@ -61,7 +61,9 @@ function appFor(env: Env) {
         limiter: createLimiter(restClient(config.rateLimitDb), config.rateLimit, redisKeys(config.rateLimitDb.prefix).rateLimit),
         clientAddress: (c: Context) => c.req.header('cf-connecting-ip'),
       };
-    app = createApp({ codec: createPhotonCodec(), broker, config, logger, rateLimit });
+    // The continent Cloudflare serves the request from (EU, NA, AS, ...): shards of that "region" first.
+    const regionOf = (request: Request) => (request as { cf?: { continent?: string } }).cf?.continent;
+    app = createApp({ codec: createPhotonCodec(), broker, config, logger, rateLimit, regionOf });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     configError = error.message;
