@@ -8,7 +8,10 @@ import { createShardedBroker } from './sharded.ts';
 function shard(answer: (request: SubmitRequest) => Promise<JobResult>, status: Partial<BrokerStatus> = {}) {
   const got: SubmitRequest[] = [];
   const broker: Broker = {
-    submit: (request) => (got.push(request), answer(request)),
+    submit: (request) => {
+      got.push(request);
+      return answer(request);
+    },
     admit: () => () => {},
     status: async () => ({ redisOk: true, redisMs: 1, workers: [], backlog: 0, ...status }),
     close: async () => {},
