@@ -3,10 +3,10 @@
  * answers and housekeeping, so a blocked read never delays an answer. Both reconnect by themselves.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
-import { fatalRedisError, redisConnectionOptions } from '../shared/redis-connection.ts';
+import { connectShard, fatalRedisError } from '../shared/redis-connection.ts';
 import type { ShardSpec } from '../shared/shards.ts';
 import type { WorkerConfig } from './config.ts';
 
@@ -25,10 +25,7 @@ export async function openConnections(
   log: Logger,
 ): Promise<Connections> {
   const connect = (role: string) => {
-    const redis = new Redis(shard.url, {
-      ...redisConnectionOptions({ redisUrl: shard.url, redisTlsCa: config.redisTlsCa }),
-      connectionName: `gpu-worker:${config.consumerName}:${role}`,
-    });
+    const redis = connectShard(shard, config.redisTlsCa, { connectionName: `gpu-worker:${config.consumerName}:${role}` });
     let lastLogged = 0;
     redis.on('error', (error: Error) => {
       // ioredis reconnects by itself; say so once in a while, not on every retry.
@@ -47,8 +44,11 @@ export async function openConnections(
       (id) => void (readerId = id),
       () => undefined,
     );
-  reader.on('ready', () => void learnReaderId());
-  await learnReaderId();
+  // On a cluster, CLIENT ID and UNBLOCK would reach some node, not the reader's: its BLOCK timeout bounds stop().
+  if (!shard.cluster) {
+    reader.on('ready', () => void learnReaderId());
+    await learnReaderId();
+  }
   return {
     reader,
     writer,

@@ -12,7 +12,7 @@
  * redis.on('error', (error) => { const fatal = fatalRedisError(error); if (fatal) ... });
  */
 import { readFileSync } from 'node:fs';
-import type { RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { ConfigError } from './config.ts';
 import { ioredisScripts } from './lua/node.ts';
 
@@ -31,6 +31,35 @@ export function redisConnectionOptions(config: { redisUrl: string; redisTlsCa?: 
     );
   }
   return { ...options, tls: { ca } };
+}
+
+/**
+ * A connection to one shard (shared/shards.ts) with `options` on top of
+ * {@link redisConnectionOptions}: a Redis, or for a `cluster` shard a Cluster client seeded with
+ * `url`. A Cluster routes each command to the node of its keys' slot and speaks the same commands
+ * (every key of a shard shares one slot: shared/keys.ts), so it is typed as a Redis; what has no
+ * key (PING, CLIENT ID, SUBSCRIBE) goes to some node.
+ */
+export function connectShard(shard: { url: string; cluster?: boolean }, tlsCa: string | undefined, options: RedisOptions = {}): Redis {
+  const { retryStrategy, enableOfflineQueue, scripts, ...redisOptions } = {
+    ...redisConnectionOptions({ redisUrl: shard.url, redisTlsCa: tlsCa }),
+    ...options,
+  };
+  if (!shard.cluster) return new Redis(shard.url, { retryStrategy, enableOfflineQueue, scripts, ...redisOptions });
+  const { hostname, port, username, password, protocol } = new URL(shard.url);
+  const cluster = new Cluster([{ host: hostname, port: Number(port || 6379) }], {
+    scripts,
+    enableOfflineQueue,
+    lazyConnect: redisOptions.lazyConnect,
+    ...(retryStrategy && { clusterRetryStrategy: (times: number) => retryStrategy(times) ?? null }),
+    redisOptions: {
+      ...redisOptions,
+      ...(username && { username: decodeURIComponent(username) }),
+      ...(password && { password: decodeURIComponent(password) }),
+      ...(protocol === 'rediss:' && { tls: { ...(redisOptions.tls ?? {}), servername: hostname } }),
+    },
+  });
+  return cluster as unknown as Redis;
 }
 
 /** Node's codes for a certificate it does not trust. */

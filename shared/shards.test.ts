@@ -14,12 +14,12 @@ describe('QUEUES', () => {
     const json = JSON.stringify([
       { url: 'https://eu1.upstash.io', token: 'T1', name: 'eu', region: 'eu' },
       { url: 'redis://c:6379', prefix: 'rn-b' },
-      { url: 'redis://c:6379', prefix: 'rn-c', name: 'c2' },
+      { url: 'redis://c:6379', prefix: 'rn-c', name: 'c2', cluster: true },
     ]);
     expect(parseQueues(json, edge)).toEqual([
       { name: 'eu', url: 'https://eu1.upstash.io', transport: 'upstash', token: 'T1', region: 'eu', prefix: 'rn' },
       { name: 'c:6379', url: 'redis://c:6379', transport: 'ioredis', prefix: 'rn-b' },
-      { name: 'c2', url: 'redis://c:6379', transport: 'ioredis', prefix: 'rn-c' },
+      { name: 'c2', url: 'redis://c:6379', transport: 'ioredis', prefix: 'rn-c', cluster: true },
     ]);
   });
 
@@ -37,6 +37,8 @@ describe('QUEUES', () => {
     ['[{"url": "redis://a", "colour": "red"}]', 'entry 1: '],
     ['[{"url": "redis://a", "name": "x"}, {"url": "redis://b", "name": "x"}]', 'entry 2 has the name "x" of entry 1'],
     ['["redis://a"]', 'entry 1: '],
+    ['[{"url": "https://x.upstash.io", "token": "t", "cluster": true}]', 'entry 1: "cluster" is for a redis:// or rediss:// seed node'],
+    ['[{"url": "redis://a", "cluster": "yes"}]', 'entry 1: cluster: true, or leave it out'],
   ])('refuses %j with one line naming the entry', (text, message) => {
     expect(() => parseQueues(text, edge)).toThrow(message);
   });

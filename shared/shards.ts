@@ -5,11 +5,13 @@
  *
  * Two forms, both tiers alike:
  * - a comma list of Redis URLs: `redis://10.0.0.1:6379,redis://10.0.0.2:6379`;
- * - a JSON array of entries `{ "url", "token"?, "name"?, "region"?, "prefix"? }`: an Upstash REST
+ * - a JSON array of entries `{ "url", "token"?, "name"?, "region"?, "prefix"?, "cluster"? }`: an Upstash REST
  *   URL needs its `token` (the edge only: workers connect over TCP, to the same database's
  *   `rediss://` URL); `name` labels the shard in /readyz, logs and metrics (default: host:port);
  *   `region` is matched against the edge's EDGE_REGION (nearest first); `prefix` is the shard's
- *   KEY_PREFIX (its keys' hash tag: shared/keys.ts), for several shards on one Redis or cluster.
+ *   KEY_PREFIX (its keys' hash tag: shared/keys.ts), for several shards on one Redis or cluster;
+ *   `cluster: true` says `url` is a seed node of a Redis Cluster (shards with different prefixes
+ *   land on different slots, so spread over its nodes).
  *
  * Without QUEUES, the single-broker settings (REDIS_URL, UPSTASH_REDIS_REST_URL + TOKEN) make a
  * list of one, as before.
@@ -33,6 +35,8 @@ export interface ShardSpec {
   region?: string;
   /** The shard's KEY_PREFIX. */
   prefix: string;
+  /** `url` is a seed node of a Redis Cluster (transport `ioredis`): commands go to the node of their keys' slot. */
+  cluster?: true;
 }
 
 const NAME = /^[\w.:@-]+$/;
@@ -49,6 +53,7 @@ const Entry = z.strictObject({
     .string()
     .regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' })
     .optional(),
+  cluster: z.literal(true, { error: 'true, or leave it out' }).optional(),
 });
 
 export interface QueuesOptions {
@@ -108,7 +113,7 @@ function shardOf(value: unknown, index: number, options: QueuesOptions): ShardSp
     const field = issue.path.join('.');
     throw new Error(`${at}: ${field ? `${field}: ` : ''}${issue.message}`);
   }
-  const { url, token, name, region, prefix } = parsed.data;
+  const { url, token, name, region, prefix, cluster } = parsed.data;
   let protocol: string;
   let host: string;
   try {
@@ -127,6 +132,7 @@ function shardOf(value: unknown, index: number, options: QueuesOptions): ShardSp
   }
   if (rest && !token)
     throw new Error(`${at}: an Upstash REST URL needs its "token" (JSON form: {"url": "${maskedUrl(url)}", "token": "..."})`);
+  if (rest && cluster) throw new Error(`${at}: "cluster" is for a redis:// or rediss:// seed node, not a REST URL`);
   if (!rest && token)
     throw new Error(`${at}: a "token" belongs to an Upstash REST URL; a Redis URL carries its password (${maskedUrl(url)})`);
   return {
@@ -136,6 +142,7 @@ function shardOf(value: unknown, index: number, options: QueuesOptions): ShardSp
     ...(token && { token }),
     ...(region && { region }),
     prefix: prefix ?? options.prefix,
+    ...(cluster && { cluster }),
   };
 }
 

@@ -16,8 +16,7 @@
  * const broker = await createIoredisBroker({ url: 'redis://127.0.0.1:6379', keys: redisKeys(), limits, scripts });
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { fatalRedisError, FatalRedisError, redisConnectionOptions } from '../../shared/redis-connection.ts';
+import { connectShard, fatalRedisError, FatalRedisError } from '../../shared/redis-connection.ts';
 import { type JobResult, newJobFields } from '../../shared/protocol.ts';
 import type { RedisKeys } from '../../shared/keys.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -33,6 +32,8 @@ const OUTAGE_GRACE_MS = 1_000;
 
 export interface IoredisBrokerOptions {
   url: string;
+  /** `url` is a seed node of a Redis Cluster. */
+  cluster?: boolean;
   /** REDIS_TLS_CA: PEM file of a private CA. */
   tlsCa?: string;
   keys: RedisKeys;
@@ -43,18 +44,13 @@ export interface IoredisBrokerOptions {
 /** Settles one waiting request's current wait. */
 type Waiter = (outcome: WaitOutcome) => void;
 
-export async function createIoredisBroker({ url, tlsCa, keys, limits, logger }: IoredisBrokerOptions): Promise<Broker> {
+export async function createIoredisBroker({ url, cluster, tlsCa, keys, limits, logger }: IoredisBrokerOptions): Promise<Broker> {
   // Fail fast while Redis is down instead of queueing commands in memory; retry the connection
   // at least every second.
-  const options = {
-    ...redisConnectionOptions({ redisUrl: url, redisTlsCa: tlsCa }),
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    lazyConnect: true,
-  };
+  const options = { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true };
   // A Redis that accepts the connection but never answers must not hold requests: commands time out.
-  const commands = new Redis(url, { ...options, commandTimeout: COMMAND_TIMEOUT_MS });
-  const subscriber = new Redis(url, { ...options, enableOfflineQueue: true });
+  const commands = connectShard({ url, cluster }, tlsCa, { ...options, commandTimeout: COMMAND_TIMEOUT_MS });
+  const subscriber = connectShard({ url, cluster }, tlsCa, { ...options, enableOfflineQueue: true });
   let lastError = '';
   /** Set while the last connection error is one no retry fixes (certificate, password): requests get 503 at once. */
   let fatal: string | undefined;

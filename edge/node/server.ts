@@ -45,7 +45,9 @@ function shardBroker(shard: ShardSpec, config: EdgeConfig, logger: Logger): Prom
   const keys = redisKeys(shard.prefix);
   const limits: BrokerLimits = brokerLimits(config);
   const log = config.shards.length > 1 ? logger.child({ shard: shard.name }) : logger;
-  if (shard.transport === 'ioredis') return createIoredisBroker({ url: shard.url, tlsCa: config.REDIS_TLS_CA, keys, limits, logger: log });
+  if (shard.transport === 'ioredis') {
+    return createIoredisBroker({ url: shard.url, cluster: shard.cluster, tlsCa: config.REDIS_TLS_CA, keys, limits, logger: log });
+  }
   const http = upstashHttp({ url: shard.url, token: shard.token! });
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);
