@@ -1,9 +1,9 @@
 /**
  * Write a batch's outcomes in one pipeline:
- * - answered jobs: the completion commands of shared/protocol.ts (result key SET NX with TTL, PUBLISH,
- *   XACK, XDEL; XACK's reply tells the first answer from a repeat);
- * - jobs given up on: deadletter-3.lua (the same, plus a copy of the job in the dead-letter stream);
- * - entries nobody waits for (expired, unanswerable): XACK + XDEL, no result.
+ * - answered jobs and entries nobody waits for (expired, unanswerable): one complete-n.lua call
+ *   (per job: result key SET NX with TTL, PUBLISH, XACK, XDEL; XACK's reply tells the first answer
+ *   from a repeat; per dropped entry: XACK + XDEL, no result);
+ * - jobs given up on: deadletter-3.lua each (the same, plus a copy of the job in the dead-letter stream).
  * Commands that fail (Redis restarting, say) are retried a few times; all kinds are idempotent: a
  * retry never stores a second answer nor dead-letters twice (it may publish again, which edges ignore).
  */
@@ -11,11 +11,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from '../shared/keys.ts';
 import type { Logger } from '../shared/log.ts';
-import { COMPLETION_ACK_INDEX, completionCommands, type ErrorCode, type JobResult } from '../shared/protocol.ts';
+import type { ErrorCode, JobResult } from '../shared/protocol.ts';
 
 const WRITE_ATTEMPTS = 5;
-/** Replies per completed job in the pipeline (completionCommands' length). */
-const COMPLETION_WIDTH = 4;
 
 export interface Answer {
   entryId: string;
@@ -87,60 +85,73 @@ export async function completeJobs(redis: Redis, target: OutcomeTarget, drop: st
   const written = new Map<string, WriteStatus>();
   for (let attempt = 1; pending.length > 0 && attempt <= WRITE_ATTEMPTS; attempt++) {
     if (attempt > 1) await sleep(100 * 2 ** attempt);
+    // One pipeline: complete-n.lua for every answer and drop (one command), then a deadletter-3.lua
+    // call per job given up on (rare).
+    const completed = pending.filter((op) => op.kind === 'answer' && !op.answer.deadLetter) as Extract<Op, { kind: 'answer' }>[];
+    const dropped = pending.filter((op) => op.kind === 'drop') as Extract<Op, { kind: 'drop' }>[];
+    const deadLetters = pending.filter((op) => op.kind === 'answer' && op.answer.deadLetter) as Extract<Op, { kind: 'answer' }>[];
     const pipeline = redis.pipeline();
-    for (const op of pending) {
-      if (op.kind === 'drop') {
-        pipeline.xack(keys.stream, keys.group, op.entryId).xdel(keys.stream, op.entryId);
-        continue;
-      }
-      const { entryId, id, reply, result, deadLetter } = op.answer;
-      const json = JSON.stringify(result);
-      if (deadLetter) {
-        pipeline.deadLetterJob(
-          keys.stream,
-          keys.deadLetter,
-          keys.result(id),
-          keys.group,
-          entryId,
-          json,
-          resultTtlMs,
-          reply,
-          deadLetterMaxLen,
-          'reason',
-          deadLetter.reason,
-          'deliveries',
-          String(deadLetter.deliveries),
-          'consumer',
-          deadLetter.consumer,
-          'deadAt',
-          String(Date.now()),
-        );
-      } else {
-        for (const [name, ...args] of completionCommands(keys, { entryId, id, reply }, json, resultTtlMs)) pipeline.call(name, ...args);
-      }
+    if (completed.length + dropped.length > 0) {
+      pipeline.completeJobs(
+        1 + completed.length,
+        keys.stream,
+        ...completed.map(({ answer }) => keys.result(answer.id)),
+        keys.group,
+        String(resultTtlMs),
+        ...completed.flatMap(({ answer }) => [answer.entryId, answer.reply, JSON.stringify(answer.result)]),
+        ...dropped.map((op) => op.entryId),
+      );
     }
-    const width = (op: Op) => (op.kind === 'drop' ? 2 : op.answer.deadLetter ? 1 : COMPLETION_WIDTH);
-    const ackAt = (op: Op) => (op.kind === 'answer' && !op.answer.deadLetter ? COMPLETION_ACK_INDEX : 0);
+    for (const { answer } of deadLetters) {
+      const { entryId, id, reply, result, deadLetter } = answer;
+      pipeline.deadLetterJob(
+        keys.stream,
+        keys.deadLetter,
+        keys.result(id),
+        keys.group,
+        entryId,
+        JSON.stringify(result),
+        resultTtlMs,
+        reply,
+        deadLetterMaxLen,
+        'reason',
+        deadLetter!.reason,
+        'deliveries',
+        String(deadLetter!.deliveries),
+        'consumer',
+        deadLetter!.consumer,
+        'deadAt',
+        String(Date.now()),
+      );
+    }
     let replies: [Error | null, unknown][];
     try {
       replies = (await pipeline.exec()) ?? [];
     } catch (error) {
-      replies = pending.flatMap((op) => Array.from({ length: width(op) }, (): [Error, null] => [error as Error, null]));
+      replies = [];
+      log.warn({ err: error, attempt }, 'writing results failed; retrying');
     }
+    // The script's reply first (XACK per op), then one per dead letter (1 or 0), in `ops` order.
+    const ops: Op[] = [...completed, ...dropped];
+    const acks: [Error | null, unknown][] = [];
+    if (ops.length > 0) {
+      const [error, value] = replies.shift() ?? [new Error('no reply'), null];
+      for (let i = 0; i < ops.length; i++) acks.push(error ? [error, null] : [null, (value as number[] | null)?.[i]]);
+    }
+    ops.push(...deadLetters);
+    acks.push(...replies.slice(0, deadLetters.length));
     const failed: Op[] = [];
-    let at = 0;
-    for (const op of pending) {
-      const own = replies.slice(at, at + width(op));
-      at += width(op);
-      if (own.length < width(op) || own.some(([error]) => error)) failed.push(op);
+    ops.forEach((op, i) => {
+      const [error, acked] = acks[i] ?? [new Error('no reply'), null];
+      if (error || (acked !== 0 && acked !== 1)) failed.push(op);
       else if (op.kind === 'drop') written.set(op.entryId, 'dropped');
-      else if (own[ackAt(op)]?.[1] === 1) {
+      else if (acked === 1) {
         answered++;
         if (op.answer.deadLetter) deadLettered++;
         written.set(op.answer.entryId, 'answered');
       } else written.set(op.answer.entryId, 'duplicate');
-    }
-    if (failed.length > 0) log.warn({ failed: failed.length, attempt, err: firstError(replies) }, 'writing results failed; retrying');
+    });
+    if (failed.length > 0) log.warn({ failed: failed.length, attempt, err: firstError(acks) }, 'writing results failed; retrying');
     pending = failed;
   }
   if (pending.length > 0) {

@@ -2,9 +2,9 @@
  * The queue protocol between the edge and the workers.
  *
  * A job is one Redis Stream entry with the fields of {@link JobFields}. The edge enqueues it with
- * `lua/enqueue-1.lua` (bounded: never trims), a worker reads it with XREADGROUP, and finishes it with
- * the commands of {@link completionCommands}: result key (first answer wins), publish on the job's
- * reply channel, ack, delete.
+ * `lua/enqueue-1.lua` (bounded: never trims), a worker reads it with XREADGROUP, and finishes a
+ * whole batch with `lua/complete-n.lua`: per job, result key (first answer wins), publish on the
+ * job's reply channel, ack, delete.
  */
 import { z } from 'zod';
 import { z85Encode } from './z85.ts';
@@ -59,37 +59,6 @@ export function newJobFields(job: NewJob, enc: 'raw' | 'z85', reply: string): (s
     reply,
   });
 }
-
-/**
- * How a worker finishes a job it computed: four commands, sent in one pipeline (no script, so no
- * EVALSHA on top):
- *
- *  1. `SET <result key> <json> PX <ttl> NX`: the first answer wins the key (the fallback paths read it);
- *  2. `PUBLISH <reply> <json>`: pushes it to the waiting edge;
- *  3. `XACK`: its reply (1 or 0) says whether this worker was the first to finish the job;
- *  4. `XDEL`: the stream's length stays the backlog (enqueue-1.lua's bound).
- *
- * The order makes every prefix safe, so nothing needs to be atomic: a worker that dies after the
- * SET leaves the job pending, and whoever reclaims it finds the key taken, publishes the same kind
- * of answer again (an edge keeps the first message it gets for a job and ignores the rest) and
- * acks. A retried write does the same. The answer is therefore stored once and pushed at least once.
- */
-export function completionCommands(
-  keys: { stream: string; group: string; result: (id: string) => string },
-  job: { entryId: string; id: string; reply: string },
-  resultJson: string,
-  resultTtlMs: number,
-): [string, ...string[]][] {
-  return [
-    ['SET', keys.result(job.id), resultJson, 'PX', String(resultTtlMs), 'NX'],
-    ['PUBLISH', job.reply, resultJson],
-    ['XACK', keys.stream, keys.group, job.entryId],
-    ['XDEL', keys.stream, job.entryId],
-  ];
-}
-
-/** Index of the XACK in {@link completionCommands}' list: its reply tells a first answer from a repeat. */
-export const COMPLETION_ACK_INDEX = 2;
 
 /** Most labels a worker returns; the edge slices to the requested `top`. */
 export const MAX_TOP_K = 20;

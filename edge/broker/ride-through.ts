@@ -14,8 +14,8 @@
  *
  * Why a job is never answered twice, nor lost: the client gets the first result this function
  * returns, once. A job seen queued is enqueued again only when neither its entry nor its result
- * exists; a worker deletes an entry only after writing its result (protocol.ts
- * completionCommands), so "neither" means Redis lost both. Copies are still possible, answered
+ * exists; a worker deletes an entry only after writing its result (complete-n.lua), so
+ * "neither" means Redis lost both. Copies are still possible, answered
  * once: an enqueue whose reply was lost (the XADD ran) is retried, and a worker may answer a lost
  * copy after Redis is back; every copy writes the same result key (SET NX: the first wins) and
  * the edge keeps the first answer.

@@ -22,6 +22,12 @@ export const ioredisScripts = Object.fromEntries(
 // each file's header).
 declare module 'ioredis' {
   interface RedisCommander<Context> {
+    /** complete-n.lua: XACK's reply (1: this call answered, 0: answered before) per answered job, then per dropped entry. */
+    completeJobs(
+      numberOfKeys: number,
+      stream: string,
+      ...rest: string[] /* result keys, then group, ttlMs, (entryId, reply, json) per job, dropped entry ids */
+    ): Result<number[], Context>;
     /** enqueue-1.lua: the new entry id, or the backlog (an integer) when it is at `maxBacklog`. */
     enqueueJob(stream: string, maxBacklog: number, ...fields: (string | Uint8Array)[]): Result<string | number, Context>;
     /** deadletter-3.lua: 1 if this call dead-lettered and answered the job, 0 if it was answered before. */
