@@ -33,6 +33,12 @@ export interface PipelineOptions {
    * production protocol; the Node edge holds one shared result subscription) or 'ioredis' (direct TCP, what a self-hosted Node edge can use).
    */
   broker?: 'upstash' | 'ioredis';
+  /**
+   * Brokers, each its own redis-server (default 1). More than one: the edge (over TCP: `broker`
+   * must be 'ioredis') and the workers are given them all as QUEUES, and the CPU of each is
+   * sampled apart (`redis-1`, `redis-2`, ...).
+   */
+  shards?: number;
   /** Tier log lines (warnings and errors only unless `verbose`). */
   log?: (line: string) => void;
   verbose?: boolean;
@@ -95,6 +101,8 @@ export function cpuSampler(groups: Record<string, (number | undefined)[]>): () =
 
 export interface Pipeline extends LoadTarget {
   redisUrl: string;
+  /** Every shard's Redis URL (one unless `shards`). */
+  shardUrls: string[];
   stop(): Promise<void>;
 }
 
@@ -107,8 +115,10 @@ export function tierPrinter(log: ((line: string) => void) | undefined, verbose =
 
 export async function startPipeline(options: PipelineOptions): Promise<Pipeline> {
   const tiers: TierProcess[] = [];
-  let redisServer: RedisServerHandle | undefined;
+  const servers: RedisServerHandle[] = [];
   let inspector: Redis | undefined;
+  const shards = options.shards ?? 1;
+  if (shards > 1 && options.broker !== 'ioredis') throw new Error('startPipeline: several shards need the ioredis broker');
   const print = tierPrinter(options.log, options.verbose);
   const stop = async () => {
     // Edge first (no new jobs), then workers, then the REST server and Redis.
@@ -120,10 +130,14 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
       await Promise.allSettled(group.map((tier) => tier.stop(5_000)));
     }
     inspector?.disconnect();
-    await redisServer?.stop().catch(() => {});
+    await Promise.allSettled(servers.map((server) => server.stop()));
   };
   try {
-    redisServer = await startRedisServer();
+    for (let i = 0; i < shards; i++) servers.push(await startRedisServer());
+    const redisServer = servers[0]!;
+    const urls = servers.map((server) => server.url);
+    // One broker: REDIS_URL; several: QUEUES.
+    const queues = shards > 1 ? { QUEUES: urls.join(','), REDIS_URL: undefined } : { REDIS_URL: redisServer.url, QUEUES: undefined };
     inspector = new Redis(redisServer.url, { connectionName: 'bench-inspector' });
     const token = randomBytes(24).toString('base64url');
     const restPort = await freePort();
@@ -142,7 +156,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
         entry: 'gpu-worker/main.ts',
         // METRICS_PORT 0: no /metrics (several workers on one machine would want the same port).
         env: {
-          REDIS_URL: redisServer!.url,
+          ...queues,
           CONSUMER_NAME: `bench-${i + 1}`,
           INFERENCE_PROCESSES: '1',
           METRICS_PORT: '0',
@@ -161,7 +175,12 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
         PORT: String(port),
         HOST: '127.0.0.1',
         ...(options.broker === 'ioredis'
-          ? { EDGE_BROKER: 'ioredis', REDIS_URL: redisServer.url, UPSTASH_REDIS_REST_URL: undefined, UPSTASH_REDIS_REST_TOKEN: undefined }
+          ? {
+              ...queues,
+              EDGE_BROKER: shards > 1 ? undefined : 'ioredis',
+              UPSTASH_REDIS_REST_URL: undefined,
+              UPSTASH_REDIS_REST_TOKEN: undefined,
+            }
           : {
               EDGE_BROKER: 'upstash',
               UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${restPort}`,
@@ -181,9 +200,11 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
       edge: [edge.child.pid],
       ...(options.broker === 'ioredis' ? {} : { rest: [rest.child.pid] }),
       workers: workers.map((w) => w.child.pid),
-      redis: [redisServer.process.pid],
+      ...(shards > 1
+        ? Object.fromEntries(servers.map((server, i) => [`redis-${i + 1}`, [server.process.pid]]))
+        : { redis: [redisServer.process.pid] }),
     });
-    return { url: `http://127.0.0.1:${port}`, redis: inspector, redisUrl: redisServer.url, cpuMs, stop };
+    return { url: `http://127.0.0.1:${port}`, redis: inspector, redisUrl: redisServer.url, shardUrls: urls, cpuMs, stop };
   } catch (error) {
     await stop();
     throw error;

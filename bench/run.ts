@@ -14,7 +14,8 @@
  *      saturated on the other engine.
  *   4. seedSection: the seed tutorial's protocol (bench/seed/) on the same engine, under the same loads.
  *   5. preprocessSection: the edge's preprocessing alone (sharp), right before what it is compared with:
- *   6. capacitySection and scaleOutSection: synthetic models (instant; 50 ms timer, 1/2/4 workers).
+ *   6. capacitySection, scaleOutSection and shardsSection: synthetic models (instant; 50 ms timer,
+ *      1/2/4 workers; instant through 1/2/4 shards).
  *   7. targetsSection: the issues' ratios, from the rows above.
  *
  * `--engine` picks the engines (auto: both), `--provider` ONNX Runtime's execution provider and
@@ -52,10 +53,11 @@ import {
   preprocessSection,
   scaleOutSection,
   seedSection,
+  shardsSection,
   targetsSection,
 } from './sections.ts';
 
-export const SECTION_NAMES = ['engine', 'conversion', 'preprocess', 'e2e', 'seed', 'capacity', 'scaleout'] as const;
+export const SECTION_NAMES = ['engine', 'conversion', 'preprocess', 'e2e', 'seed', 'capacity', 'scaleout', 'shards'] as const;
 export type SectionName = (typeof SECTION_NAMES)[number];
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -336,7 +338,7 @@ async function main(): Promise<void> {
       log(`  engines: ${enginesText(engine.results)}`);
       sections.push(engine);
     }
-    let conversion, preprocess, e2e, seed, capacity, scaleOut;
+    let conversion, preprocess, e2e, seed, capacity, scaleOut, shards;
     if (want('conversion') && settings.engine !== 'tfjs') {
       begin('ONNX conversion');
       sections.push((conversion = await conversionSection(settings, model, log)));
@@ -362,6 +364,10 @@ async function main(): Promise<void> {
       begin('Scale-out');
       sections.push((scaleOut = await scaleOutSection(settings, images, log)));
     }
+    if (want('shards')) {
+      begin('Shards');
+      sections.push((shards = await shardsSection(settings, images, log)));
+    }
     if (engine && preprocess && e2e && capacity && scaleOut) {
       const targets = targetsSection(
         computeTargets({
@@ -372,6 +378,7 @@ async function main(): Promise<void> {
           seed,
           capacity,
           scaleOut,
+          shards,
           cores: availableParallelism(),
         }),
       );

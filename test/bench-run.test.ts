@@ -152,10 +152,18 @@ describe('npm run bench -- --model tiny --quick', () => {
     expect(capacity.row.cpuMsPerRequest).not.toHaveProperty('rest');
   });
 
-  it('scales out over 1, 2 and 4 workers and computes every target from this run', () => {
+  it('scales out over 1, 2 and 4 workers and over 1, 2 and 4 shards, and computes every target from this run', () => {
     expect(section<{ rows: { workers: number }[] }>('Scale-out').rows.map((r) => r.workers)).toEqual([1, 2, 4]);
+    const shards = section<{ rows: (LoadRow & { shards: number; redisMsPerRequest: number[] })[] }>('Shards').rows;
+    expect(shards.map((r) => [r.shards, r.redisMsPerRequest.length, r.errors])).toEqual([
+      [1, 1, 0],
+      [2, 2, 0],
+      [4, 4, 0],
+    ]);
+    // Every shard carried a share: its Redis spent CPU on the run.
+    for (const row of shards) for (const ms of row.redisMsPerRequest) expect(ms).toBeGreaterThan(0);
     const targets = section<Target[]>('Targets');
-    expect(targets).toHaveLength(15);
+    expect(targets).toHaveLength(17);
     for (const target of targets) {
       expect(target.measured, target.what).not.toMatch(/NaN|undefined|Infinity|not measured/);
       // Pass or fail, but for the one row that is reported only.

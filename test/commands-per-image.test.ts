@@ -35,7 +35,7 @@ let rest: UpstashRestServer;
 
 const sha = (source: string) => createHash('sha1').update(source).digest('hex');
 const SCRIPT_NAMES = new Map(Object.entries(scriptSources).map(([name, source]) => [sha(source), name]));
-const SCRIPT_BY_FILE = new Map(Object.entries(SCRIPT_FILES).map(([name, file]) => [file, name]));
+const SCRIPT_BY_FILE = new Map<string, string>(Object.entries(SCRIPT_FILES).map(([name, file]) => [file, name]));
 
 beforeAll(async () => {
   rest = await startUpstashRestServer({ redisUrl: db.url, token: TOKEN, port: 0, logger });
