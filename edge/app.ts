@@ -23,6 +23,7 @@ import { accessLog } from './middleware/access-log/index.ts';
 import { apiKey } from './middleware/api-key/index.ts';
 import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';
 import type { Logger } from '../shared/log.ts';
+import type { WireFormat } from '../shared/protocol.ts';
 
 export interface AppDeps {
   codec: ImageCodec;
@@ -37,6 +38,7 @@ export interface AppDeps {
     | 'READY_WORKER_MAX_AGE_MS'
     | 'RETRY_AFTER_S'
   > &
+    Partial<Pick<EdgeConfig, 'WIRE_FORMAT'>> &
     Partial<Pick<EdgeConfig, 'apiKeys' | 'corsOrigins'>>;
   logger?: Logger;
   /** Per-caller rate limit (RATE_LIMIT); the runtime adapter builds it and knows client addresses. */
@@ -46,7 +48,9 @@ export interface AppDeps {
 }
 
 interface Decoded {
+  /** The tensor, or (`format` not raw) it as an image file. */
   tensor: Uint8Array;
+  format: WireFormat;
   info: ImageInfo;
   preprocessMs: number;
 }
@@ -113,13 +117,23 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
     if (bytes.byteLength === 0) throw new ApiError(400, 'empty_body', 'The uploaded image is empty');
     const info = probeImage(bytes, config.MAX_PIXELS);
     const tensor = await codec.toTensor(bytes, info, resize);
-    return { tensor, info, preprocessMs: Date.now() - since };
+    // A smaller job (WIRE_FORMAT): the same pixels as a 224x224 image file, decoded on the worker.
+    const format = config.WIRE_FORMAT ?? 'raw';
+    if (format === 'raw' || !codec.toWire) return { tensor, format: 'raw', info, preprocessMs: Date.now() - since };
+    return { tensor: await codec.toWire(tensor, format), format, info, preprocessMs: Date.now() - since };
   }
 
   /** Queue one decoded image as job `jobId` and wait for its answer. */
   async function answer(decoded: Decoded, jobId: string, job: PredictJob): Promise<PredictionBody> {
     const result = await broker.submit(
-      { id: jobId, tensor: decoded.tensor, deadline: job.started + config.DEADLINE_MS, share: job.jobs, region: job.region },
+      {
+        id: jobId,
+        tensor: decoded.tensor,
+        format: decoded.format,
+        deadline: job.started + config.DEADLINE_MS,
+        share: job.jobs,
+        region: job.region,
+      },
       job.signal,
     );
     if (!result.ok) {

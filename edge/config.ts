@@ -16,6 +16,7 @@ import {
   refuseTlsCaWithoutTls,
   urlVar,
 } from '../shared/config.ts';
+import { WIRE_FORMATS } from '../shared/protocol.ts';
 import { queuesVar, type ShardSpec } from '../shared/shards.ts';
 import type { BrokerLimits } from './broker/broker.ts';
 import { RESIZE_MODES } from './image/codec.ts';
@@ -45,6 +46,8 @@ export const EdgeEnv = z
     // its deadline, from their heartbeats; queue-max: refuse only at QUEUE_MAX (requests may wait for a 504).
     ADMISSION: z.enum(['deadline', 'queue-max'], { error: 'expected deadline or queue-max' }).default('deadline'),
     DEFAULT_RESIZE: z.enum(RESIZE_MODES).default('squash'),
+    // What a job carries: the raw 224x224 pixels, or them as a JPEG or lossless WebP file (shared/protocol.ts).
+    WIRE_FORMAT: z.enum(WIRE_FORMATS, { error: `expected one of ${WIRE_FORMATS.join(', ')}` }).default('raw'),
     EDGE_BROKER: z.enum(['upstash', 'ioredis']).optional(),
     // Several brokers (shards), instead of the single-broker settings: shared/shards.ts.
     QUEUES: z.string().optional(),

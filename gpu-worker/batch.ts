@@ -15,6 +15,7 @@ import type { StreamEntry } from './jobs.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import { triage } from './triage.ts';
 import { Turns } from './turns.ts';
+import { decodeWireImages } from './wire.ts';
 
 /** A batch of one entry taken over from a dead worker: its delivery count (undefined if acked meanwhile). */
 export interface Claim {
@@ -69,6 +70,10 @@ export function batchRunner(
         'the edge gives jobs less time than CLAIM_IDLE_MS x 1.5: the jobs of a stuck worker would be taken over after their clients got 504 (set DEADLINE_MS on the workers as on the edge)',
       );
     }
+    // Image files (WIRE_FORMAT jpeg, webp) back to tensors; one that does not decode is a bad request.
+    const wire = await decodeWireImages(sorted.live);
+    sorted.live = wire.jobs;
+    sorted.invalid.push(...wire.invalid);
     const answers: Answer[] = sorted.invalid.map((job) => errorAnswer(job, consumer, 'bad_request', job.message));
     for (const job of sorted.overDelivered) {
       log.error(

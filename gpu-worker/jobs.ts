@@ -2,7 +2,7 @@
  * Turn one raw stream entry (XREADGROUP, Buffer variant) into a job the worker can run, or say
  * why it cannot. Nothing here throws: a malformed entry must never stop the loop.
  */
-import type { JobFields } from '../shared/protocol.ts';
+import { type JobFields, WIRE_FORMATS, type WireFormat } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import { z85Decode, z85Length } from '../shared/z85.ts';
 
@@ -19,7 +19,9 @@ export interface Job {
   entryId: string;
   id: string;
   reply: string;
+  /** TENSOR_BYTES of RGB; for a `jpeg` or `webp` job, its image file until wire.ts decodes it. */
   tensor: Uint8Array;
+  format: WireFormat;
   enqueuedAt: number;
   deadline: number;
   readAt: number;
@@ -44,6 +46,8 @@ export interface UnanswerableEntry {
 export type ParsedEntry = Job | InvalidJob | UnanswerableEntry;
 
 const Z85_LENGTH = z85Length(TENSOR_BYTES);
+/** An image file of a job is never larger than this (a 224x224 file is far smaller than its pixels). */
+const MAX_FILE_BYTES = 2 * TENSOR_BYTES;
 const B64_LENGTH = Math.ceil(TENSOR_BYTES / 3) * 4;
 const B64_CHARS = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -65,8 +69,26 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
   if (!Number.isFinite(enqueuedAt) || !Number.isFinite(deadline)) return invalid('enqueuedAt and deadline must be epoch milliseconds');
   const raw = fields.get('tensor');
   if (!raw) return invalid('job has no tensor');
+  const format = (text('format') ?? 'raw') as WireFormat;
+  if (!WIRE_FORMATS.includes(format)) return invalid(`format must be ${WIRE_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
   const enc = text('enc');
   let tensor: Uint8Array;
+  if (format !== 'raw') {
+    // An image file: its bytes, or Z85 text of them (zero-padded to 4 bytes).
+    if (enc !== 'raw' && enc !== 'z85') return invalid(`enc must be raw or z85 for a ${format} job, got ${JSON.stringify(enc ?? null)}`);
+    const size = enc === 'z85' ? (raw.length / 5) * 4 : raw.length;
+    if (size > MAX_FILE_BYTES || (enc === 'z85' && raw.length % 5 !== 0)) {
+      return invalid(
+        `tensor: a ${format} file of at most ${MAX_FILE_BYTES} bytes${enc === 'z85' ? ' as Z85 text' : ''}, got ${raw.length} bytes`,
+      );
+    }
+    try {
+      tensor = enc === 'z85' ? z85Decode(raw) : raw;
+    } catch (error) {
+      return invalid(`tensor: not Z85 text (${(error as Error).message})`);
+    }
+    return { kind: 'job', entryId, id, reply, tensor, format, enqueuedAt, deadline, readAt: entry.readAt };
+  }
   if (enc === 'raw') {
     tensor = raw;
   } else if (enc === 'z85') {
@@ -92,5 +114,5 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
   if (tensor.length !== TENSOR_BYTES) {
     return invalid(`tensor: expected ${TENSOR_BYTES} bytes (224x224 RGB uint8), got ${tensor.length}`);
   }
-  return { kind: 'job', entryId, id, reply, tensor, enqueuedAt, deadline, readAt: entry.readAt };
+  return { kind: 'job', entryId, id, reply, tensor, format, enqueuedAt, deadline, readAt: entry.readAt };
 }

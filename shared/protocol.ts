@@ -31,6 +31,8 @@ export interface JobFields {
   deadline: number;
   /** Pub/sub channel to publish the result on. */
   reply: string;
+  /** What `tensor` holds (WIRE_FORMATS); written after the others, and only when not `raw`. */
+  format?: WireFormat;
 }
 
 /** Flatten job fields to the field/value list that XADD (and enqueue-1.lua's ARGV) take. */
@@ -41,23 +43,43 @@ export function jobToFieldList(job: JobFields): (string | Uint8Array)[] {
   });
 }
 
-type NewJob = { id: string; tensor: Uint8Array; deadline: number };
+/**
+ * What a job's `tensor` field holds (WIRE_FORMAT): `raw`, the 224x224 RGB pixels (TENSOR_BYTES);
+ * `jpeg` (quality 95, no chroma subsampling) or `webp` (lossless), the same pixels as a 224x224
+ * image file, which the worker decodes (docs/performance.md, "Wire format", has the bytes and the
+ * accuracy of each). A job without a `format` field is `raw`.
+ */
+export const WIRE_FORMATS = ['raw', 'jpeg', 'webp'] as const;
+export type WireFormat = (typeof WIRE_FORMATS)[number];
+
+type NewJob = { id: string; tensor: Uint8Array; deadline: number; format?: WireFormat };
 
 /**
- * The fields an edge enqueues for `job`, enqueued now: the tensor as raw bytes (a binary transport:
- * TCP) or as Z85 text (JSON carries text only; Z85 has no character JSON must escape).
+ * The fields an edge enqueues for `job`, enqueued now: the tensor (or the image file of its
+ * `format`) as raw bytes (a binary transport: TCP) or as Z85 text (JSON carries text only; Z85 has
+ * no character JSON must escape). An image file is zero-padded to a multiple of 4 bytes for Z85:
+ * JPEG and WebP decoders stop at their own end marker.
  */
 export function newJobFields(job: NewJob, enc: 'z85', reply: string): string[];
 export function newJobFields(job: NewJob, enc: 'raw', reply: string): (string | Uint8Array)[];
 export function newJobFields(job: NewJob, enc: 'raw' | 'z85', reply: string): (string | Uint8Array)[] {
-  return jobToFieldList({
+  const format = job.format ?? 'raw';
+  const bytes = enc === 'z85' && job.tensor.length % 4 !== 0 ? padded(job.tensor) : job.tensor;
+  const fields = jobToFieldList({
     id: job.id,
     enc,
-    tensor: enc === 'z85' ? z85Encode(job.tensor) : job.tensor,
+    tensor: enc === 'z85' ? z85Encode(bytes) : bytes,
     enqueuedAt: Date.now(),
     deadline: job.deadline,
     reply,
   });
+  return format === 'raw' ? fields : [...fields, 'format', format];
+}
+
+function padded(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(bytes.length / 4) * 4);
+  out.set(bytes);
+  return out;
 }
 
 /** Most labels a worker returns; the edge slices to the requested `top`. */

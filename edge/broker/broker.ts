@@ -5,12 +5,14 @@
  */
 import { parseHeartbeats } from '../../shared/protocol.ts';
 import { withTimeout } from '../../shared/timeout.ts';
-import type { JobResult, WorkerHeartbeat } from '../../shared/protocol.ts';
+import type { JobResult, WireFormat, WorkerHeartbeat } from '../../shared/protocol.ts';
 
 export interface SubmitRequest {
   id: string;
-  /** TENSOR_BYTES of 224x224 RGB uint8. */
+  /** TENSOR_BYTES of 224x224 RGB uint8, or (`format` jpeg, webp) that image as a file. */
   tensor: Uint8Array;
+  /** WIRE_FORMAT: what `tensor` holds (default raw). */
+  format?: WireFormat;
   /** Epoch ms; past it the edge answers 504 and workers skip the job. */
   deadline: number;
   /** Jobs of the HTTP request this one belongs to (a batch request: its images), which share its budgets. Default 1. */

@@ -3,6 +3,7 @@
  * this interface. Every codec returns the wire tensor: 224x224 RGB uint8 HWC, EXIF-oriented, alpha
  * flattened onto white, grayscale/CMYK converted to sRGB.
  */
+import type { WireFormat } from '../../shared/protocol.ts';
 import type { ImageInfo } from './probe.ts';
 
 /**
@@ -16,4 +17,9 @@ export type ResizeMode = (typeof RESIZE_MODES)[number];
 export interface ImageCodec {
   /** Decode `bytes` (already probed) to the 224x224 RGB tensor. Throws ApiError 400 when undecodable. */
   toTensor(bytes: Uint8Array, info: ImageInfo, mode: ResizeMode): Promise<Uint8Array>;
+  /**
+   * The tensor as the image file WIRE_FORMAT names (shared/protocol.ts WIRE_FORMATS), for a
+   * smaller job. A codec without it serves `WIRE_FORMAT=raw` only.
+   */
+  toWire?(tensor: Uint8Array, format: Exclude<WireFormat, 'raw'>): Promise<Uint8Array>;
 }
