@@ -82,11 +82,13 @@ export const EdgeEnv = z
   .transform((env, ctx) => {
     const shards = env.QUEUES ? shardsOfQueues(env, ctx) : singleShard(env, ctx);
     if (!shards) return z.NEVER;
-    if (env.EDGE_REGION && !shards.some((shard) => shard.region === env.EDGE_REGION)) {
+    if (env.EDGE_REGION && !shards.some((shard) => shard.region?.toLowerCase() === env.EDGE_REGION!.toLowerCase())) {
       ctx.addIssue({
         code: 'custom',
         path: ['EDGE_REGION'],
-        message: `no shard of QUEUES has "region": "${env.EDGE_REGION}" (regions: ${[...new Set(shards.map((s) => s.region).filter(Boolean))].join(', ') || 'none'})`,
+        message: env.QUEUES
+          ? `no shard of QUEUES has "region": "${env.EDGE_REGION}" (regions: ${[...new Set(shards.map((s) => s.region).filter(Boolean))].join(', ') || 'none'})`
+          : 'picks among the shards of QUEUES by their "region": set QUEUES, or unset EDGE_REGION',
       });
       return z.NEVER;
     }

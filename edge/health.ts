@@ -6,7 +6,8 @@
  *   READY_WORKER_MAX_AGE_MS old; else 503 `not_ready` saying which. For load balancers and
  *   orchestrators: an edge without workers can only answer 504s. Sharded (QUEUES): ready while
  *   some shard answers and some worker is live, with each shard's state in `shards`.
- * - `GET /v1/models`: what the live workers serve (name, input, label count) and who serves it.
+ * - `GET /v1/models`: what the live workers serve (name, input, label count) and who serves it;
+ *   sharded, each shard as in /readyz.
  *
  * @example
  * app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: 15_000, retryAfterSeconds: 1 }));
@@ -95,7 +96,11 @@ export function healthRoutes(broker: Broker, { readyWorkerMaxAgeMs, retryAfterSe
       const error = brokerUnavailable(new Error(status.error), retryAfterSeconds);
       return c.json(errorBody(error.code, error.message), 503, error.headers);
     }
-    return c.json({ success: true as const, models: listModels(status.workers, readyWorkerMaxAgeMs) });
+    return c.json({
+      success: true as const,
+      models: listModels(status.workers, readyWorkerMaxAgeMs),
+      ...(status.shards && { shards: status.shards }),
+    });
   });
   return routes;
 }

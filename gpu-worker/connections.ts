@@ -45,17 +45,16 @@ export async function openConnections(
       () => undefined,
     );
   // On a cluster, CLIENT ID and UNBLOCK would reach some node, not the reader's: its BLOCK timeout bounds stop().
-  if (!shard.cluster) {
-    reader.on('ready', () => void learnReaderId());
-    await learnReaderId();
-  }
+  // Learnt once connected, not awaited: a shard down at start must not hold the others up.
+  if (!shard.cluster) reader.on('ready', () => void learnReaderId());
   return {
     reader,
     writer,
     async unblockReader() {
       // Some hosted Redis refuse CLIENT UNBLOCK, and after a reconnect the id is stale: then the
       // read's own BLOCK timeout bounds the wait.
-      if (readerId !== undefined) await writer.client('UNBLOCK', readerId).catch(() => {});
+      // Bounded: a shard that is down would queue the command until it is back.
+      if (readerId !== undefined) await Promise.race([writer.client('UNBLOCK', readerId).catch(() => {}), sleep(1_000)]);
     },
     close: () => Promise.all([closeRedis(reader), closeRedis(writer)]).then(() => undefined),
   };

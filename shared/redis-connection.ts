@@ -21,7 +21,8 @@ export const reconnectDelayMs = (attempt: number) => Math.min(attempt * 100, 1_0
 
 export function redisConnectionOptions(config: { redisUrl: string; redisTlsCa?: string }): RedisOptions {
   const options: RedisOptions = { retryStrategy: reconnectDelayMs, scripts: ioredisScripts };
-  if (!config.redisTlsCa) return options;
+  // A CA is for TLS connections only: with several shards, some may be plain redis://.
+  if (!config.redisTlsCa || !config.redisUrl.startsWith('rediss:')) return options;
   let ca: Buffer;
   try {
     ca = readFileSync(config.redisTlsCa);

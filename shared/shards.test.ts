@@ -18,7 +18,7 @@ describe('QUEUES', () => {
     ]);
     expect(parseQueues(json, edge)).toEqual([
       { name: 'eu', url: 'https://eu1.upstash.io', transport: 'upstash', token: 'T1', region: 'eu', prefix: 'rn' },
-      { name: 'c:6379', url: 'redis://c:6379', transport: 'ioredis', prefix: 'rn-b' },
+      { name: 'c:6379/rn-b', url: 'redis://c:6379', transport: 'ioredis', prefix: 'rn-b' },
       { name: 'c2', url: 'redis://c:6379', transport: 'ioredis', prefix: 'rn-c', cluster: true },
     ]);
   });
@@ -41,6 +41,17 @@ describe('QUEUES', () => {
     ['[{"url": "redis://a", "cluster": "yes"}]', 'entry 1: cluster: true, or leave it out'],
   ])('refuses %j with one line naming the entry', (text, message) => {
     expect(() => parseQueues(text, edge)).toThrow(message);
+  });
+
+  it('names shards on one Redis by their prefix too, and a JSON error shows no part of the text', () => {
+    expect(parseQueues('[{"url": "redis://h:1", "prefix": "a"}, {"url": "redis://h:1", "prefix": "b"}]', edge).map((s) => s.name)).toEqual([
+      'h:1/a',
+      'h:1/b',
+    ]);
+    for (const broken of ['[{"url": "https://x.io", "token": AXs3cr3tTOKEN}]', '[{"url": "https://x.io", "token": "AXs3cr3tTOKEN"},]']) {
+      expect(() => parseQueues(broken, edge)).toThrow(/^not valid JSON/);
+      expect(() => parseQueues(broken, edge)).not.toThrow(/s3cr3t/);
+    }
   });
 
   it('workers take Redis URLs only, and a token never shows in an error', () => {

@@ -7,7 +7,8 @@
  * - a comma list of Redis URLs: `redis://10.0.0.1:6379,redis://10.0.0.2:6379`;
  * - a JSON array of entries `{ "url", "token"?, "name"?, "region"?, "prefix"?, "cluster"? }`: an Upstash REST
  *   URL needs its `token` (the edge only: workers connect over TCP, to the same database's
- *   `rediss://` URL); `name` labels the shard in /readyz, logs and metrics (default: host:port);
+ *   `rediss://` URL); `name` labels the shard in /readyz, logs and metrics (default: host:port,
+ *   and /prefix when it has its own);
  *   `region` is matched against the edge's EDGE_REGION (nearest first); `prefix` is the shard's
  *   KEY_PREFIX (its keys' hash tag: shared/keys.ts), for several shards on one Redis or cluster;
  *   `cluster: true` says `url` is a seed node of a Redis Cluster (shards with different prefixes
@@ -39,12 +40,12 @@ export interface ShardSpec {
   cluster?: true;
 }
 
-const NAME = /^[\w.:@-]+$/;
+const NAME = /^[\w.:@/-]+$/;
 
 const Entry = z.strictObject({
   url: z.string(),
   token: z.string().min(1).optional(),
-  name: z.string().regex(NAME, { error: 'letters, digits, _ . : @ - only' }).optional(),
+  name: z.string().regex(NAME, { error: 'letters, digits, _ . : @ / - only' }).optional(),
   region: z
     .string()
     .regex(/^[\w.-]+$/, { error: 'letters, digits, _ . - only' })
@@ -74,7 +75,9 @@ export function parseQueues(text: string, options: QueuesOptions): ShardSpec[] {
     try {
       raw = JSON.parse(trimmed);
     } catch (error) {
-      throw new Error(`not valid JSON (${(error as Error).message})`);
+      // Never the parser's message: V8 quotes the text around the error, and it may be a token.
+      const at = /position (\d+)/.exec((error as Error).message)?.[1];
+      throw new Error(`not valid JSON${at ? ` (at character ${at})` : ''}`);
     }
   } else {
     raw = trimmed
@@ -136,7 +139,8 @@ function shardOf(value: unknown, index: number, options: QueuesOptions): ShardSp
   if (!rest && token)
     throw new Error(`${at}: a "token" belongs to an Upstash REST URL; a Redis URL carries its password (${maskedUrl(url)})`);
   return {
-    name: name ?? host,
+    // Shards on one Redis differ by prefix: so do their default names.
+    name: name ?? (prefix && prefix !== options.prefix ? `${host}/${prefix}` : host),
     url,
     transport: rest ? 'upstash' : 'ioredis',
     ...(token && { token }),

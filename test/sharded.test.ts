@@ -126,6 +126,10 @@ describe('sharded queues (QUEUES)', () => {
       const { shards } = await readyz(edge);
       expect(shards).toHaveLength(2);
       for (const shard of shards!) expect(shard).toMatchObject({ state: 'up', workers: 1 });
+      const models = (await (await fetch(`${edge.url}/v1/models`)).json()) as { models: { workers: unknown[] }[]; shards: ShardView[] };
+      // The worker serves both shards: listed once, and each shard counts it.
+      expect(models.models[0]!.workers).toHaveLength(1);
+      expect(models.shards.map((shard) => shard.workers)).toEqual([1, 1]);
     }
   });
 

@@ -125,7 +125,9 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
       };
     },
     limit(deadline, now = Date.now()) {
-      // No read from here: admit() starts them, once per request (a Worker's subrequests are counted).
+      // Reads start here too (at most one a second): behind a sharded broker, admit() may have
+      // been asked of another shard than the one this job goes to.
+      refresh(now);
       const value = current(now);
       return value ? Math.min(limits.queueMax, admitBelow(value, deadline - now)) : limits.queueMax;
     },

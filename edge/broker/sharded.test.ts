@@ -87,4 +87,32 @@ describe('the sharded broker', () => {
       ['b', 'down'],
     ]);
   });
+
+  it('prefers a shard with a live worker over one without (once their status is known)', async () => {
+    const now = Date.now();
+    const beat = {
+      id: 'w',
+      engine: 'onnx',
+      model: 'm',
+      labels: 1,
+      batchSize: 1,
+      pid: 1,
+      host: 'h',
+      startedAt: now,
+      lastSeen: now,
+      expiresAt: now + 10_000,
+    };
+    const empty = shard(ok);
+    const served = shard(ok, { workers: [beat] as never });
+    const broker = createShardedBroker(
+      [
+        { name: 'empty', broker: empty.broker },
+        { name: 'served', broker: served.broker },
+      ],
+      { retryAfterSeconds: 1 },
+    );
+    await broker.status();
+    for (let i = 0; i < 4; i++) await broker.submit(job(`j${i}`));
+    expect([empty.got.length, served.got.length]).toEqual([0, 4]);
+  });
 });

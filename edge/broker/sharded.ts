@@ -8,7 +8,8 @@
  * choices: close to the least loaded without every edge herding onto the same one), the load
  * being the shard's last read backlog plus this edge's requests on it since. A shard is skipped
  * while it is `down` (its status read failed, it answered garbage, or a request on it was held),
- * `slow` ones only when nothing is up, and for a second after it refused a job as full.
+ * `slow` ones and those with no live worker only when nothing better is up, and for a second
+ * after it refused a job as full. Regions match whatever their case.
  *
  * Failover within the request's deadline: when the request's shard stops answering (its broker's
  * ride-through holds the request: {@link SubmitRequest.onHold}), or refuses it (`queue_full`,
@@ -129,12 +130,14 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
 
   /** The shards in the order to try them: healthy ones first (the region's, then the rest), each tier by load. */
   function ranked(exclude: Set<View>, now: number, region = options.region): View[][] {
+    const wanted = region?.toLowerCase();
     const tier = (view: View) => {
       const state = stateOf(view);
       if (state === 'down') return 4;
       if (view.fullUntil > now) return 3;
-      if (state === 'slow') return 2;
-      return region && view.shard.region === region ? 0 : 1;
+      // Slow, or known to have no live worker (its jobs could only wait for their deadline).
+      if (state === 'slow' || (view.status?.redisOk && !view.status.workers.some((beat) => isLiveWorker(beat, now)))) return 2;
+      return wanted && view.shard.region?.toLowerCase() === wanted ? 0 : 1;
     };
     const tiers: View[][] = [];
     for (const view of views) if (!exclude.has(view)) (tiers[tier(view)] ??= []).push(view);

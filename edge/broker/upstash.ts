@@ -40,6 +40,13 @@ const PROBE_AFTER_MS = 1_000;
 const PROBE_EVERY_MS = 1_000;
 const PROBE_RETRY_MS = 250;
 const PROBE_TIMEOUT_MS = 2_000;
+/**
+ * An enqueue unanswered this long fails like any transport failure (the request is held and
+ * retried; a sharded edge sends it to another shard): a REST server that accepts the request but
+ * never answers must not keep it until its deadline. If it was enqueued after all, the copy is
+ * answered once (ride-through.ts).
+ */
+const ENQUEUE_TIMEOUT_MS = 5_000;
 /** Calls to Redis failing for this long make an outage: waiting requests are answered 503. */
 const OUTAGE_AFTER_MS = 1_000;
 
@@ -137,9 +144,10 @@ export function createUpstashBroker({
             enqueue: async () => {
               if (!calls.take()) throw new NoRetry(`gave up after ${calls.count} calls to the queue (this request's budget)`);
               try {
-                const entryId = await enqueue.exec(
-                  [keys.stream],
-                  [String(admission.limit(deadline)), ...newJobFields(request, 'z85', mailbox.channel)],
+                const entryId = await withTimeout(
+                  enqueue.exec([keys.stream], [String(admission.limit(deadline)), ...newJobFields(request, 'z85', mailbox.channel)]),
+                  ENQUEUE_TIMEOUT_MS,
+                  `no answer to the enqueue within ${ENQUEUE_TIMEOUT_MS} ms`,
                 );
                 health.succeeded();
                 return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
