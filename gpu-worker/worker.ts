@@ -37,6 +37,7 @@ import type { WorkerMetrics } from './metrics.ts';
 import type { DownloadProgress } from './model/fetch.ts';
 import { Reclaimer } from './reclaimer.ts';
 import { Throughput } from './throughput.ts';
+import { ShardShares } from './shard-shares.ts';
 import { Turns } from './turns.ts';
 
 export type { BatchReport, WorkerStats } from './batch-report.ts';
@@ -82,9 +83,9 @@ interface Shard {
   heartbeat?: Heartbeat;
 }
 
-/** A worker serving `shards` shards claims this share of its rate on each (edges admit by it: admission.ts). */
-const shareOf = (load: HeartbeatLoad & { longestBatchMs?: number }, shards: number) =>
-  load.imagesPerSec === undefined || shards === 1 ? load : { ...load, imagesPerSec: load.imagesPerSec / shards };
+/** The load a shard's heartbeat publishes: its share (shard-shares.ts) of the worker's rate. */
+const shareOf = (load: HeartbeatLoad & { longestBatchMs?: number }, share: number) =>
+  load.imagesPerSec === undefined || share === 1 ? load : { ...load, imagesPerSec: load.imagesPerSec * share };
 
 export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): WorkerHandle {
   const log = options.logger ?? createLogger('gpu-worker');
@@ -93,6 +94,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   const startedAt = Date.now();
   const stats = emptyStats();
   const turns = new Turns();
+  const shares = new ShardShares(config.shards.map((spec) => spec.name));
   const shards: Shard[] = [];
   let pruneTimer: ReturnType<typeof setInterval> | undefined;
   /** Aborted by stop(): ends the loops and cuts every wait short. */
@@ -206,6 +208,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       const waitedMs = await processSafely(classifier, entries);
       // The rate when busy: the time waiting for another shard's turn is not this batch's.
       throughput.record(entries.length, performance.now() - started - waitedMs);
+      shares.record(shard.spec.name, entries.length);
     }
   }
 
@@ -248,7 +251,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
         host: hostname(),
         startedAt,
       },
-      load: () => shareOf(throughput.load(), config.shards.length),
+      load: () => shareOf(throughput.load(), shares.of(shard.spec.name)),
       onBeat: (ok) => void (ok || metrics?.heartbeatFailures.inc()),
       onDead: (dead) => reclaim.markDead(dead),
     });
