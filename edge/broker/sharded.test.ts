@@ -115,4 +115,24 @@ describe('the sharded broker', () => {
     for (let i = 0; i < 4; i++) await broker.submit(job(`j${i}`));
     expect([empty.got.length, served.got.length]).toEqual([0, 4]);
   });
+
+  it('answers queue_full at once when the only other attempt is held on a shard that is down', async () => {
+    const stuck = shard(
+      (request) =>
+        new Promise<JobResult>(() => {
+          request.onHold?.(new Error('connection refused'));
+        }),
+    );
+    const full = shard(() => Promise.reject(queueFull('full', 2)));
+    const broker = createShardedBroker(
+      [
+        { name: 'stuck', broker: stuck.broker },
+        { name: 'full', broker: full.broker },
+      ],
+      { retryAfterSeconds: 1, random: () => 0 },
+    );
+    // The held attempt never ends: without the rule the promise would never settle.
+    await expect(broker.submit(job('q'))).rejects.toMatchObject({ code: 'queue_full' });
+    expect([stuck.got.length, full.got.length]).toEqual([1, 1]);
+  });
 });

@@ -159,13 +159,14 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
     submit(request: SubmitRequest, signal?: AbortSignal): Promise<JobResult> {
       return new Promise<JobResult>((resolve, reject) => {
         const tried = new Set<View>();
-        const attempts = new Set<AbortController>();
+        /** Attempts in progress, by the shard each went to. */
+        const attempts = new Map<AbortController, View>();
         let settled = false;
         let refusal: unknown;
         const finish = (outcome: () => void) => {
           if (settled) return;
           settled = true;
-          for (const attempt of attempts) attempt.abort();
+          for (const attempt of attempts.keys()) attempt.abort();
           outcome();
         };
         const fail = () => finish(() => reject(refusal ?? brokerUnavailable(new Error('no shard could take the job'), retryAfterSeconds)));
@@ -179,7 +180,7 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
           const controller = new AbortController();
           const onAbort = () => controller.abort();
           signal?.addEventListener('abort', onAbort, { once: true });
-          attempts.add(controller);
+          attempts.set(controller, view);
           view.inFlight++;
           let failedOver = false;
           const failOver = () => {
@@ -210,7 +211,10 @@ export function createShardedBroker(shards: BrokerShard[], options: ShardedOptio
                 if (!refusal || (RANK[code ?? ''] ?? 0) >= (RANK[(refusal as ApiError).code ?? ''] ?? 0)) refusal = error;
                 attempts.delete(controller);
                 if (code === 'queue_full' || code === 'broker_unavailable') failOver();
-                if (attempts.size === 0) fail();
+                // Full where it could be enqueued, and held only where the shard is down: answer the
+                // refusal now (503 with Retry-After), rather than when the down shard's hold ends.
+                const onlyHeld = [...attempts.values()].every((other) => isDown(other));
+                if (attempts.size === 0 || (code === 'queue_full' && onlyHeld)) fail();
               },
             )
             .finally(() => {
