@@ -5,7 +5,7 @@
  *
  * Expected (edge/broker/sharded.ts, gpu-worker/worker.ts): requests spread over both shards and
  * are answered once each, over both transports; /readyz shows each shard. One of the two shards
- * lost under load and not restarted (a REST front closed; a redis-server SIGKILLed): at least 99%
+ * lost under load and not restarted (a REST front that hangs, one closed; a redis-server SIGKILLed): at least 99%
  * of the requests answered 200, each once with its own job, none lost, and the dead shard reported
  * down within 2 s; the worker keeps serving the other shard.
  */
@@ -14,7 +14,7 @@ import { startUpstashRestServer, type UpstashRestServer } from '../dev/upstash-r
 import type { NodeEdge } from '../edge/node/server.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
-import { colourPng, entriesAdded, predict, sleep, summary, tally, type Reply } from './helpers/faults.ts';
+import { colourPng, entriesAdded, hangingProxy, predict, sleep, summary, tally, type Reply } from './helpers/faults.ts';
 import { spawnWorker, startLocalEdge, useRedisServer, type WorkerProcess } from './helpers/fixtures.ts';
 
 const TOKEN = 'sharded-test-token-0123456789';
@@ -146,6 +146,19 @@ describe('sharded queues (QUEUES)', () => {
     expect(downAfterMs).toBeLessThanOrEqual(2_000);
     expect(worker.alive()).toBe(true);
   }
+
+  it('one of two Upstash REST fronts hangs under load (accepts, never answers): >= 99% answered 200, each once; the shard down within 2 s', async () => {
+    const proxy = await hangingProxy(restB.url);
+    try {
+      const queues = JSON.stringify([
+        { name: 'a', url: restA.url, token: TOKEN },
+        { name: 'hung', url: proxy.url, token: TOKEN },
+      ]);
+      await loseOneShard(await edgeWith({ QUEUES: queues }), () => proxy.hang(), 'hung', 'one of two Upstash REST fronts hangs under load');
+    } finally {
+      await proxy.close();
+    }
+  });
 
   it('one of two Upstash REST fronts closed under load (not restarted): >= 99% answered 200, each once; the dead shard down within 2 s', async () => {
     await loseOneShard(await edgeWith(overRest()), () => restA.close(), 'a', 'one of two Upstash REST fronts closed under load');

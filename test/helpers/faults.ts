@@ -156,3 +156,42 @@ export function summary(faults: string, requests: number, lost: number, details:
   console.log(line);
   return line;
 }
+
+export interface HangingProxy {
+  url: string;
+  /** From now on nothing passes either way, and new connections are accepted and held: a black hole. */
+  hang(): void;
+  close(): Promise<void>;
+}
+
+/** A TCP proxy in front of `target` (http://host:port) that can be made to stop answering without closing anything. */
+export async function hangingProxy(target: string): Promise<HangingProxy> {
+  const { createServer, connect } = await import('node:net');
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<import('node:net').Socket>();
+  let hung = false;
+  const server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => {});
+    if (hung) return; // held open, never answered
+    const upstream = connect(Number(port), hostname);
+    sockets.add(upstream);
+    upstream.on('close', () => sockets.delete(upstream));
+    upstream.on('error', () => client.destroy());
+    client.on('data', (chunk) => hung || upstream.write(chunk));
+    upstream.on('data', (chunk) => hung || client.write(chunk));
+    client.on('end', () => hung || upstream.end());
+    upstream.on('end', () => hung || client.end());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const address = server.address() as import('node:net').AddressInfo;
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    hang: () => void (hung = true),
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
