@@ -25,7 +25,8 @@ local answered = #KEYS - 1
 for i = 1, answered do
   local at = 3 + (i - 1) * 3
   local entry, json = ARGV[at], ARGV[at + 2]
-  redis.call('SET', KEYS[i + 1], json, 'PX', ttl, 'NX')
+  -- pcall: a SET refused (out of memory with noeviction) must not cost the batch its pushes and acks.
+  redis.pcall('SET', KEYS[i + 1], json, 'PX', ttl, 'NX')
   redis.call('PUBLISH', ARGV[at + 1], json)
   acks[#acks + 1] = redis.call('XACK', stream, group, entry)
   redis.call('XDEL', stream, entry)
