@@ -121,7 +121,13 @@ export function createUpstashBroker({
     async submit(request: SubmitRequest, clientSignal?: AbortSignal) {
       const { id, deadline } = request;
       /** GET of the job's result key (one REST call). */
-      const readResult = () => storedResult(id, redis.get<unknown>(keys.result(id)));
+      // Bounded, as every call of a request: a REST server that accepts and never answers must not
+      // hold the request past its deadline (the read at the deadline included).
+      const readResult = () =>
+        storedResult(
+          id,
+          withTimeout(redis.get<unknown>(keys.result(id)), PROBE_TIMEOUT_MS, `no answer to GET within ${PROBE_TIMEOUT_MS} ms`),
+        );
       const waitMs = deadline - Date.now();
       const giveUp = new AbortController(); // fires at the deadline, on a result, or when the client leaves
       const timer = setTimeout(() => giveUp.abort(), waitMs);

@@ -190,8 +190,10 @@ export async function hangingProxy(target: string): Promise<HangingProxy> {
     url: `http://127.0.0.1:${address.port}`,
     hang: () => void (hung = true),
     close: async () => {
+      // Stop accepting first: a client still running would otherwise open a connection close() waits for.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closed;
     },
   };
 }
