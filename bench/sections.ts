@@ -14,7 +14,7 @@
 import { availableParallelism } from 'node:os';
 import type { StressOptions } from '../dev/stress.ts';
 import { benchPreprocess, type PreprocessResult } from './preprocess.ts';
-import { HOUSEKEEPING_COMMANDS, measureLoad, startPipeline, type LoadRow, type LoadTarget } from './pipeline.ts';
+import { HOUSEKEEPING_COMMANDS, measureLoad, startPipeline, type LoadRow, type LoadTarget, type PipelineOptions } from './pipeline.ts';
 import type { ConversionResult } from './conversion.ts';
 import { benchEngine, setupEnv, type EngineResult, type EngineSetup } from './engine.ts';
 import { median, round } from './stats.ts';
@@ -364,6 +364,29 @@ export async function seedSection(
   return { title: 'Seed-protocol baseline (LRANGE/LTRIM, 0.25 s sleeps, float32 base64)', markdown, json: { rows, bytes }, rows, bytes };
 }
 
+/**
+ * The load of the capacity and shards sections, alike so their rows compare: the instant model,
+ * 1 worker, BATCH_SIZE 32, closed loop at concurrency 64, on a stack of its own.
+ */
+async function instantLoad(
+  settings: RunSettings,
+  images: Images,
+  pipeline: Pick<PipelineOptions, 'broker' | 'shards'>,
+  log: Log,
+): Promise<LoadRow> {
+  const stack = await startPipeline({ ...pipeline, workers: 1, workerEnv: { MODEL: 'synthetic:instant', BATCH_SIZE: '32' }, log });
+  try {
+    return await measureLoad(stack, images, {
+      concurrency: 64,
+      requests: shortRun(settings) ? 400 : 3000,
+      warmup: 64,
+      progress: process.stdout.isTTY,
+    });
+  } finally {
+    await stack.stop();
+  }
+}
+
 export interface CapacityResult {
   /** The direct path (Node edge over TCP): what the target is computed on. */
   row: LoadRow;
@@ -380,21 +403,11 @@ export async function capacitySection(settings: RunSettings, images: Images, log
   const rows: Partial<Record<'ioredis' | 'upstash', LoadRow>> = {};
   for (const broker of ['ioredis', 'upstash'] as const) {
     log(`  MODEL=synthetic:instant, 1 worker, BATCH_SIZE 32, edge broker ${broker}: concurrency 64, ${quick ? 400 : 3000} requests`);
-    const stack = await startPipeline({ broker, workers: 1, workerEnv: { MODEL: 'synthetic:instant', BATCH_SIZE: '32' }, log });
-    try {
-      const row = await measureLoad(stack, images, {
-        concurrency: 64,
-        requests: quick ? 400 : 3000,
-        warmup: 64,
-        progress: process.stdout.isTTY,
-      });
-      log(
-        `    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors; CPU ms/request: ${cpuText(row)}`,
-      );
-      rows[broker] = row;
-    } finally {
-      await stack.stop();
-    }
+    const row = await instantLoad(settings, images, { broker }, log);
+    log(
+      `    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors; CPU ms/request: ${cpuText(row)}`,
+    );
+    rows[broker] = row;
   }
   const row = rows.ioredis!;
   const restRow = rows.upstash!;
@@ -480,28 +493,12 @@ export async function shardsSection(settings: RunSettings, images: Images, log: 
     log(
       `  ${shards} shard(s), MODEL=synthetic:instant, 1 worker, BATCH_SIZE 32, edge over TCP: concurrency 64, ${quick ? 400 : 3000} requests`,
     );
-    const stack = await startPipeline({
-      broker: 'ioredis',
-      shards,
-      workers: 1,
-      workerEnv: { MODEL: 'synthetic:instant', BATCH_SIZE: '32' },
-      log,
-    });
-    try {
-      const row = await measureLoad(stack, images, {
-        concurrency: 64,
-        requests: quick ? 400 : 3000,
-        warmup: 64,
-        progress: process.stdout.isTTY,
-      });
-      const cpu = row.cpuMsPerRequest ?? {};
-      const redisMsPerRequest = shards === 1 ? [cpu.redis ?? NaN] : Array.from({ length: shards }, (_, i) => cpu[`redis-${i + 1}`] ?? NaN);
-      const ceiling = Math.round(1000 / Math.max(...redisMsPerRequest));
-      log(`    ${row.throughput} req/s, Redis CPU ms/request per shard ${redisMsPerRequest.join(', ')}; CPU ms/request: ${cpuText(row)}`);
-      rows.push({ ...row, shards, redisMsPerRequest, ceiling });
-    } finally {
-      await stack.stop();
-    }
+    const row = await instantLoad(settings, images, { broker: 'ioredis', shards }, log);
+    const cpu = row.cpuMsPerRequest ?? {};
+    const redisMsPerRequest = shards === 1 ? [cpu.redis ?? NaN] : Array.from({ length: shards }, (_, i) => cpu[`redis-${i + 1}`] ?? NaN);
+    const ceiling = Math.round(1000 / Math.max(...redisMsPerRequest));
+    log(`    ${row.throughput} req/s, Redis CPU ms/request per shard ${redisMsPerRequest.join(', ')}; CPU ms/request: ${cpuText(row)}`);
+    rows.push({ ...row, shards, redisMsPerRequest, ceiling });
   }
   const one = rows[0]!;
   const markdown = [
