@@ -4,8 +4,8 @@
  * about the queues), with the edge on Node and in workerd. Ctrl-C stops every tier, both queues included.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../dev/redis-server.ts';
-import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import type { TierProcess } from '../dev/processes.ts';
+import { startStack } from './helpers/fixtures.ts';
 import { colourPng, predict, tally } from './helpers/faults.ts';
 
 describe.each([
@@ -17,27 +17,11 @@ describe.each([
   const output: string[] = [];
 
   beforeAll(async () => {
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    stack = spawnTier({
-      name: 'stack',
-      command: [process.execPath, '--import', 'tsx', 'dev/stack.ts', ...args],
-      env: {
-        SHARDS: '2',
-        WORKERS: '1',
-        MODEL: 'synthetic:instant',
-        PORT: String(port),
-        METRICS_PORT: '0',
-        REDIS_URL: undefined,
-        QUEUES: undefined,
-      },
-      readyMessage: 'Ready:',
-      print: (line) => output.push(line),
-      detached: true,
-    });
-    await stack.ready.catch((error) => {
-      throw new Error(`${error.message}\n${output.join('\n')}`);
-    });
+    ({ stack, url } = await startStack(
+      { SHARDS: '2', WORKERS: '1', MODEL: 'synthetic:instant', METRICS_PORT: '0', REDIS_URL: undefined, QUEUES: undefined },
+      output,
+      { args, detached: true },
+    ));
   }, 240_000);
 
   afterAll(async () => {

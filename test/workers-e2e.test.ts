@@ -5,8 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../dev/redis-server.ts';
-import { spawnTier, type TierProcess } from '../dev/processes.ts';
+import type { TierProcess } from '../dev/processes.ts';
+import { startStack } from './helpers/fixtures.ts';
 import { badUploads, expectError } from './helpers/bad-uploads.ts';
 import { FIXTURES, pngHeaderOnly } from './helpers/images.ts';
 
@@ -16,18 +16,7 @@ let url: string;
 const output: string[] = [];
 
 beforeAll(async () => {
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  stack = spawnTier({
-    name: 'stack',
-    command: [process.execPath, '--import', 'tsx', 'dev/stack.ts', '--workers'],
-    env: { WORKERS: '1', PORT: String(port), REDIS_URL: undefined },
-    readyMessage: 'Ready:',
-    print: (line) => output.push(line),
-  });
-  await stack.ready.catch((error) => {
-    throw new Error(`${error.message}\n${output.join('\n')}`);
-  });
+  ({ stack, url } = await startStack({ WORKERS: '1', REDIS_URL: undefined }, output, { args: ['--workers'] }));
 }, 240_000);
 
 afterAll(async () => {

@@ -11,7 +11,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
 import { spawnTier, type TierProcess } from '../../dev/processes.ts';
-import { type RedisServerHandle, startRedisServer } from '../../dev/redis-server.ts';
+import { freePort, type RedisServerHandle, startRedisServer } from '../../dev/redis-server.ts';
 import { parseEdgeConfig } from '../../edge/config.ts';
 import { type NodeEdge, startNodeEdge } from '../../edge/node/server.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -124,4 +124,29 @@ export function spawnWorker(consumer: string, env: Record<string, string>): Work
     alive: () => tier.child.exitCode === null && tier.child.signalCode === null,
     kill: (signal) => void tier.child.kill(signal),
   };
+}
+
+/**
+ * `npm start` (dev/stack.ts, with `args` such as `--workers`) on a free port of 127.0.0.1, its
+ * lines into `output`; resolves once it prints "Ready:", or rejects with everything it printed.
+ * `detached`: its own process group, as a shell's foreground job (Ctrl-C is then `-pid`).
+ */
+export async function startStack(
+  env: Env,
+  output: string[],
+  options: { args?: string[]; detached?: boolean } = {},
+): Promise<{ stack: TierProcess; url: string }> {
+  const port = await freePort();
+  const stack = spawnTier({
+    name: 'stack',
+    command: [process.execPath, '--import', 'tsx', 'dev/stack.ts', ...(options.args ?? [])],
+    env: { ...env, PORT: String(port) },
+    readyMessage: 'Ready:',
+    print: (line) => output.push(line),
+    detached: options.detached,
+  });
+  await stack.ready.catch((error) => {
+    throw new Error(`${error.message}\n${output.join('\n')}`);
+  });
+  return { stack, url: `http://127.0.0.1:${port}` };
 }
