@@ -23,7 +23,7 @@ import { ConfigError } from '../shared/config.ts';
 import { type RedisKeys, redisKeys } from '../shared/keys.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
 import { probeRedis } from '../shared/redis-connection.ts';
-import type { ShardSpec } from '../shared/shards.ts';
+import { type ShardSpec, shardLogger } from '../shared/shards.ts';
 import { batchRunner } from './batch.ts';
 import { type BatchReport, emptyStats, type WorkerStats } from './batch-report.ts';
 import { readBatch } from './batcher.ts';
@@ -136,7 +136,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     }
     if (isStopping()) return classifier;
     for (const [i, spec] of config.shards.entries()) {
-      const shardLog = config.shards.length > 1 ? log.child({ shard: spec.name }) : log;
+      const shardLog = shardLogger(log, spec, config.shards.length);
       const shard: Shard = {
         spec,
         keys: redisKeys(spec.prefix),

@@ -23,6 +23,7 @@
  */
 import { z } from 'zod';
 import { maskedUrl } from './config.ts';
+import type { Logger } from './log.ts';
 
 export interface ShardSpec {
   /** Unique in the list: labels the shard in /readyz, logs and metrics. */
@@ -167,3 +168,7 @@ export const queuesVar = (ctx: z.RefinementCtx, text: string, options: QueuesOpt
     return undefined;
   }
 };
+
+/** A shard's logger: the tier's own when it serves one shard, a child naming the shard when several. */
+export const shardLogger = (logger: Logger, shard: ShardSpec, shards: number): Logger =>
+  shards > 1 ? logger.child({ shard: shard.name }) : logger;

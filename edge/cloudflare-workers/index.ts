@@ -15,6 +15,7 @@ import { createPhotonCodec } from './photon-codec.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { ConfigError } from '../../shared/config.ts';
 import { redisKeys } from '../../shared/keys.ts';
+import { shardLogger } from '../../shared/shards.ts';
 import { createLogger } from '../../shared/log.ts';
 import enqueueJob from '../../shared/lua/enqueue-1.lua';
 
@@ -51,7 +52,7 @@ function appFor(env: Env) {
         scripts: { enqueueJob },
         // A few are the rate limiter's and the admission estimate's, not the queue's.
         subrequests: config.WORKERS_SUBREQUESTS - SUBREQUESTS_NOT_THE_QUEUES,
-        logger: config.shards.length > 1 ? logger.child({ shard: shard.name }) : logger,
+        logger: shardLogger(logger, shard, config.shards.length),
       }),
     }));
     // No background probes: every read would be a subrequest of some request.

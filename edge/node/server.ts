@@ -26,7 +26,7 @@ import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { scriptSources } from '../../shared/lua/node.ts';
 import { createLogger, type Logger } from '../../shared/log.ts';
-import type { ShardSpec } from '../../shared/shards.ts';
+import { type ShardSpec, shardLogger } from '../../shared/shards.ts';
 
 export interface NodeEdge {
   url: string;
@@ -44,7 +44,7 @@ const SHARD_PROBE_MS = 500;
 function shardBroker(shard: ShardSpec, config: EdgeConfig, logger: Logger): Promise<Broker> | Broker {
   const keys = redisKeys(shard.prefix);
   const limits: BrokerLimits = brokerLimits(config);
-  const log = config.shards.length > 1 ? logger.child({ shard: shard.name }) : logger;
+  const log = shardLogger(logger, shard, config.shards.length);
   if (shard.transport === 'ioredis') {
     return createIoredisBroker({ url: shard.url, cluster: shard.cluster, tlsCa: config.REDIS_TLS_CA, keys, limits, logger: log });
   }
