@@ -20,7 +20,7 @@ import { createUpstashBroker } from '../broker/upstash.ts';
 import { brokerLimits, type EdgeConfig } from '../config.ts';
 import { createIoredisBroker } from './ioredis-broker.ts';
 import { sharedInbox } from './shared-inbox.ts';
-import { createUpstashHttp, type UpstashHttp } from './upstash-http.ts';
+import { createUpstashHttp } from './upstash-http.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
@@ -34,9 +34,6 @@ export interface NodeEdge {
   close(): Promise<void>;
 }
 
-/** A pool of connections to Upstash REST (see upstash-http.ts for why not fetch). */
-const upstashHttp = (db: { url: string; token: string }): UpstashHttp => createUpstashHttp(db);
-
 /** How often a sharded edge reads every shard's status (health and backlog, for the choice of shard). */
 const SHARD_PROBE_MS = 500;
 
@@ -48,7 +45,8 @@ function shardBroker(shard: ShardSpec, config: EdgeConfig, logger: Logger): Prom
   if (shard.transport === 'ioredis') {
     return createIoredisBroker({ url: shard.url, cluster: shard.cluster, tlsCa: config.REDIS_TLS_CA, keys, limits, logger: log });
   }
-  const http = upstashHttp({ url: shard.url, token: shard.token! });
+  // A pool of connections to Upstash REST (see upstash-http.ts for why not fetch).
+  const http = createUpstashHttp({ url: shard.url, token: shard.token! });
   // One result subscription for the whole process (no SUBSCRIBE/UNSUBSCRIBE per request).
   const redis = new UpstashRedis(http);
   const inbox = sharedInbox({ http, publish: (channel, message) => redis.publish(channel, message), keys, logger: log });
@@ -68,7 +66,7 @@ export async function createNodeBroker(config: EdgeConfig, logger: Logger): Prom
 
 export async function startNodeEdge(config: EdgeConfig, logger: Logger = createLogger('edge')): Promise<NodeEdge> {
   const broker = await createNodeBroker(config, logger);
-  const rateLimitHttp = config.rateLimit && config.rateLimitDb ? upstashHttp(config.rateLimitDb) : undefined;
+  const rateLimitHttp = config.rateLimit && config.rateLimitDb ? createUpstashHttp(config.rateLimitDb) : undefined;
   const rateLimit = config.rateLimit &&
     rateLimitHttp && {
       limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.rateLimitDb!.prefix).rateLimit),
