@@ -26,7 +26,7 @@ import { ApiError } from '../edge/errors.ts';
 import type { ImageCodec, ResizeMode } from '../edge/image/codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
-import { createPhotonCodec, createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
+import { createPhotonCodec, createPhoton } from '../edge/cloudflare-workers/photon-codec.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
 import { withTimeout } from '../shared/timeout.ts';
 import { mulberry32 } from './random.ts';
@@ -465,7 +465,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const budgetMs = options.budgetMs ?? 1000;
   const maxRssBytes = options.maxRssBytes ?? 2048 * MB;
   const seeds = options.seeds ?? (await loadSeeds());
-  const decoder = createPhotonDecoder();
+  const decoder = createPhoton();
   const implementations: Record<CodecName, ImageCodec> = {
     sharp: createSharpCodec({ maxPixels: maxPixels.sharp }),
     photon: createPhotonCodec(decoder),

@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EdgeEnv } from '../edge/config.ts';
 import { CONFIG_EXIT_CODE, configOrExit, intVar, parseEnv } from '../shared/config.ts';
 import { z } from 'zod';
 import { hasRedisServer, REDIS_INSTALL_HINT, startRedisServer, type RedisServerHandle } from './redis-server.ts';
@@ -60,8 +61,28 @@ let stopping = false;
 
 let secretsDir: string | undefined;
 
+/** What the stack itself gives the edge: its port and its queues. */
+const STACK_EDGE_SETTINGS = new Set([
+  'PORT',
+  'HOST',
+  'REDIS_URL',
+  'QUEUES',
+  'UPSTASH_REDIS_REST_URL',
+  'UPSTASH_REDIS_REST_TOKEN',
+  'EDGE_BROKER',
+]);
+
+/**
+ * The edge's other settings set in this shell (WIRE_FORMAT, API_KEYS, ...). The Node edge inherits
+ * the environment; workerd sees only wrangler.toml and the env file, so they go into that file.
+ */
+function edgeSettingsFromShell(): Record<string, string | undefined> {
+  const names = Object.keys(EdgeEnv.in.shape).filter((name) => !STACK_EDGE_SETTINGS.has(name));
+  return Object.fromEntries(names.map((name) => [name, process.env[name]]));
+}
+
 /** A .env file only this user can read, removed on shutdown (wrangler dev --env-file). */
-async function writeSecretsFile(values: Record<string, string | undefined>): Promise<string> {
+async function writeEdgeEnvFile(values: Record<string, string | undefined>): Promise<string> {
   secretsDir = await mkdtemp(join(tmpdir(), 'resnet-edge-'));
   const file = join(secretsDir, '.dev.vars');
   const lines = Object.entries(values)
@@ -201,7 +222,11 @@ try {
       };
   for (let i = 1; i <= env.WORKERS; i++) workers.push(startWorker(i, workerQueue));
   edge = onWorkers
-    ? spawnTier({ name: 'edge', ...wranglerDev(env.PORT, await writeSecretsFile(edgeQueue)), detached: true })
+    ? spawnTier({
+        name: 'edge',
+        ...wranglerDev(env.PORT, await writeEdgeEnvFile({ ...edgeSettingsFromShell(), ...edgeQueue })),
+        detached: true,
+      })
     : spawnTier({
         name: 'edge',
         entry: 'edge/node/main.ts',

@@ -141,7 +141,20 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
     }
     const totalMs = Date.now() - job.started;
     const { format, width, height } = decoded.info;
-    logger?.info({ id: jobId, format, width, height, totalMs, worker: result.worker }, 'predicted');
+    // The job's size on the queue (WIRE_FORMAT), what a broker's bandwidth bills.
+    logger?.info(
+      {
+        id: jobId,
+        format,
+        width,
+        height,
+        wireFormat: decoded.format,
+        wireBytes: decoded.tensor.byteLength,
+        totalMs,
+        worker: result.worker,
+      },
+      'predicted',
+    );
     return {
       success: true,
       id: jobId,

@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { expect, it } from 'vitest';
 import { FIXTURES_DIR, formatReport, fuzz, loadSeeds, makeCase } from '../dev/fuzz.ts';
-import { createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
+import { createPhoton } from '../edge/cloudflare-workers/photon-codec.ts';
 
 const CASES = 400;
 
@@ -54,7 +54,7 @@ it('photon: a thousand traps leak no WASM memory and leave it decoding', async (
   const png = await readFile(`${FIXTURES_DIR}ort_lion.png`);
   const corrupt = Buffer.from(png);
   corrupt.writeUInt32BE((corrupt.readUInt32BE(29) ^ 1) >>> 0, 29); // IHDR CRC: the decoder panics at once
-  const decoder = createPhotonDecoder();
+  const decoder = createPhoton();
   for (let i = 0; i < 1000; i++) expect(() => decoder.decode(corrupt)).toThrow(/unreachable/);
   const { width, height, pixels } = decoder.decode(png);
   expect([width, height, pixels.length]).toEqual([510, 339, 510 * 339 * 4]);

@@ -14,7 +14,7 @@ import type { ImageCodec } from '../edge/image/codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import type { NodeEdge } from '../edge/node/server.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
-import { createPhotonCodec, createPhotonDecoder } from '../edge/cloudflare-workers/photon-codec.ts';
+import { createPhotonCodec, createPhoton } from '../edge/cloudflare-workers/photon-codec.ts';
 import { redisKeys } from '../shared/keys.ts';
 import { createLogger } from '../shared/log.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
@@ -160,7 +160,7 @@ describe('hostile inputs over HTTP (Node edge, real stack)', () => {
 });
 
 describe('image cases through both codecs in-process', () => {
-  const decoder = createPhotonDecoder();
+  const decoder = createPhoton();
   const codecs: Record<'sharp' | 'photon', ImageCodec> = {
     sharp: createSharpCodec({ maxPixels: MAX_PIXELS }),
     photon: createPhotonCodec(decoder),

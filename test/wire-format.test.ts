@@ -1,7 +1,7 @@
 /**
  * WIRE_FORMAT: the job carries the 224x224 image as a JPEG (quality 95, 4:4:4) or lossless WebP
- * file instead of its raw pixels, encoded by the Node edge's codec and decoded by the worker
- * (gpu-worker/wire.ts), through the real code on both sides:
+ * file instead of its raw pixels, encoded by the edge's codec (sharp on Node, photon on Workers)
+ * and decoded by the worker (gpu-worker/wire.ts), through the real code on both sides:
  *
  * - accuracy with the real Keras ResNet50 (ONNX Runtime) on every fixture photo, against raw:
  *   lossless WebP gives the same tensor and the same answer; JPEG the same top-1 on every photo;
@@ -13,6 +13,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstashRestServer, type UpstashRestServer } from '../dev/upstash-rest/server.ts';
+import { createPhotonCodec } from '../edge/cloudflare-workers/photon-codec.ts';
 import { probeImage } from '../edge/image/probe.ts';
 import { createSharpCodec } from '../edge/node/sharp-codec.ts';
 import { parseWorkerConfig } from '../gpu-worker/config.ts';
@@ -58,40 +59,48 @@ const asJob = (tensor: Uint8Array, format: WireFormat): Job => ({
 });
 
 describe('WIRE_FORMAT', () => {
-  it('on every fixture photo, with the real ResNet50: lossless WebP gives the same tensor and answer, JPEG the same top-1', async () => {
-    const photos = readdirSync(FIXTURES).filter((file) => /\.(jpe?g|png)$/i.test(file));
-    const totals: Record<string, { bytes: number; agree: number; maxDelta: number }> = {};
-    for (const file of photos) {
-      const bytes = new Uint8Array(readFileSync(FIXTURES + file));
-      const tensor = await codec.toTensor(bytes, probeImage(bytes, 40_000_000), 'squash');
-      const [raw] = (await classifier.classifyWithStats([tensor], 5)).predictions;
-      for (const format of ['jpeg', 'webp'] as const) {
-        const wire = await codec.toWire!(tensor, format);
-        const { jobs, invalid } = await decodeWireImages([asJob(wire, format)]);
-        expect(invalid).toEqual([]);
-        const [back] = (await classifier.classifyWithStats([jobs[0]!.tensor], 1000)).predictions;
-        const probability = new Map(back!.map((p) => [p.label, p.probability]));
-        const delta = Math.max(...raw!.map((p) => Math.abs(p.probability - (probability.get(p.label) ?? 0))));
-        const total = (totals[format] ??= { bytes: 0, agree: 0, maxDelta: 0 });
-        total.bytes += wire.length;
-        total.agree += back![0]!.label === raw![0]!.label ? 1 : 0;
-        total.maxDelta = Math.max(total.maxDelta, delta);
-        if (format === 'webp') expect(Buffer.compare(Buffer.from(jobs[0]!.tensor), Buffer.from(tensor)), file).toBe(0);
+  it.each([
+    ['Node edge (sharp)', codec],
+    ['Workers edge (photon, WebAssembly)', createPhotonCodec()],
+  ] as const)(
+    'encoded by the %s, on every fixture photo, with the real ResNet50: lossless WebP gives the same tensor and answer, JPEG the same top-1',
+    async (encoder, wireCodec) => {
+      const photos = readdirSync(FIXTURES).filter((file) => /\.(jpe?g|png)$/i.test(file));
+      const totals: Record<string, { bytes: number; agree: number; maxDelta: number }> = {};
+      for (const file of photos) {
+        const bytes = new Uint8Array(readFileSync(FIXTURES + file));
+        // One tensor for both encoders (the sharp decode): this compares the wire files, not the decoders.
+        const tensor = await codec.toTensor(bytes, probeImage(bytes, 40_000_000), 'squash');
+        const [raw] = (await classifier.classifyWithStats([tensor], 5)).predictions;
+        for (const format of ['jpeg', 'webp'] as const) {
+          const wire = await wireCodec.toWire!(tensor, format);
+          const { jobs, invalid } = await decodeWireImages([asJob(wire, format)]);
+          expect(invalid).toEqual([]);
+          const [back] = (await classifier.classifyWithStats([jobs[0]!.tensor], 1000)).predictions;
+          const probability = new Map(back!.map((p) => [p.label, p.probability]));
+          const delta = Math.max(...raw!.map((p) => Math.abs(p.probability - (probability.get(p.label) ?? 0))));
+          const total = (totals[format] ??= { bytes: 0, agree: 0, maxDelta: 0 });
+          total.bytes += wire.length;
+          total.agree += back![0]!.label === raw![0]!.label ? 1 : 0;
+          total.maxDelta = Math.max(total.maxDelta, delta);
+          if (format === 'webp') expect(Buffer.compare(Buffer.from(jobs[0]!.tensor), Buffer.from(tensor)), file).toBe(0);
+        }
       }
-    }
-    for (const [format, total] of Object.entries(totals)) {
-      console.log(
-        `wire format ${format} vs raw, ${photos.length} fixture photos (ResNet50, ONNX Runtime): mean ${Math.round(total.bytes / photos.length)} bytes per job ` +
-          `(${(total.bytes / photos.length / TENSOR_BYTES).toFixed(3)}x raw), top-1 agreement ${total.agree}/${photos.length}, ` +
-          `largest probability change of raw's top 5 ${total.maxDelta.toFixed(4)}`,
-      );
-      expect(total.agree, format).toBe(photos.length);
-    }
-    expect(totals.webp!.maxDelta).toBe(0);
-    expect(totals.jpeg!.maxDelta).toBeLessThan(0.1);
-    expect(totals.jpeg!.bytes / photos.length).toBeLessThan(0.3 * TENSOR_BYTES);
-    expect(totals.webp!.bytes / photos.length).toBeLessThan(0.6 * TENSOR_BYTES);
-  }, 120_000);
+      for (const [format, total] of Object.entries(totals)) {
+        console.log(
+          `wire format ${format} vs raw, encoded by the ${encoder}, ${photos.length} fixture photos (ResNet50, ONNX Runtime): ` +
+            `mean ${Math.round(total.bytes / photos.length)} bytes per job (${(total.bytes / photos.length / TENSOR_BYTES).toFixed(3)}x raw), ` +
+            `top-1 agreement ${total.agree}/${photos.length}, largest probability change of raw's top 5 ${total.maxDelta.toFixed(4)}`,
+        );
+        expect(total.agree, format).toBe(photos.length);
+      }
+      expect(totals.webp!.maxDelta).toBe(0);
+      expect(totals.jpeg!.maxDelta).toBeLessThan(0.1);
+      expect(totals.jpeg!.bytes / photos.length).toBeLessThan(0.3 * TENSOR_BYTES);
+      expect(totals.webp!.bytes / photos.length).toBeLessThan(0.6 * TENSOR_BYTES);
+    },
+    120_000,
+  );
 
   it.each([
     ['TCP', 'jpeg', () => viaTcp(db.url)],

@@ -1,7 +1,9 @@
 /**
  * The edge inside workerd (`npm run dev:edge`: wrangler dev, offline) against the local stack:
  * redis-server, the local Upstash REST server and a worker with the real ResNet50. The reference
- * photo gives beagle, and bad uploads get the same JSON errors as on Node.
+ * photo gives beagle, and bad uploads get the same JSON errors as on Node. With WIRE_FORMAT=webp:
+ * the Workers edge queues the 224x224 image as lossless WebP (photon), the same pixels as raw, so
+ * the answers are raw's; the raw path in workerd runs in stack-shards.test.ts.
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +11,7 @@ import type { TierProcess } from '../dev/processes.ts';
 import { startStack } from './helpers/fixtures.ts';
 import { badUploads, expectError } from './helpers/bad-uploads.ts';
 import { FIXTURES, pngHeaderOnly } from './helpers/images.ts';
+import { TENSOR_BYTES } from '../shared/tensor.ts';
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024; // wrangler.toml [env.local.vars]
 let stack: TierProcess;
@@ -16,7 +19,7 @@ let url: string;
 const output: string[] = [];
 
 beforeAll(async () => {
-  ({ stack, url } = await startStack({ WORKERS: '1', REDIS_URL: undefined }, output, { args: ['--workers'] }));
+  ({ stack, url } = await startStack({ WORKERS: '1', REDIS_URL: undefined, WIRE_FORMAT: 'webp' }, output, { args: ['--workers'] }));
 }, 240_000);
 
 afterAll(async () => {
@@ -28,7 +31,7 @@ describe('edge on workerd (wrangler dev)', () => {
     expect(output.join('\n')).toMatch(/\(workerd\)/);
   });
 
-  it('classifies the reference photo as beagle, like Keras', async () => {
+  it('classifies the reference photo as beagle, like Keras (queued as lossless WebP)', async () => {
     const body = new FormData();
     body.append('image', new Blob([new Uint8Array(await readFile(`${FIXTURES}beagle.jpg`))]), 'beagle.jpg');
     const response = await fetch(`${url}/predict`, { method: 'POST', body });
@@ -37,6 +40,12 @@ describe('edge on workerd (wrangler dev)', () => {
     expect(result.predictions[0].label).toBe('beagle');
     expect(Math.abs(result.predictions[0].probability - 0.9901)).toBeLessThanOrEqual(0.01);
     expect(response.headers.get('x-request-id')).toBe(result.id);
+    // The edge's "predicted" log line (workerd prints it as an object over several lines).
+    const from = output.findIndex((line) => line.includes(`id: '${result.id}'`));
+    const to = output.findIndex((line, i) => i > from && line.endsWith('} predicted'));
+    const logged = output.slice(from, to).join('\n');
+    expect(logged).toContain("wireFormat: 'webp'");
+    expect(Number(logged.match(/wireBytes: (\d+)/)?.[1])).toBeLessThan(TENSOR_BYTES / 1.5);
   });
 
   it.each(badUploads(MAX_BODY_BYTES))('bad upload: $name -> $status $code, as on Node', async ({ init, path, status, code }) => {

@@ -13,7 +13,7 @@
 import { ApiError } from '../../edge/errors.ts';
 import { RESIZE_MODES, type ResizeMode } from '../../edge/image/codec.ts';
 import { probeImage } from '../../edge/image/probe.ts';
-import { createPhotonCodec, createPhotonDecoder } from '../../edge/cloudflare-workers/photon-codec.ts';
+import { createPhotonCodec, createPhoton } from '../../edge/cloudflare-workers/photon-codec.ts';
 import { checksum } from './checksum.ts';
 
 interface Env {
@@ -22,7 +22,7 @@ interface Env {
 
 // One codec per isolate, as in edge/cloudflare-workers/index.ts; its decoder runs photon on an instance of
 // its own (not photon's module-wide one), so the WASM memory is read from the decoder.
-const decoder = createPhotonDecoder();
+const decoder = createPhoton();
 const codec = createPhotonCodec(decoder);
 
 /** The most WASM memory the decoder's instances reached (linear memory never shrinks). */

@@ -35,9 +35,6 @@ function appFor(env: Env) {
     const config = parseEdgeConfig(env.QUEUES ? env : { ...env, EDGE_BROKER: 'upstash' });
     const tcp = config.shards.find((shard) => shard.transport !== 'upstash');
     if (tcp) throw new ConfigError(`QUEUES: ${tcp.name}: Cloudflare Workers reach Redis over Upstash REST only (https:// with a token)`);
-    if (config.WIRE_FORMAT !== 'raw') {
-      throw new ConfigError(`WIRE_FORMAT: ${config.WIRE_FORMAT} is encoded on the Node edge only so far; use raw on Cloudflare Workers`);
-    }
     const logger = createLogger('edge', config.LOG_LEVEL);
     const restClient = (db: { url: string; token?: string }) => new Redis({ url: db.url, token: db.token!, enableTelemetry: false });
     // Failover may enqueue a job on a second shard: each attempt gets its share of the subrequests.
