@@ -2,12 +2,13 @@
  * Bytes stored per queued job, measured on what the edge really enqueues: a pipeline with no
  * worker, one upload with a short deadline (the edge answers 504), then the job is still in the
  * stream to be weighed: the sum of its field names and values (the payload) and `MEMORY USAGE`
- * of the stream holding only it.
+ * of the stream holding only it, for the edge's WIRE_FORMAT `format`.
  *
  * @example
- * const { payloadBytes, memoryUsage } = await pipelineBytesPerJob(imageBytes);
+ * const { payloadBytes, memoryUsage } = await pipelineBytesPerJob(image, 'jpeg');
  */
 import { redisKeys } from '../shared/keys.ts';
+import type { WireFormat } from '../shared/protocol.ts';
 import { startPipeline } from './pipeline.ts';
 
 export interface BytesPerJob {
@@ -17,8 +18,12 @@ export interface BytesPerJob {
   memoryUsage: number;
 }
 
-export async function pipelineBytesPerJob(image: { name: string; bytes: Uint8Array }, log?: (line: string) => void): Promise<BytesPerJob> {
-  const stack = await startPipeline({ workers: 0, workerEnv: {}, edgeEnv: { DEADLINE_MS: '200' }, log });
+export async function pipelineBytesPerJob(
+  image: { name: string; bytes: Uint8Array },
+  format: WireFormat,
+  log?: (line: string) => void,
+): Promise<BytesPerJob> {
+  const stack = await startPipeline({ workers: 0, workerEnv: {}, edgeEnv: { DEADLINE_MS: '200', WIRE_FORMAT: format }, log });
   try {
     const form = new FormData();
     form.append('image', new Blob([new Uint8Array(image.bytes)]), image.name);

@@ -20,6 +20,7 @@ import { benchEngine, setupEnv, type EngineResult, type EngineSetup } from './en
 import { median, round } from './stats.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
+import { WIRE_FORMATS, type WireFormat } from '../shared/protocol.ts';
 import { seedBytesPerJob, startSeedStack } from './seed/stack.ts';
 import { BATCH_SIZE as SEED_BATCH_SIZE, CLIENT_SLEEP_MS, SERVER_SLEEP_MS } from './seed/protocol.ts';
 
@@ -392,14 +393,18 @@ export interface CapacityResult {
   row: LoadRow;
   /** The same load through the local Upstash REST server (the Node edge over Upstash REST). */
   restRow: LoadRow;
-  bytes: BytesPerJob;
+  /** Per WIRE_FORMAT. */
+  bytes: Record<WireFormat, BytesPerJob>;
 }
 
 export async function capacitySection(settings: RunSettings, images: Images, log: Log): Promise<Section & CapacityResult> {
   const quick = shortRun(settings);
-  log('  bytes per queued job: an edge without workers, one upload');
-  const bytes = await pipelineBytesPerJob(images[0]!, log);
-  log(`    ${bytes.payloadBytes} bytes of payload, MEMORY USAGE ${bytes.memoryUsage}`);
+  const bytes = {} as Record<WireFormat, BytesPerJob>;
+  for (const format of WIRE_FORMATS) {
+    log(`  bytes per queued job, WIRE_FORMAT=${format}: an edge without workers, one upload`);
+    bytes[format] = await pipelineBytesPerJob(images[0]!, format, log);
+    log(`    ${bytes[format].payloadBytes} bytes of payload, MEMORY USAGE ${bytes[format].memoryUsage}`);
+  }
   const rows: Partial<Record<'ioredis' | 'upstash', LoadRow>> = {};
   for (const broker of ['ioredis', 'upstash'] as const) {
     log(`  MODEL=synthetic:instant, 1 worker, BATCH_SIZE 32, edge broker ${broker}: concurrency 64, ${quick ? 400 : 3000} requests`);
@@ -421,7 +426,14 @@ export async function capacitySection(settings: RunSettings, images: Images, log
     line('TCP (ioredis; self-hosted Node edge)', row),
     line('Upstash REST (local REST server; Node edge, one shared subscription)', restRow),
     '',
-    `Bytes per queued job: ${bytes.payloadBytes.toLocaleString('en-US')} bytes of payload (MEMORY USAGE of the stream with one job: ${bytes.memoryUsage.toLocaleString('en-US')}).`,
+    `Bytes per queued job (${images[0]!.name}, the edge over Upstash REST: Z85 text), by WIRE_FORMAT (accuracy of each: docs/performance.md#wire-format):`,
+    '',
+    '| WIRE_FORMAT | payload bytes | vs raw | MEMORY USAGE of the stream with one job |',
+    '|---|---:|---:|---:|',
+    ...WIRE_FORMATS.map(
+      (format) =>
+        `| ${format} | ${bytes[format].payloadBytes.toLocaleString('en-US')} | ${round(bytes[format].payloadBytes / bytes.raw.payloadBytes, 3)}x | ${bytes[format].memoryUsage.toLocaleString('en-US')} |`,
+    ),
   ].join('\n');
   return { title: 'Pipeline capacity (instant synthetic model)', markdown, json: { row, restRow, bytes }, row, restRow, bytes };
 }
@@ -684,10 +696,16 @@ export function computeTargets(inputs: TargetInputs): Target[] {
       target: '<= 0.25x',
       ...(seed
         ? {
-            measured: `${capacity.bytes.payloadBytes.toLocaleString('en-US')} / ${seed.bytes.payloadBytes.toLocaleString('en-US')} = ${round(capacity.bytes.payloadBytes / seed.bytes.payloadBytes, 4)}x (MEMORY USAGE: ${round(capacity.bytes.memoryUsage / seed.bytes.memoryUsage, 4)}x)`,
-            met: capacity.bytes.payloadBytes / seed.bytes.payloadBytes <= 0.25,
+            measured: `${capacity.bytes.raw.payloadBytes.toLocaleString('en-US')} / ${seed.bytes.payloadBytes.toLocaleString('en-US')} = ${round(capacity.bytes.raw.payloadBytes / seed.bytes.payloadBytes, 4)}x (MEMORY USAGE: ${round(capacity.bytes.raw.memoryUsage / seed.bytes.memoryUsage, 4)}x)`,
+            met: capacity.bytes.raw.payloadBytes / seed.bytes.payloadBytes <= 0.25,
           }
         : notMeasured('no seed baseline in this run')),
+    },
+    {
+      what: 'Bytes per queued job, WIRE_FORMAT=jpeg vs raw (payload; webp beside it; every top-1 kept: test/wire-format.test.ts)',
+      target: '<= 0.3x',
+      measured: `${capacity.bytes.jpeg.payloadBytes.toLocaleString('en-US')} / ${capacity.bytes.raw.payloadBytes.toLocaleString('en-US')} = ${round(capacity.bytes.jpeg.payloadBytes / capacity.bytes.raw.payloadBytes, 3)}x (webp: ${round(capacity.bytes.webp.payloadBytes / capacity.bytes.raw.payloadBytes, 3)}x)`,
+      met: capacity.bytes.jpeg.payloadBytes / capacity.bytes.raw.payloadBytes <= 0.3,
     },
     {
       what: `tfjs wasm: inference replicas = cores (${Math.max(2, inputs.cores)}) vs 1 replica (bare engine, median over the batch sizes)`,

@@ -131,8 +131,11 @@ describe('npm run bench -- --model tiny --quick', () => {
     expect(seed).not.toHaveProperty('xadd');
   });
 
-  it('weighs a queued job of each protocol: uint8 Z85 against float32 base64', () => {
-    const ours = section<{ bytes: { payloadBytes: number } }>('Pipeline capacity').bytes.payloadBytes;
+  it('weighs a queued job of each protocol (uint8 Z85 against float32 base64) and of each WIRE_FORMAT', () => {
+    const bytes = section<{ bytes: Record<'raw' | 'jpeg' | 'webp', { payloadBytes: number }> }>('Pipeline capacity').bytes;
+    const ours = bytes.raw.payloadBytes;
+    expect(bytes.jpeg.payloadBytes).toBeLessThan(bytes.webp.payloadBytes);
+    expect(bytes.webp.payloadBytes).toBeLessThan(ours);
     const seed = section<{ bytes: { payloadBytes: number } }>('Seed-protocol baseline').bytes.payloadBytes;
     expect(ours).toBeGreaterThan((TENSOR_BYTES * 5) / 4);
     expect(ours).toBeLessThan((TENSOR_BYTES * 5) / 4 + 1024);
@@ -163,7 +166,7 @@ describe('npm run bench -- --model tiny --quick', () => {
     // Every shard carried a share: its Redis spent CPU on the run.
     for (const row of shards) for (const ms of row.redisMsPerRequest) expect(ms).toBeGreaterThan(0);
     const targets = section<Target[]>('Targets');
-    expect(targets).toHaveLength(17);
+    expect(targets).toHaveLength(18);
     for (const target of targets) {
       expect(target.measured, target.what).not.toMatch(/NaN|undefined|Infinity|not measured/);
       // Pass or fail, but for the one row that is reported only.
