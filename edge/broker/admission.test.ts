@@ -99,4 +99,17 @@ describe('createAdmission', () => {
     expect(refusal.headers['Retry-After']).toBe('3'); // the time left caps it
     expect(admission.refusal(512, deadline).message).toMatch(/The queue is full \(512 jobs\)/);
   });
+
+  it("uses the broker's other status reads (GET /readyz, a sharded edge's probes) and then makes none of its own", async () => {
+    let reads = 0;
+    const admission = createAdmission(async () => {
+      reads++;
+      return status([beat('a', { imagesPerSec: 16, batchMs: 250, lastSeen: Date.now(), expiresAt: Date.now() + 6_000 })]);
+    }, limits);
+    const deadline = Date.now() + 3_000;
+    expect((await admission.status()).workers).toHaveLength(1); // the probe's read
+    expect(admission.limit(deadline)).toBeLessThan(32); // already the estimate
+    admission.admit(deadline, 1)();
+    expect(reads).toBe(1);
+  });
 });

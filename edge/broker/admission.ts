@@ -4,7 +4,8 @@
  *
  * The live workers' heartbeats say how many images a second each answers when busy
  * (`imagesPerSec`) and how long its batches take (`batchMs`); the broker reads them at most once a
- * second per edge process, in the background, so no request waits for it. A new job waits about
+ * second per edge process, in the background, so no request waits for it (none at all while the
+ * broker's status is read for other reasons as often: {@link Admission.status}). A new job waits about
  * backlog / capacity, plus two batches (the one in hand may be partial, and its own). It is admitted while the stream holds fewer jobs than
  * {@link admitBelow} gives for its time left, checked twice:
  *
@@ -82,6 +83,12 @@ export interface Admission {
   limit(deadline: number, now?: number): number;
   /** The answer for a job refused with the stream at `backlog` jobs. */
   refusal(backlog: number, deadline: number, now?: number): ApiError;
+  /**
+   * Read the broker's status now (the broker's own `status()`: GET /readyz, a sharded edge's
+   * probes). Every read feeds the estimate, so an edge whose shards are probed more often than
+   * REFRESH_MS makes no reads of its own for admission.
+   */
+  status(): Promise<BrokerStatus>;
 }
 
 export function createAdmission(read: () => Promise<BrokerStatus>, limits: BrokerLimits): Admission {
@@ -91,15 +98,18 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
   let refreshedAt = Number.NEGATIVE_INFINITY;
   let refreshing = false;
 
+  async function readAndRecord(): Promise<BrokerStatus> {
+    refreshedAt = Date.now();
+    const status = await read();
+    if (status.redisOk) estimate = { value: estimateOf(status.workers, Date.now()), backlog: status.backlog, at: Date.now() };
+    return status;
+  }
+
   /** Start a read of the heartbeats when the last is older than REFRESH_MS; never awaited by a request. */
   function refresh(now: number): void {
     if (!limits.admitByDeadline || refreshing || now - refreshedAt < REFRESH_MS) return;
     refreshing = true;
-    refreshedAt = now;
-    read()
-      .then((status) => {
-        if (status.redisOk) estimate = { value: estimateOf(status.workers, Date.now()), backlog: status.backlog, at: Date.now() };
-      })
+    readAndRecord()
       .catch(() => {})
       .finally(() => (refreshing = false));
   }
@@ -147,6 +157,7 @@ export function createAdmission(read: () => Promise<BrokerStatus>, limits: Broke
         retryAfter,
       );
     },
+    status: readAndRecord,
   };
   return admission;
 }

@@ -238,7 +238,7 @@ export function createUpstashBroker({
       }
     },
     admit: (deadline, jobs) => admission.admit(deadline, jobs),
-    status,
+    status: admission.status,
     close: () => inbox.close(),
   };
 }

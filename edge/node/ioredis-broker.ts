@@ -186,7 +186,7 @@ export async function createIoredisBroker({ url, cluster, tlsCa, keys, limits, l
       }
     },
     admit: (deadline, jobs) => admission.admit(deadline, jobs),
-    status,
+    status: admission.status,
     async close() {
       closed = true;
       clearTimeout(outage);
