@@ -63,6 +63,15 @@ describe('hostile heartbeats', () => {
 describe('createAdmission', () => {
   const status = (workers: WorkerHeartbeat[]): BrokerStatus => ({ redisOk: true, redisMs: 1, workers, backlog: 0 });
   const limits = { queueMax: 512, retryAfterSeconds: 1, holdMax: 128, admitByDeadline: true };
+  /** Admission over one live worker answering 16 images/s in 250 ms batches, counting its reads. */
+  const oneWorker16PerSec = () => {
+    let reads = 0;
+    const admission = createAdmission(async () => {
+      reads++;
+      return status([beat('a', { imagesPerSec: 16, batchMs: 250, lastSeen: Date.now(), expiresAt: Date.now() + 6_000 })]);
+    }, limits);
+    return { admission, reads: () => reads };
+  };
 
   it('with ADMISSION=queue-max, reads nothing and admits up to QUEUE_MAX', () => {
     let reads = 0;
@@ -80,11 +89,7 @@ describe('createAdmission', () => {
   });
 
   it('admits up to QUEUE_MAX until the first read of the heartbeats is in, then by the estimate', async () => {
-    let reads = 0;
-    const admission = createAdmission(async () => {
-      reads++;
-      return status([beat('a', { imagesPerSec: 16, batchMs: 250, lastSeen: Date.now(), expiresAt: Date.now() + 6_000 })]);
-    }, limits);
+    const { admission, reads } = oneWorker16PerSec();
     const deadline = Date.now() + 3_000;
     admission.admit(deadline, 1)(); // a request starts the first read...
     expect(admission.limit(deadline)).toBe(512); // ...still cold: the read has only started
@@ -92,7 +97,7 @@ describe('createAdmission', () => {
     expect(admission.limit(deadline)).toBeGreaterThan(25);
     expect(admission.limit(deadline)).toBeLessThan(32);
     admission.admit(deadline, 1)();
-    expect(reads).toBe(1); // at most one read per second
+    expect(reads()).toBe(1); // at most one read per second
     const refusal = admission.refusal(100, deadline);
     expect(refusal).toMatchObject({ status: 503, code: 'queue_full' });
     expect(refusal.message).toMatch(/about 6\.5 s of work for the live workers \(16 images\/s\)/);
@@ -101,15 +106,11 @@ describe('createAdmission', () => {
   });
 
   it("uses the broker's other status reads (GET /readyz, a sharded edge's probes) and then makes none of its own", async () => {
-    let reads = 0;
-    const admission = createAdmission(async () => {
-      reads++;
-      return status([beat('a', { imagesPerSec: 16, batchMs: 250, lastSeen: Date.now(), expiresAt: Date.now() + 6_000 })]);
-    }, limits);
+    const { admission, reads } = oneWorker16PerSec();
     const deadline = Date.now() + 3_000;
     expect((await admission.status()).workers).toHaveLength(1); // the probe's read
     expect(admission.limit(deadline)).toBeLessThan(32); // already the estimate
     admission.admit(deadline, 1)();
-    expect(reads).toBe(1);
+    expect(reads()).toBe(1);
   });
 });
