@@ -213,11 +213,20 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
 
 /**
  * Commands that run on a clock, whatever the traffic: each worker's heartbeat every HEARTBEAT_MS
- * (HSET + PEXPIRE + HGETALL, HDEL when pruning), its reclaim scan (XAUTOCLAIM, every
- * CLAIM_IDLE_MS / 2), the edge's health PING (at most one a second while some request has waited
- * over a second). Per request they shrink as traffic grows, so they are reported apart.
+ * (HSET + PEXPIRE + HGETALL + XINFO CONSUMERS + XPENDING, HDEL when pruning), its reclaim scan
+ * (XAUTOCLAIM, every CLAIM_IDLE_MS / 2), the edge's health PING (at most one a second while some
+ * request has waited over a second), and the edge's status reads (HGETALL + XLEN, for admission
+ * and shard probes; see clockXlens). Per request they shrink as traffic grows, so they are
+ * reported apart.
  */
-export const HOUSEKEEPING_COMMANDS = new Set(['hset', 'pexpire', 'hgetall', 'hdel', 'xautoclaim', 'ping']);
+export const HOUSEKEEPING_COMMANDS = new Set(['hset', 'pexpire', 'hgetall', 'hdel', 'xautoclaim', 'ping', 'xinfo', 'xpending']);
+
+/**
+ * XLENs of the edge's status reads: XLEN also runs inside every enqueue (per request), so the
+ * clock's share is told apart by count: each status read is one HGETALL + XLEN, and each
+ * heartbeat one HSET + HGETALL, so the status reads are the HGETALLs the heartbeats do not explain.
+ */
+const clockXlens = (delta: (command: string) => number) => Math.max(0, Math.min(delta('xlen'), delta('hgetall') - delta('hset')));
 
 /** `INFO commandstats` as command -> calls. */
 export async function commandStats(redis: Redis): Promise<Map<string, number>> {
@@ -293,16 +302,16 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
     load: round((loadCpu.user + loadCpu.system) / 1000 / Math.max(1, ok), 2),
   };
   const breakdown: Record<string, number> = {};
+  const delta = (command: string) => (after.get(command) ?? 0) - (before.get(command) ?? 0);
   let total = 0;
-  let housekeeping = 0;
-  for (const [command, calls] of after) {
-    if (command === 'info') continue;
-    const delta = calls - (before.get(command) ?? 0);
-    if (delta <= 0) continue;
-    if (HOUSEKEEPING_COMMANDS.has(command)) housekeeping += delta;
-    else total += delta;
-    breakdown[command] = round(delta / Math.max(1, ok), 2);
+  let housekeeping = clockXlens(delta);
+  for (const command of after.keys()) {
+    if (command === 'info' || delta(command) <= 0) continue;
+    if (HOUSEKEEPING_COMMANDS.has(command)) housekeeping += delta(command);
+    else total += delta(command);
+    breakdown[command] = round(delta(command) / Math.max(1, ok), 2);
   }
+  total -= clockXlens(delta);
   return {
     concurrency: options.concurrency,
     requests: summary.requests,

@@ -246,7 +246,7 @@ export async function e2eSection(
     '',
     anatomy.markdown,
     '',
-    `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests; in parentheses, the share of housekeeping that runs on a clock whatever the traffic (${[...HOUSEKEEPING_COMMANDS].map((c) => c.toUpperCase()).join(', ')}: worker heartbeats, reclaim scans, the edge's health PING while a request has waited over a second). At concurrency 1: ${breakdownText(rows[0]!)}.`,
+    `- Redis commands per request are every command Redis executed during the level (\`INFO commandstats\` before and after, script-internal calls included, the inspector's INFO left out) over the successful requests; in parentheses, the share of housekeeping that runs on a clock whatever the traffic (${[...HOUSEKEEPING_COMMANDS].map((c) => c.toUpperCase()).join(', ')}, and the XLENs of the edge's status reads: worker heartbeats, reclaim scans, the edge's admission reads, its health PING while a request has waited over a second). At concurrency 1: ${breakdownText(rows[0]!)}.`,
     '- CPU ms/request by process: user + system time of each process (a worker with its inference processes) during the level, from /proc, per successful request; `load` is this load generator.',
     "- The server split is the edge's own `timings` in each answer: preprocess (read, probe, decode, resize), queue wait (enqueue to a worker reading it), inference (the worker's batch), total; overhead is the median over requests of total - inference: what serving a request added to its batch's inference (decode included, the client's own HTTP time not).",
   ].join('\n');
