@@ -7,7 +7,8 @@
  * serves jobs until SIGTERM/SIGINT, which finish the batch in hand first.
  *
  * Readiness: one JSON log line on stdout with "msg":"worker ready" per worker process.
- * Metrics: Prometheus text on http://METRICS_HOST:METRICS_PORT/metrics (metrics.ts; 0: off).
+ * Metrics and health: Prometheus text on http://METRICS_HOST:METRICS_PORT/metrics, and GET /livez
+ * and /readyz for probes (metrics.ts, health.ts; METRICS_PORT=0: none).
  * Exit codes: 0 stopped, 1 failed, 2 bad configuration (the message names the variable) or an
  * engine that was asked for and cannot start here.
  *
@@ -47,8 +48,9 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
   const [{ startWorker }, { WorkerMetrics, serveMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
   // Served from the start: process metrics are useful during a long model download too.
   const metrics = config.metricsPort > 0 ? new WorkerMetrics({ defaultMetrics: true, log }) : undefined;
-  const metricsServer = metrics && (await serveMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log }));
   const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter(), metrics });
+  const metricsServer =
+    metrics && (await serveMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log, health: worker.health }));
   const supervised = process.env[SUPERVISED_ENV] === '1' && typeof process.send === 'function';
 
   let signals = 0;

@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics of one worker process (prom-client), served as text on
- * `http://<METRICS_HOST>:<METRICS_PORT>/metrics`. Each WorkerMetrics has its own registry, so
- * several in-process workers (tests) do not collide.
+ * `http://<METRICS_HOST>:<METRICS_PORT>/metrics`, beside the worker's health (`/livez`, `/readyz`:
+ * health.ts). Each WorkerMetrics has its own registry, so several in-process workers (tests) do
+ * not collide.
  *
  * With INFERENCE_PROCESSES=N the supervisor serves nothing: child i (1..N) listens on
  * METRICS_PORT+i, each with its own `consumer` label (Prometheus scrapes N targets; summing them
@@ -9,13 +10,14 @@
  *
  * @example
  * const metrics = new WorkerMetrics({ defaultMetrics: true });
- * const server = await serveMetrics(metrics, { port: 9464, host: '0.0.0.0', log });
- * startWorker(config, { metrics });
+ * const worker = startWorker(config, { metrics });
+ * const server = await serveMetrics(metrics, { port: 9464, host: '0.0.0.0', log, health: worker.health });
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../shared/log.ts';
+import type { WorkerHealth } from './health.ts';
 import { withTimeout } from '../shared/timeout.ts';
 
 export const METRIC_PREFIX = 'resnet_worker_';
@@ -147,16 +149,26 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serve GET /metrics. A port already taken is logged, not fatal: inference matters more than metrics. */
+/**
+ * Serve GET /metrics, and with `health` GET /livez and GET /readyz (200 or 503, the health as
+ * JSON: health.ts). A port already taken is logged, not fatal: inference matters more than metrics.
+ */
 export async function serveMetrics(
   metrics: WorkerMetrics,
-  options: { port: number; host: string; log: Logger },
+  options: { port: number; host: string; log: Logger; health?: () => WorkerHealth },
 ): Promise<MetricsServer | undefined> {
   const { registry } = metrics;
+  const { health } = options;
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
+    if (request.method === 'GET' && health && (path === '/livez' || path === '/readyz')) {
+      const now = health();
+      const ok = path === '/livez' ? now.live : now.ready;
+      response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(now));
+      return;
+    }
     if (request.method !== 'GET' || path !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+      response.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: try GET /metrics${health ? ', /livez or /readyz' : ''}\n`);
       return;
     }
     registry.metrics().then(

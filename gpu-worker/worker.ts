@@ -31,6 +31,7 @@ import { defaultBatchSize, type WorkerConfig } from './config.ts';
 import { type Connections, ensureGroup, openConnections, readBacklog } from './connections.ts';
 import { PRUNE_EVERY_MS, pruneConsumers } from './consumers.ts';
 import type { ImageClassifier } from './engine/image-classifier.ts';
+import { HUNG_AFTER_BATCHES, type WorkerHealth, type WorkerPhase, workerHealth } from './health.ts';
 import { type Heartbeat, type HeartbeatLoad, staleAfterMs, startHeartbeat } from './heartbeat.ts';
 import type { StreamEntry } from './jobs.ts';
 import type { WorkerMetrics } from './metrics.ts';
@@ -70,6 +71,8 @@ export interface WorkerHandle {
   /** Finish the batch in hand, stop reading, close the connections. Idempotent. */
   stop(): Promise<void>;
   stats(): WorkerStats;
+  /** Live and ready, as GET /livez and /readyz answer them (health.ts). */
+  health(): WorkerHealth;
 }
 
 /** One shard as this worker serves it. */
@@ -100,6 +103,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
   /** Aborted by stop(): ends the loops and cuts every wait short. */
   const stopped = new AbortController();
   const isStopping = () => stopped.signal.aborted;
+  let phase: WorkerPhase = 'starting';
   let batchSize = 1; // set once the engine is known
   let throughput = new Throughput(batchSize);
   let markReady!: () => void;
@@ -326,18 +330,21 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
       if (config.inferenceDelayMs > 0) {
         log.warn({ inferenceDelayMs: config.inferenceDelayMs }, 'INFERENCE_DELAY_MS slows every batch down: for tests and benchmarks only');
       }
+      if (!isStopping()) phase = 'serving';
       markReady();
       prune();
       pruneTimer = setInterval(prune, PRUNE_EVERY_MS);
       pruneTimer.unref();
       await Promise.all(loops.map(({ shard, reclaimer, processSafely }) => loop(shard, reclaimer, processSafely, run)));
     } finally {
+      phase = 'stopping';
       clearInterval(pruneTimer);
       metrics?.setBacklogSources(new Map());
       await Promise.all(shards.map((shard) => shard.heartbeat?.stop()));
       await Promise.all(shards.map((shard) => shard.connections.close()));
       if (classifier && !options.classifier) classifier.dispose();
       log.info({ consumer, ...stats }, 'worker stopped');
+      phase = 'stopped';
     }
   })();
   // ready rejects with the startup error; neither promise may become an unhandled rejection.
@@ -355,8 +362,19 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
     ready: readyOrFailed,
     done,
     stats: () => ({ ...stats }),
+    health: () =>
+      workerHealth({
+        phase,
+        inferenceMs: turns.busyMs(),
+        hungAfterMs: Math.max(config.claimIdleMs, HUNG_AFTER_BATCHES * (throughput.load().longestBatchMs ?? 0)),
+        shards: config.shards.map((spec) => {
+          const open = shards.find((shard) => shard.spec === spec)?.connections;
+          return { name: spec.name, connected: open?.reader.status === 'ready' && open.writer.status === 'ready' };
+        }),
+      }),
     async stop() {
       stopped.abort();
+      if (phase === 'serving') phase = 'stopping';
       // Wake blocked XREADGROUPs now rather than after their BLOCK timeout: they return nothing, so
       // no entry is delivered to a worker that is leaving.
       await Promise.all(shards.map((shard) => shard.connections.unblockReader()));
