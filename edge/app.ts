@@ -14,7 +14,8 @@ import type { Broker } from './broker/broker.ts';
 import type { EdgeConfig } from './config.ts';
 import { withDemoPage } from './demo/index.ts';
 import { ApiError, errorBody, type ErrorBody } from './errors.ts';
-import { healthRoutes } from './health.ts';
+import { EDGE_PROBES, healthRoutes } from './health.ts';
+import { type RequestOutcome, requestMetrics } from './middleware/request-metrics/index.ts';
 import type { ImageCodec, ResizeMode } from './image/codec.ts';
 import { probeImage, type ImageInfo } from './image/probe.ts';
 import { readImages } from './upload.ts';
@@ -45,6 +46,8 @@ export interface AppDeps {
   rateLimit?: Pick<RateLimitOptions, 'limiter' | 'clientAddress'>;
   /** Where a request comes from, for a sharded broker's nearest shards (Workers: its `cf.continent`). */
   regionOf?: (request: Request) => string | undefined;
+  /** Each request's outcome, for the runtime's metrics (the Node edge's: node/metrics.ts). */
+  observe?: (outcome: RequestOutcome) => void;
 }
 
 interface Decoded {
@@ -69,11 +72,12 @@ interface PredictJob {
 /** One image's answer (the whole body of a one-image request), as documented in openapi.ts. */
 type PredictionBody = z.infer<typeof PredictionResult>;
 
-export function createApp({ codec, broker, config, logger, rateLimit: limits, regionOf }: AppDeps) {
+export function createApp({ codec, broker, config, logger, rateLimit: limits, regionOf, observe }: AppDeps) {
   const app = new OpenAPIHono<{ Variables: RequestIdVariables }>();
 
   // limitLength 0 ignores any id a client sends: the id also names the job's Redis keys, so it is ours.
   app.use(requestId({ limitLength: 0 }));
+  if (observe) app.use(requestMetrics(observe));
   if (logger) app.use(accessLog(logger));
   if (config.corsOrigins?.length) {
     app.use(
@@ -106,7 +110,7 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
       }),
     ),
   );
-  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get(EDGE_PROBES.live, (c) => c.json({ ok: true }));
   app.route('/', healthRoutes(broker, { readyWorkerMaxAgeMs: config.READY_WORKER_MAX_AGE_MS, retryAfterSeconds: config.RETRY_AFTER_S }));
 
   /**

@@ -40,6 +40,8 @@ export const EdgeEnv = z
     // Requests an edge process holds (tensor and upload in memory, retrying) while the queue is
     // unreachable; beyond it, 503 broker_unavailable at once.
     OUTAGE_HOLD_MAX: intVar(128, 0, 100_000),
+    // Node edge only: Prometheus GET /metrics on this port of HOST (0: off).
+    EDGE_METRICS_PORT: intVar(0, 0, 65535),
     // Cloudflare Workers only: subrequests one request may make (Free plan 50, Paid 1,000).
     WORKERS_SUBREQUESTS: intVar(50, 10, 100_000),
     // deadline: refuse at once (503 queue_full) a request the live workers could not answer before

@@ -25,6 +25,9 @@ export interface HealthOptions {
   retryAfterSeconds: number;
 }
 
+/** The probe paths (liveness in app.ts, readiness here), as deploy/kubernetes/ asks them. */
+export const EDGE_PROBES = { live: '/healthz', ready: '/readyz' } as const;
+
 /** The wire tensor every model is fed (the edge resizes to it). */
 export const MODEL_INPUT = { width: IMAGE_SIZE, height: IMAGE_SIZE, channels: CHANNELS, dtype: 'uint8' } as const;
 
@@ -82,7 +85,7 @@ export function listModels(workers: WorkerHeartbeat[], maxAgeMs: number, now = D
 
 export function healthRoutes(broker: Broker, { readyWorkerMaxAgeMs, retryAfterSeconds }: HealthOptions) {
   const routes = new Hono();
-  routes.get('/readyz', async (c) => {
+  routes.get(EDGE_PROBES.ready, async (c) => {
     c.header('Cache-Control', 'no-store');
     const { ready, reason, ...detail } = readiness(await broker.status(), readyWorkerMaxAgeMs);
     if (ready) return c.json({ ok: true, ...detail });

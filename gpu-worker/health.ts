@@ -15,6 +15,9 @@
  * response.writeHead(health.ready ? 200 : 503).end(JSON.stringify(health));
  */
 
+/** The paths metrics.ts serves them on (and deploy/kubernetes/ probes). */
+export const WORKER_PROBES = { live: '/livez', ready: '/readyz' } as const;
+
 /** starting: loading the model, joining the shards; serving; stopping: finishing the batch in hand; stopped. */
 export type WorkerPhase = 'starting' | 'serving' | 'stopping' | 'stopped';
 

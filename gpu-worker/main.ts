@@ -45,12 +45,12 @@ if (config.inferenceProcesses > 1) {
 
 async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
   // Loaded here, not at the top: a supervisor serves no jobs.
-  const [{ startWorker }, { WorkerMetrics, serveMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
+  const [{ startWorker }, { WorkerMetrics, serveWorkerMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
   // Served from the start: process metrics are useful during a long model download too.
   const metrics = config.metricsPort > 0 ? new WorkerMetrics({ defaultMetrics: true, log }) : undefined;
   const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter(), metrics });
   const metricsServer =
-    metrics && (await serveMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log, health: worker.health }));
+    metrics && (await serveWorkerMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log, health: worker.health }));
   const supervised = process.env[SUPERVISED_ENV] === '1' && typeof process.send === 'function';
 
   let signals = 0;

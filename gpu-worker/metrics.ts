@@ -11,13 +11,12 @@
  * @example
  * const metrics = new WorkerMetrics({ defaultMetrics: true });
  * const worker = startWorker(config, { metrics });
- * const server = await serveMetrics(metrics, { port: 9464, host: '0.0.0.0', log, health: worker.health });
+ * const server = await serveWorkerMetrics(metrics, { port: 9464, host: '0.0.0.0', log, health: worker.health });
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Logger } from '../shared/log.ts';
-import type { WorkerHealth } from './health.ts';
+import { type MetricsServer, serveMetrics } from '../shared/metrics-server.ts';
+import { WORKER_PROBES, type WorkerHealth } from './health.ts';
 import { withTimeout } from '../shared/timeout.ts';
 
 export const METRIC_PREFIX = 'resnet_worker_';
@@ -144,55 +143,21 @@ export class WorkerMetrics {
   }
 }
 
-export interface MetricsServer {
-  port: number;
-  close(): Promise<void>;
-}
-
 /**
  * Serve GET /metrics, and with `health` GET /livez and GET /readyz (200 or 503, the health as
- * JSON: health.ts). A port already taken is logged, not fatal: inference matters more than metrics.
+ * JSON: health.ts), on the worker's metrics port.
  */
-export async function serveMetrics(
+export function serveWorkerMetrics(
   metrics: WorkerMetrics,
   options: { port: number; host: string; log: Logger; health?: () => WorkerHealth },
 ): Promise<MetricsServer | undefined> {
-  const { registry } = metrics;
   const { health } = options;
-  const server: Server = createServer((request, response) => {
-    const path = (request.url ?? '/').split('?')[0];
-    if (request.method === 'GET' && health && (path === '/livez' || path === '/readyz')) {
-      const now = health();
-      const ok = path === '/livez' ? now.live : now.ready;
-      response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(now));
-      return;
-    }
-    if (request.method !== 'GET' || path !== '/metrics') {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: try GET /metrics${health ? ', /livez or /readyz' : ''}\n`);
-      return;
-    }
-    registry.metrics().then(
-      (text) => response.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${error.message}\n`),
-    );
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, options.host, () => resolve());
-    });
-  } catch (error) {
-    options.log.error({ err: error, port: options.port }, 'could not serve /metrics; running without it');
-    return undefined;
-  }
-  const { port } = server.address() as AddressInfo;
-  options.log.info({ port, host: options.host }, 'serving /metrics');
-  return {
-    port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections(); // a scraper's keep-alive connection must not hold the exit up
-      }),
+  const probe = (ready: boolean) => () => {
+    const now = health!();
+    return { status: (ready ? now.ready : now.live) ? 200 : 503, body: now };
   };
+  return serveMetrics(metrics.registry, {
+    ...options,
+    routes: health && { [WORKER_PROBES.live]: probe(false), [WORKER_PROBES.ready]: probe(true) },
+  });
 }

@@ -134,7 +134,7 @@ describe('worker health (GET /livez, /readyz on METRICS_PORT)', () => {
       await worker.tier.ready;
       const notFound = await fetch(`http://127.0.0.1:${port}/health`);
       expect(notFound.status).toBe(404);
-      expect(await notFound.text()).toMatch(/\/livez or \/readyz/);
+      expect(await notFound.text()).toMatch(/\/metrics, \/livez, \/readyz/);
       const redis = new Redis(redisServer.url);
       try {
         const keys = redisKeys();

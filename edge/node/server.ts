@@ -1,5 +1,6 @@
 /**
- * The Node adapter: sharp codec, Upstash REST or ioredis broker, served by @hono/node-server.
+ * The Node adapter: sharp codec, Upstash REST or ioredis broker, served by @hono/node-server;
+ * Prometheus metrics on EDGE_METRICS_PORT (metrics.ts).
  *
  * @example
  * const edge = await startNodeEdge(parseEdgeConfig(process.env));
@@ -22,10 +23,12 @@ import { createIoredisBroker } from './ioredis-broker.ts';
 import { sharedInbox } from './shared-inbox.ts';
 import { createUpstashHttp } from './upstash-http.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
+import { EdgeMetrics } from './metrics.ts';
 import { createSharpCodec } from './sharp-codec.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { scriptSources } from '../../shared/lua/node.ts';
 import { createLogger, type Logger } from '../../shared/log.ts';
+import { serveMetrics } from '../../shared/metrics-server.ts';
 import { type ShardSpec, shardLogger } from '../../shared/shards.ts';
 
 export interface NodeEdge {
@@ -72,7 +75,17 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
       limiter: createLimiter(new UpstashRedis(rateLimitHttp), config.rateLimit, redisKeys(config.rateLimitDb!.prefix).rateLimit),
       clientAddress: (c: Context) => getConnInfo(c).remote.address,
     };
-  const app = createApp({ codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }), broker, config, logger, rateLimit });
+  const metrics = config.EDGE_METRICS_PORT > 0 ? new EdgeMetrics() : undefined;
+  const app = createApp({
+    codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }),
+    broker,
+    config,
+    logger,
+    rateLimit,
+    observe: metrics?.observe,
+  });
+  const metricsServer =
+    metrics && (await serveMetrics(metrics.registry, { port: config.EDGE_METRICS_PORT, host: config.HOST, log: logger }));
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
   });
@@ -94,6 +107,7 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
     port,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await metricsServer?.close();
       await broker.close();
       await rateLimitHttp?.close();
     },
