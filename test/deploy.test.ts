@@ -67,8 +67,9 @@ interface Stage {
   instructions: Instruction[];
 }
 
+/** `file`: under deploy/. */
 function parseDockerfile(file: string): { dockerfile: Dockerfile; stages: Stage[]; args: Map<string, string> } {
-  const dockerfile = DockerfileParser.parse(readFileSync(join(DEPLOY, 'gpu-worker', file), 'utf8'));
+  const dockerfile = DockerfileParser.parse(readFileSync(join(DEPLOY, file), 'utf8'));
   const args = new Map(dockerfile.getInitialARGs().map((arg) => [arg.getProperty()!.getName(), arg.getProperty()!.getValue() ?? '']));
   const froms = dockerfile.getFROMs();
   const stages = froms.map((from, i) => {
@@ -114,6 +115,76 @@ const contextCopies = (stage: Stage) =>
       return { sources: args.slice(0, -1), dest: args.at(-1)! };
     });
 
+/**
+ * An image's working directory as the image has it (only what the final stage copies from the
+ * context, node_modules linked), its CMD and its environment (`cacheDir`: MODEL_CACHE_DIR in it).
+ */
+async function imageFiles(file: string, options: { workDir: string; cacheDir?: string }) {
+  const { dockerfile, stages, args } = parseDockerfile(file);
+  const final = stages.at(-1)!;
+  const cmd = JSON.parse(keyword(final, 'CMD').at(-1)!.getArgumentsContent()!) as string[];
+  const dir = await mkdtemp(join(tmpdir(), options.workDir));
+  for (const { sources, dest } of contextCopies(final)) {
+    for (const source of sources) {
+      const target = dest.endsWith('/') ? join(dir, dest, basename(source)) : join(dir, dest);
+      await cp(join(REPO_ROOT, source), target, { recursive: true });
+    }
+  }
+  await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? dir,
+    ...envOf(final, args),
+    ...(options.cacheDir && { MODEL_CACHE_DIR: join(dir, options.cacheDir) }),
+  } as Record<string, string>;
+  return { dockerfile, cmd, dir, env };
+}
+
+/**
+ * An image's CMD run from its files (imageFiles), resolved once its output shows `readyText`;
+ * rejects with everything it printed if it exits first or takes over a minute.
+ */
+async function startImageCmd(cmd: string[], dir: string, env: Record<string, string>, readyText: string) {
+  const child = spawn(process.execPath, cmd.slice(1), { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  try {
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new Error(`no ${readyText} within 60 s:\n${output}`)), 60_000);
+      child.stdout.on('data', () => {
+        if (!output.includes(readyText)) return;
+        clearTimeout(timer);
+        ready();
+      });
+      void exited.then((code) => {
+        clearTimeout(timer);
+        fail(new Error(`${cmd.join(' ')} exited ${code}:\n${output}`));
+      });
+    });
+  } catch (error) {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw error;
+  }
+  return { child, exited };
+}
+
+/** The HEALTHCHECK command of `dockerfile`, as Docker runs it (through a shell), with `env`: its exit status. */
+const runHealthcheck = (dockerfile: Dockerfile, env: Record<string, string>) =>
+  spawnSync(
+    '/bin/sh',
+    [
+      '-c',
+      dockerfile
+        .getHEALTHCHECKs()
+        .at(-1)!
+        .getArgumentsContent()!
+        .replace(/^.*?\bCMD\s+/s, ''),
+    ],
+    { env },
+  ).status;
+
 // ---------------------------------------------------------------- systemd unit helpers
 
 /** Key -> values of a unit file (repeated keys keep every value). */
@@ -133,7 +204,7 @@ const systemdAnalyze =
 // ================================================================ tests
 
 describe.each(IMAGES)('deploy/gpu-worker/$file ($what)', (image) => {
-  const { stages, args } = parseDockerfile(image.file);
+  const { stages, args } = parseDockerfile(join('gpu-worker', image.file));
   const final = stages.at(-1)!;
 
   it("runs on the CUDA runtime image its engine is built for, with the engine's settings and a non-root user", () => {
@@ -314,27 +385,7 @@ describe('deploy/fly/fly.toml', () => {
 });
 
 describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
-  /** The image's working directory (only what the final stage copies from the context) and its environment. */
-  async function imageDir() {
-    const { dockerfile, stages, args } = parseDockerfile(image.file);
-    const final = stages.at(-1)!;
-    const cmd = JSON.parse(keyword(final, 'CMD').at(-1)!.getArgumentsContent()!) as string[];
-    const dir = await mkdtemp(join(tmpdir(), 'worker-image-'));
-    for (const { sources, dest } of contextCopies(final)) {
-      for (const source of sources) {
-        const target = dest.endsWith('/') ? join(dir, dest, basename(source)) : join(dir, dest);
-        await cp(join(REPO_ROOT, source), target, { recursive: true });
-      }
-    }
-    await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
-    const env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: process.env.HOME ?? dir,
-      ...envOf(final, args),
-      MODEL_CACHE_DIR: join(dir, 'models'),
-    } as Record<string, string>;
-    return { dockerfile, cmd, dir, env };
-  }
+  const imageDir = () => imageFiles(join('gpu-worker', image.file), { workDir: 'worker-image-', cacheDir: 'models' });
 
   it.skipIf(!hasRedisServer())(
     'from the files the Dockerfile copies, with its CMD; the HEALTHCHECK passes; SIGTERM exits 0',
@@ -355,32 +406,9 @@ describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
           KEY_PREFIX: `deploy${process.pid}`,
           METRICS_PORT: String(metricsPort),
         } as Record<string, string>;
-        const child = spawn(process.execPath, cmd.slice(1), { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-        let output = '';
-        child.stdout.on('data', (chunk) => (output += chunk));
-        child.stderr.on('data', (chunk) => (output += chunk));
-        const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+        const { child, exited } = await startImageCmd(cmd, dir, env, '"msg":"worker ready"');
         try {
-          await new Promise<void>((ready, fail) => {
-            const timer = setTimeout(() => fail(new Error(`no "worker ready" within 60 s:\n${output}`)), 60_000);
-            child.stdout.on('data', () => {
-              if (!output.includes('"msg":"worker ready"')) return;
-              clearTimeout(timer);
-              ready();
-            });
-            void exited.then((code) => {
-              clearTimeout(timer);
-              fail(new Error(`worker exited ${code}:\n${output}`));
-            });
-          });
-
-          // The HEALTHCHECK command, through a shell as Docker runs it.
-          const healthcheck = dockerfile
-            .getHEALTHCHECKs()
-            .at(-1)!
-            .getArgumentsContent()!
-            .replace(/^.*?\bCMD\s+/s, '');
-          const check = (port: number) => spawnSync('/bin/sh', ['-c', healthcheck], { env: { ...env, METRICS_PORT: String(port) } }).status;
+          const check = (port: number) => runHealthcheck(dockerfile, { ...env, METRICS_PORT: String(port) });
           expect(check(metricsPort)).toBe(0);
           expect(check(await freePort())).not.toBe(0);
 
@@ -417,4 +445,49 @@ describe.each(IMAGES)('$file and the unit start a real worker', (image) => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 90_000);
+});
+
+describe('deploy/edge/Dockerfile (the Node edge)', () => {
+  const file = 'edge/Dockerfile';
+  const { stages } = parseDockerfile(file);
+  const final = stages.at(-1)!;
+
+  it("runs on Node 20 as the image's unprivileged user, copies the edge's sources only, and stops on SIGTERM", () => {
+    for (const stage of stages)
+      expect(rootImage(stages, stage), `stage ${stage.name}`).toMatch(/^node:20(?:[.\-\w]*)?(?:@sha256:[0-9a-f]{64})?$/);
+    expect(keyword(final, 'USER').at(-1)?.getArgumentsContent()?.trim()).toBe('node');
+    expect(keyword(final, 'STOPSIGNAL').map((ins) => ins.getArgumentsContent()?.trim())).toEqual(['SIGTERM']);
+    const copied = contextCopies(final).flatMap((c) => c.sources);
+    expect(copied.sort()).toEqual(['edge', 'package-lock.json', 'package.json', 'shared', 'tsconfig.json']);
+    for (const source of contextCopies(stages[0]!).flatMap((c) => c.sources))
+      expect(existsSync(join(REPO_ROOT, source)), `COPY ${source}`).toBe(true);
+  });
+
+  it.skipIf(!hasRedisServer())(
+    'from the files it copies, with its CMD and ENV: the edge serves, the HEALTHCHECK passes, SIGTERM exits 0',
+    async () => {
+      const { dockerfile, cmd, dir, env: imageEnv } = await imageFiles(file, { workDir: 'edge-image-' });
+      expect(cmd[0]).toBe('node');
+      const redis = await startRedisServer();
+      try {
+        const port = await freePort();
+        const env = { ...imageEnv, REDIS_URL: redis.url, PORT: String(port) };
+        const { child, exited } = await startImageCmd(cmd, dir, env, '"msg":"edge listening"');
+        try {
+          // No worker: /readyz says why it is not ready, /healthz is up, and so is the HEALTHCHECK.
+          expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(503);
+          expect(runHealthcheck(dockerfile, env)).toBe(0);
+          expect(runHealthcheck(dockerfile, { ...env, PORT: String(await freePort()) })).not.toBe(0);
+          child.kill('SIGTERM');
+          expect(await exited).toBe(0);
+        } finally {
+          if (child.exitCode === null) child.kill('SIGKILL');
+        }
+      } finally {
+        await redis.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    90_000,
+  );
 });
