@@ -1,8 +1,9 @@
 /**
  * deploy/grafana/resnet-edge.json against the code: every query parses as PromQL
  * (@prometheus-io/lezer-promql, the Prometheus project's own parser), names only metrics the
- * worker or the Node edge exports (a histogram's _bucket, _sum, _count series included), and
- * groups or filters only by labels those metrics carry (or Prometheus's own target labels). A
+ * worker or the Node edge exports (a histogram's _bucket, _sum, _count series included), groups or
+ * filters only by labels those metrics carry (or Prometheus's own target labels), and matches
+ * the values the code gives its labels (`outcome`, `route`). A
  * panel that drifts from the code fails with its title and what drifted.
  */
 import { readFileSync } from 'node:fs';
@@ -10,8 +11,9 @@ import { join } from 'node:path';
 import { parser } from '@prometheus-io/lezer-promql';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../dev/processes.ts';
+import { ROUTES } from '../edge/middleware/request-metrics/index.ts';
 import { EdgeMetrics } from '../edge/node/metrics.ts';
-import { WorkerMetrics } from '../gpu-worker/metrics.ts';
+import { JOB_OUTCOMES, WorkerMetrics } from '../gpu-worker/metrics.ts';
 
 interface Panel {
   id: number;
@@ -27,6 +29,8 @@ const dashboard = JSON.parse(readFileSync(join(REPO_ROOT, 'deploy/grafana/resnet
 
 /** The datasource variable every panel and query names (Grafana's syntax, not a JS template). */
 const DATASOURCE = '$' + '{datasource}';
+/** The values the code gives these labels: a query matching another value would show nothing. */
+const KNOWN_VALUES: Record<string, readonly string[]> = { outcome: JOB_OUTCOMES, route: [...ROUTES, 'other'] };
 /** Prometheus adds these to every scraped series. */
 const TARGET_LABELS = ['job', 'instance'];
 
@@ -48,7 +52,7 @@ function readQuery(query: string) {
   // Grafana's interval variables stand for a range.
   const expr = query.replace(/\$__(rate_)?interval\b/g, '5m');
   const tree = parser.parse(expr);
-  const selectors: { metric: string; labels: string[] }[] = [];
+  const selectors: { metric: string; labels: { name: string; value?: string }[] }[] = [];
   const grouping: string[] = [];
   let error: string | undefined;
   tree.iterate({
@@ -61,7 +65,12 @@ function readQuery(query: string) {
           metric: metric ? expr.slice(metric.from, metric.to) : '',
           labels: labels.map((matcher) => {
             const name = matcher.getChild('LabelName')!;
-            return expr.slice(name.from, name.to);
+            const value = matcher.getChild('StringLiteral');
+            const exact = matcher.getChild('MatchOp')?.getChild('EqlSingle');
+            return {
+              name: expr.slice(name.from, name.to),
+              value: exact && value ? JSON.parse(expr.slice(value.from, value.to)) : undefined,
+            };
           }),
         });
       }
@@ -96,7 +105,11 @@ describe('deploy/grafana/resnet-edge.json', () => {
         expect(selectors.length, `${panel.title}: ${expr}`).toBeGreaterThan(0);
         for (const { metric, labels } of selectors) {
           expect([...series.keys()], `${panel.title}: metric ${metric}`).toContain(metric);
-          for (const label of labels) expect([...series.get(metric)!], `${panel.title}: label ${label} of ${metric}`).toContain(label);
+          for (const { name, value } of labels) {
+            expect([...series.get(metric)!], `${panel.title}: label ${name} of ${metric}`).toContain(name);
+            const known = KNOWN_VALUES[name];
+            if (known && value !== undefined) expect(known, `${panel.title}: ${name}="${value}"`).toContain(value);
+          }
           used.add(metric);
         }
         const labelsHere = new Set(selectors.flatMap(({ metric }) => [...(series.get(metric) ?? [])]));

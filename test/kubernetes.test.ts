@@ -148,29 +148,48 @@ describe.each([
     expect(worker().spec.template.metadata.labels).toMatchObject(budget.spec.selector.matchLabels);
   });
 
-  it('scales the workers with KEDA on the lag of the stream and group the workers read, one trigger per shard', () => {
+  it("scales the workers with KEDA on each shard's lag plus pending entries (the stream and group the workers read), summed", () => {
     const env = environmentOf(workerContainer(), objects, secret);
     const { shards } = parseWorkerConfig(env);
     const scaled = find(objects, 'ScaledObject', 'resnet-worker');
     expect(scaled.spec.scaleTargetRef.name).toBe(worker().metadata.name);
     const triggers = scaled.spec.triggers as Manifest[];
-    expect(triggers.map((t) => t.metadata.address)).toEqual(shards.map((shard) => hostPort(shard.url)));
-    for (const [i, trigger] of triggers.entries()) {
-      const keys = redisKeys(shards[i]!.prefix);
-      expect(trigger.type, `trigger ${i + 1}`).toBe('redis-streams');
-      expect(trigger.metadata, `trigger ${i + 1}`).toMatchObject({ stream: keys.stream, consumerGroup: keys.group });
-      expect(Number(trigger.metadata.lagCount), `trigger ${i + 1}: lagCount`).toBeGreaterThan(0);
-      expect(trigger.metadata.activationLagCount, `trigger ${i + 1}: activationLagCount (required with lagCount)`).toBeDefined();
+    for (const [i, shard] of shards.entries()) {
+      const keys = redisKeys(shard.prefix);
+      const mine = triggers.filter((t) => t.metadata.address === hostPort(shard.url));
+      // Lag alone falls to zero while the workers keep up (their batches are pending, not lagging).
+      const lag = mine.find((t) => t.metadata.lagCount !== undefined);
+      const pending = mine.find((t) => t.metadata.pendingEntriesCount !== undefined);
+      expect(lag, `shard ${i + 1} (${shard.name}): a lagCount trigger`).toBeDefined();
+      expect(pending, `shard ${i + 1} (${shard.name}): a pendingEntriesCount trigger`).toBeDefined();
+      expect(lag.metadata.activationLagCount, `shard ${i + 1}: activationLagCount (required with lagCount)`).toBeDefined();
+      for (const trigger of mine) {
+        expect(trigger.type, trigger.name).toBe('redis-streams');
+        expect(trigger.metadata, trigger.name).toMatchObject({ stream: keys.stream, consumerGroup: keys.group });
+      }
+    }
+    expect(triggers.length, 'two triggers per shard, no others').toBe(2 * shards.length);
+    for (const trigger of triggers) {
       const auth = find(objects, 'TriggerAuthentication', trigger.authenticationRef.name);
       for (const ref of auth.spec.secretTargetRef) {
         expect(ref.name, `${auth.metadata.name}: Secret`).toBe(secret.metadata.name);
         expect(Object.keys(secret.stringData), `${auth.metadata.name}: key`).toContain(ref.key);
       }
     }
-    if (triggers.length > 1) {
-      // The workers serve every shard: scale on the sum of the lags, not on the largest.
-      expect(scaled.spec.advanced.scalingModifiers.formula).toBe(triggers.map((t) => t.name).join(' + '));
-    }
+    // One replica per `target` of the work in the system: every trigger, added.
+    const { formula, target } = scaled.spec.advanced.scalingModifiers;
+    expect(
+      formula
+        .split('+')
+        .map((name: string) => name.trim())
+        .sort(),
+    ).toEqual(triggers.map((t) => t.name).sort());
+    expect(Number(target)).toBeGreaterThanOrEqual(parseWorkerConfig(env).batchSize ?? 1);
+    // The edges' QUEUE_MAX caps each shard's backlog: it must leave room for the last replicas.
+    const edgeConfig = parseEdgeConfig(environmentOf(edgeContainer(), objects, secret));
+    expect(edgeConfig.QUEUE_MAX * shards.length, 'QUEUE_MAX x shards >= maxReplicaCount x target').toBeGreaterThanOrEqual(
+      scaled.spec.maxReplicaCount * Number(target),
+    );
     // Without a live worker the edge's /readyz is 503: scaling to zero needs another readiness path.
     if (scaled.spec.minReplicaCount === 0) expect(edgeContainer().readinessProbe.httpGet.path).not.toBe(EDGE_PROBES.ready);
   });

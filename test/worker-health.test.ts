@@ -6,6 +6,8 @@
  *   is live but not ready, and ready once the model is loaded and warm;
  * - a worker whose Redis is killed stays live (its loops retry) and is not ready, naming the
  *   shard; ready again once Redis is back;
+ * - a worker whose inference hangs (runs past CLAIM_IDLE_MS, the one setting tuned here) is
+ *   neither live nor ready, and both again once it returns;
  * - a worker draining after SIGTERM is not ready.
  */
 import { once } from 'node:events';
@@ -123,6 +125,38 @@ describe('worker health (GET /livez, /readyz on METRICS_PORT)', () => {
       await waitFor(async () => (await probe(port, '/readyz')).status === 200, 20_000, 'ready again with Redis back');
       expect(worker.alive()).toBe(true);
     } finally {
+      await stop();
+    }
+  }, 60_000);
+
+  it('is neither live nor ready while an inference hangs past CLAIM_IDLE_MS, and both again once it returns', async () => {
+    // The synthetic model warms up at once, so the hang limit is CLAIM_IDLE_MS; the batch takes longer.
+    const { worker, port, stop } = await startWorker({ MODEL: 'synthetic:instant', INFERENCE_DELAY_MS: '4000', CLAIM_IDLE_MS: '1000' });
+    const redis = new Redis(redisServer.url);
+    try {
+      await worker.tier.ready;
+      const keys = redisKeys();
+      const fields = newJobFields(
+        { id: 'hung', tensor: new Uint8Array(TENSOR_BYTES), deadline: Date.now() + 30_000 },
+        'z85',
+        keys.resultChannel('hung'),
+      );
+      await redis.xadd(keys.stream, '*', ...fields);
+      const hung = await waitFor(
+        async () => {
+          const reply = await probe(port, '/livez');
+          return reply.status === 503 ? reply : undefined;
+        },
+        10_000,
+        'not live while the inference hangs',
+      );
+      expect(hung.health).toMatchObject({ live: false, ready: false, phase: 'serving' });
+      expect(hung.health.hungInferenceMs).toBeGreaterThan(1000);
+      await waitFor(async () => (await redis.get(keys.result('hung'))) !== null, 10_000, 'the job answered');
+      expect((await probe(port, '/livez')).status).toBe(200);
+      expect((await probe(port, '/readyz')).status).toBe(200);
+    } finally {
+      redis.disconnect();
       await stop();
     }
   }, 60_000);
