@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --quick] [--model tiny|resnet50] [--engine auto|onnx|tfjs] [--provider auto|tensorrt|cuda|cpu] [--backend auto|wasm|tensorflow|cpu]`
  *
- * One run, one report: bench/results/bench.{md,json}. The first line names the machine (its GPU
+ * One run, one report: bench/results/bench.{md,json}, and SVG charts beside them (charts.ts). The first line names the machine (its GPU
  * too, from nvidia-smi), Node, the engines asked for and the model; the report's first line names
  * the engines as they loaded (provider, threads). Sections, each one function that returns its
  * markdown and its JSON:
@@ -44,6 +44,7 @@ import {
 } from '../gpu-worker/config.ts';
 import { BUILTIN_MODEL } from '../gpu-worker/model/builtin.ts';
 import type { PreprocessMode } from '../gpu-worker/model/preprocess.ts';
+import { writeCharts } from './charts.ts';
 import { benchConversion, type ConversionResult } from './conversion.ts';
 import { benchEngine, countParamsInManifest, setupLabel, type EngineProgress, type EngineResult, type EngineSetup } from './engine.ts';
 import {
@@ -388,16 +389,19 @@ async function main(): Promise<void> {
     // The report names the engines as they loaded, not only as they were asked for.
     const header = `${machine}; engines ${engine ? enginesText(engine.results) : asked}; ${modelText}`;
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
+    const sectionsJson = Object.fromEntries(sections.map((s) => [s.title, s.json]));
+    mkdirSync(settings.out, { recursive: true });
+    const charts = await writeCharts(settings.out, sectionsJson);
     const markdown = [
       header,
       '',
       `One-run benchmark (\`npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\`); ${new Date().toISOString().slice(0, 10)}; whole run ${seconds} s.`,
       ...sections.flatMap((s, i) => ['', `## ${i + 1}. ${s.title}`, '', s.markdown]),
       '',
+      charts,
     ].join('\n');
     for (const s of sections) console.log(`\n## ${s.title}\n\n${s.markdown}`);
 
-    mkdirSync(settings.out, { recursive: true });
     writeFileSync(join(settings.out, 'bench.md'), markdown);
     writeFileSync(
       join(settings.out, 'bench.json'),
@@ -410,13 +414,13 @@ async function main(): Promise<void> {
           node: process.version,
           engines: engine ? [...new Map(engine.results.map((r) => [r.setup, { setup: r.setup, ...r.engine }])).values()] : [],
           model: { name: model.name, paramCount: model.paramCount },
-          sections: Object.fromEntries(sections.map((s) => [s.title, s.json])),
+          sections: sectionsJson,
         },
         null,
         2,
       )}\n`,
     );
-    console.log(`\nwrote ${join(settings.out, 'bench.md')} and bench.json (${seconds} s)`);
+    console.log(`\nwrote ${join(settings.out, 'bench.md')}, bench.json and the charts (${seconds} s)`);
   } finally {
     await model.cleanup();
   }

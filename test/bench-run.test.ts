@@ -3,7 +3,7 @@
  * engines, every section against real processes (redis-server, the local Upstash REST server, the
  * edge, workers, the seed baseline) and the report is written. Speed is not asserted here (that is what
  * the bench itself reports); what is asserted is that every section measured something real:
- * answers without errors, Redis commands counted, bytes weighed, every target computed.
+ * answers without errors, Redis commands counted, bytes weighed, every target computed, the charts drawn.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -57,6 +57,13 @@ describe('npm run bench -- --model tiny --quick', () => {
       /; engines onnx \(cpu, \d+ threads? per replica: onnxruntime-node \d+\.\d+\.\d+.*\), tfjs \(wasm, 1 thread per replica: .*\); model tiny/,
     );
     expect(markdown.split('\n')[0]).toBe(report.header);
+  });
+
+  it('writes the SVG charts beside the tables, shown at the end of bench.md', async () => {
+    const files = [...markdown.slice(markdown.indexOf('\n## Charts\n')).matchAll(/!\[[^\]]+\]\(([\w.-]+\.svg)\)/g)].map((m) => m[1]!);
+    expect(files).toEqual(['e2e-throughput.svg', 'e2e-latency.svg', 'engines.svg', 'scale-out.svg', 'shards-redis-cpu.svg']);
+    for (const file of files)
+      expect(await readFile(join(out, file), 'utf8'), file).toMatch(/^<svg[\s\S]*aria-roledescription="point"[\s\S]*<\/svg>$/);
   });
 
   it('measures both engines side by side and the ONNX conversion on a cold cache', () => {
