@@ -303,8 +303,9 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
   };
   const breakdown: Record<string, number> = {};
   const delta = (command: string) => (after.get(command) ?? 0) - (before.get(command) ?? 0);
-  let total = 0;
-  let housekeeping = clockXlens(delta);
+  const statusXlens = clockXlens(delta);
+  let total = -statusXlens;
+  let housekeeping = statusXlens;
   for (const command of after.keys()) {
     if (command === 'info' || delta(command) <= 0) continue;
     // Redis 7 counts subcommands apart (`xinfo|consumers`).
@@ -312,7 +313,6 @@ export async function measureLoad(target: LoadTarget, images: StressOptions['ima
     else total += delta(command);
     breakdown[command] = round(delta(command) / Math.max(1, ok), 2);
   }
-  total -= clockXlens(delta);
   return {
     concurrency: options.concurrency,
     requests: summary.requests,

@@ -45,6 +45,31 @@ const probe = async (port: number, path: '/livez' | '/readyz') => {
   return { status: response.status, health: (await response.json()) as WorkerHealth };
 };
 
+/** Probe `path` until `accept` holds for the reply, which it returns. */
+const probeUntil = (
+  port: number,
+  path: '/livez' | '/readyz',
+  accept: (reply: Awaited<ReturnType<typeof probe>>) => boolean,
+  ms: number,
+  what: string,
+) =>
+  waitFor(
+    async () => {
+      const reply = await probe(port, path);
+      return accept(reply) ? reply : undefined;
+    },
+    ms,
+    what,
+  );
+
+/** Queue one job `id` (an all-zero tensor) on the default prefix's stream. */
+const queueJob = (redis: Redis, id: string) =>
+  redis.xadd(
+    redisKeys().stream,
+    '*',
+    ...newJobFields({ id, tensor: new Uint8Array(TENSOR_BYTES), deadline: Date.now() + 30_000 }, 'z85', redisKeys().resultChannel(id)),
+  );
+
 /** A worker on the tiny model with its metrics port; stopped with SIGTERM by `stop()`. */
 async function startWorker(env: Record<string, string>): Promise<{ worker: WorkerProcess; port: number; stop(): Promise<void> }> {
   const port = await freePort();
@@ -111,14 +136,7 @@ describe('worker health (GET /livez, /readyz on METRICS_PORT)', () => {
       await worker.tier.ready;
       expect((await probe(port, '/readyz')).status).toBe(200);
       await redisServer.stop();
-      const down = await waitFor(
-        async () => {
-          const reply = await probe(port, '/readyz');
-          return reply.status === 503 ? reply : undefined;
-        },
-        10_000,
-        'not ready without Redis',
-      );
+      const down = await probeUntil(port, '/readyz', (reply) => reply.status === 503, 10_000, 'not ready without Redis');
       expect(down.health).toMatchObject({ live: true, ready: false, phase: 'serving', shards: [{ connected: false }] });
       expect((await probe(port, '/livez')).status).toBe(200);
       redisServer = await startRedisServer({ port: redisServer.port });
@@ -136,20 +154,8 @@ describe('worker health (GET /livez, /readyz on METRICS_PORT)', () => {
     try {
       await worker.tier.ready;
       const keys = redisKeys();
-      const fields = newJobFields(
-        { id: 'hung', tensor: new Uint8Array(TENSOR_BYTES), deadline: Date.now() + 30_000 },
-        'z85',
-        keys.resultChannel('hung'),
-      );
-      await redis.xadd(keys.stream, '*', ...fields);
-      const hung = await waitFor(
-        async () => {
-          const reply = await probe(port, '/livez');
-          return reply.status === 503 ? reply : undefined;
-        },
-        10_000,
-        'not live while the inference hangs',
-      );
+      await queueJob(redis, 'hung');
+      const hung = await probeUntil(port, '/livez', (reply) => reply.status === 503, 10_000, 'not live while the inference hangs');
       expect(hung.health).toMatchObject({ live: false, ready: false, phase: 'serving' });
       expect(hung.health.hungInferenceMs).toBeGreaterThan(1000);
       await waitFor(async () => (await redis.get(keys.result('hung'))) !== null, 10_000, 'the job answered');
@@ -172,22 +178,10 @@ describe('worker health (GET /livez, /readyz on METRICS_PORT)', () => {
       const redis = new Redis(redisServer.url);
       try {
         const keys = redisKeys();
-        const fields = newJobFields(
-          { id: 'slow', tensor: new Uint8Array(TENSOR_BYTES), deadline: Date.now() + 30_000 },
-          'z85',
-          keys.resultChannel('slow'),
-        );
-        await redis.xadd(keys.stream, '*', ...fields);
+        await queueJob(redis, 'slow');
         await waitFor(async () => Number((await redis.xpending(keys.stream, keys.group))[0]) === 1, 10_000, 'the job delivered');
         worker.kill('SIGTERM');
-        const draining = await waitFor(
-          async () => {
-            const reply = await probe(port, '/readyz');
-            return reply.health.phase === 'stopping' ? reply : undefined;
-          },
-          5_000,
-          'draining',
-        );
+        const draining = await probeUntil(port, '/readyz', (reply) => reply.health.phase === 'stopping', 5_000, 'draining');
         expect(draining).toMatchObject({ status: 503, health: { live: true, ready: false } });
         expect((await worker.exited).code).toBe(0);
         expect(await redis.get(keys.result('slow'))).toContain('"ok":true');

@@ -8,6 +8,7 @@
  * app.use(requestMetrics((outcome) => counter.inc({ route: outcome.route, status: outcome.status, code: outcome.code })));
  */
 import type { MiddlewareHandler } from 'hono';
+import { EDGE_PROBES } from '../../health.ts';
 
 export interface RequestOutcome {
   /** One of ROUTES, or `other`. */
@@ -18,7 +19,7 @@ export interface RequestOutcome {
   seconds: number;
 }
 
-export const ROUTES = ['/predict', '/', '/healthz', '/readyz', '/v1/models', '/openapi.json'] as const;
+export const ROUTES = ['/predict', '/', EDGE_PROBES.live, EDGE_PROBES.ready, '/v1/models', '/openapi.json'] as const;
 
 export function requestMetrics(observe: (outcome: RequestOutcome) => void): MiddlewareHandler {
   return async (c, next) => {
