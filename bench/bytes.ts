@@ -23,7 +23,7 @@ export async function pipelineBytesPerJob(
   format: WireFormat,
   log?: (line: string) => void,
 ): Promise<BytesPerJob> {
-  const stack = await startPipeline({ workers: 0, workerEnv: {}, edgeEnv: { DEADLINE_MS: '200', WIRE_FORMAT: format }, log });
+  const stack = await startPipeline({ workers: 0, workerEnv: {}, edgeEnv: { DEADLINE_MS: '1000', WIRE_FORMAT: format }, log });
   try {
     const form = new FormData();
     form.append('image', new Blob([new Uint8Array(image.bytes)]), image.name);

@@ -20,6 +20,7 @@ import { benchEngine, setupEnv, type EngineResult, type EngineSetup } from './en
 import { median, round } from './stats.ts';
 import type { ModelUnderTest, RunSettings, Section } from './run.ts';
 import { pipelineBytesPerJob, type BytesPerJob } from './bytes.ts';
+import { startCollector } from '../dev/otlp-collector.ts';
 import { WIRE_FORMATS, type WireFormat } from '../shared/protocol.ts';
 import { seedBytesPerJob, startSeedStack } from './seed/stack.ts';
 import { BATCH_SIZE as SEED_BATCH_SIZE, CLIENT_SLEEP_MS, SERVER_SLEEP_MS } from './seed/protocol.ts';
@@ -365,6 +366,8 @@ export async function seedSection(
   return { title: 'Seed-protocol baseline (LRANGE/LTRIM, 0.25 s sleeps, float32 base64)', markdown, json: { rows, bytes }, rows, bytes };
 }
 
+const INSTANT_WARMUP = 64;
+
 /**
  * The load of the capacity and shards sections, alike so their rows compare: the instant model,
  * 1 worker, BATCH_SIZE 32, closed loop at concurrency 64, on a stack of its own.
@@ -372,15 +375,21 @@ export async function seedSection(
 async function instantLoad(
   settings: RunSettings,
   images: Images,
-  pipeline: Pick<PipelineOptions, 'broker' | 'shards'>,
+  pipeline: Pick<PipelineOptions, 'broker' | 'shards'> & { env?: Record<string, string> },
   log: Log,
 ): Promise<LoadRow> {
-  const stack = await startPipeline({ ...pipeline, workers: 1, workerEnv: { MODEL: 'synthetic:instant', BATCH_SIZE: '32' }, log });
+  const stack = await startPipeline({
+    ...pipeline,
+    workers: 1,
+    workerEnv: { MODEL: 'synthetic:instant', BATCH_SIZE: '32', ...pipeline.env },
+    edgeEnv: pipeline.env,
+    log,
+  });
   try {
     return await measureLoad(stack, images, {
       concurrency: 64,
       requests: shortRun(settings) ? 400 : 3000,
-      warmup: 64,
+      warmup: INSTANT_WARMUP,
       progress: process.stdout.isTTY,
     });
   } finally {
@@ -393,6 +402,10 @@ export interface CapacityResult {
   row: LoadRow;
   /** The same load through the local Upstash REST server (the Node edge over Upstash REST). */
   restRow: LoadRow;
+  /** The direct path with tracing on: both tiers export every request's spans to a local collector. */
+  tracedRow: LoadRow;
+  /** Spans the collector received during `tracedRow`, per successful request. */
+  spansPerRequest: number;
   /** Per WIRE_FORMAT. */
   bytes: Record<WireFormat, BytesPerJob>;
 }
@@ -405,17 +418,30 @@ export async function capacitySection(settings: RunSettings, images: Images, log
     bytes[format] = await pipelineBytesPerJob(images[0]!, format, log);
     log(`    ${bytes[format].payloadBytes} bytes of payload, MEMORY USAGE ${bytes[format].memoryUsage}`);
   }
-  const rows: Partial<Record<'ioredis' | 'upstash', LoadRow>> = {};
-  for (const broker of ['ioredis', 'upstash'] as const) {
-    log(`  MODEL=synthetic:instant, 1 worker, BATCH_SIZE 32, edge broker ${broker}: concurrency 64, ${quick ? 400 : 3000} requests`);
-    const row = await instantLoad(settings, images, { broker }, log);
+  const measure = async (what: string, pipeline: Parameters<typeof instantLoad>[2]) => {
+    log(`  MODEL=synthetic:instant, 1 worker, BATCH_SIZE 32, ${what}: concurrency 64, ${quick ? 400 : 3000} requests`);
+    const measured = await instantLoad(settings, images, pipeline, log);
     log(
-      `    ${row.throughput} req/s, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, ${row.errors} errors; CPU ms/request: ${cpuText(row)}`,
+      `    ${measured.throughput} req/s, p50 ${measured.latencyMs.p50} ms, p99 ${measured.latencyMs.p99} ms, ${measured.errors} errors; CPU ms/request: ${cpuText(measured)}`,
     );
-    rows[broker] = row;
+    return measured;
+  };
+  const row = await measure('edge broker ioredis', { broker: 'ioredis' });
+  // Right after the row it is compared with (this machine drifts over minutes). The collector runs
+  // in this process, beside the load generator.
+  const collector = await startCollector();
+  let tracedRow: LoadRow;
+  try {
+    tracedRow = await measure('edge broker ioredis, tracing on', {
+      broker: 'ioredis',
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: collector.url },
+    });
+  } finally {
+    await collector.close();
   }
-  const row = rows.ioredis!;
-  const restRow = rows.upstash!;
+  const spansPerRequest = round(collector.spans.length / (tracedRow.requests + INSTANT_WARMUP), 1);
+  log(`    ${spansPerRequest} spans/request exported`);
+  const restRow = await measure('edge broker upstash', { broker: 'upstash' });
   const line = (name: string, r: LoadRow) =>
     `| ${name} | ${r.throughput} | ${r.latencyMs.p50} | ${r.latencyMs.p99} | ${r.errors} | ${commandsText(r)} | ${cpuText(r)} |`;
   const markdown = [
@@ -425,6 +451,9 @@ export async function capacitySection(settings: RunSettings, images: Images, log
     '|---|---:|---:|---:|---:|---:|---|',
     line('TCP (ioredis; self-hosted Node edge)', row),
     line('Upstash REST (local REST server; Node edge, one shared subscription)', restRow),
+    line('TCP, tracing on (both tiers export OTLP to a local collector)', tracedRow),
+    '',
+    `Tracing (docs/operations.md#traces) is off in every other row, as by default: no span is made and no field is queued. On, it carried ${round(tracedRow.throughput / row.throughput, 2)}x the throughput off, p50 ${tracedRow.latencyMs.p50} vs ${row.latencyMs.p50} ms, exporting ${spansPerRequest} spans per request.`,
     '',
     `Bytes per queued job (${images[0]!.name}, the edge over Upstash REST: Z85 text), by WIRE_FORMAT (accuracy of each: docs/performance.md#wire-format):`,
     '',
@@ -435,7 +464,16 @@ export async function capacitySection(settings: RunSettings, images: Images, log
         `| ${format} | ${bytes[format].payloadBytes.toLocaleString('en-US')} | ${round(bytes[format].payloadBytes / bytes.raw.payloadBytes, 3)}x | ${bytes[format].memoryUsage.toLocaleString('en-US')} |`,
     ),
   ].join('\n');
-  return { title: 'Pipeline capacity (instant synthetic model)', markdown, json: { row, restRow, bytes }, row, restRow, bytes };
+  return {
+    title: 'Pipeline capacity (instant synthetic model)',
+    markdown,
+    json: { row, restRow, tracedRow, spansPerRequest, bytes },
+    row,
+    restRow,
+    tracedRow,
+    spansPerRequest,
+    bytes,
+  };
 }
 
 export async function scaleOutSection(

@@ -23,8 +23,12 @@ import { documentApi, type PredictionResult, PredictQuery } from './openapi.ts';
 import { accessLog } from './middleware/access-log/index.ts';
 import { apiKey } from './middleware/api-key/index.ts';
 import { rateLimit, type RateLimitOptions } from './middleware/rate-limit/index.ts';
+import { jobTrace } from './job-trace.ts';
+import { traceRequests, type TraceVariables } from './middleware/tracing/index.ts';
 import type { Logger } from '../shared/log.ts';
 import type { WireFormat } from '../shared/protocol.ts';
+import { inSpan, type Tracing } from '../shared/tracing/index.ts';
+import type { Context as TraceContext } from '@opentelemetry/api';
 
 export interface AppDeps {
   codec: ImageCodec;
@@ -48,6 +52,8 @@ export interface AppDeps {
   regionOf?: (request: Request) => string | undefined;
   /** Each request's outcome, for the runtime's metrics (the Node edge's: node/metrics.ts). */
   observe?: (outcome: RequestOutcome) => void;
+  /** Traces (shared/tracing): set only when OTEL_EXPORTER_OTLP_ENDPOINT is; else no span is made. */
+  tracing?: Tracing;
 }
 
 interface Decoded {
@@ -67,17 +73,20 @@ interface PredictJob {
   signal: AbortSignal;
   /** The request's region (AppDeps.regionOf). */
   region?: string;
+  /** The request's span (tracing on). */
+  trace?: TraceContext;
 }
 
 /** One image's answer (the whole body of a one-image request), as documented in openapi.ts. */
 type PredictionBody = z.infer<typeof PredictionResult>;
 
-export function createApp({ codec, broker, config, logger, rateLimit: limits, regionOf, observe }: AppDeps) {
-  const app = new OpenAPIHono<{ Variables: RequestIdVariables }>();
+export function createApp({ codec, broker, config, logger, rateLimit: limits, regionOf, observe, tracing }: AppDeps) {
+  const app = new OpenAPIHono<{ Variables: RequestIdVariables & TraceVariables }>();
 
   // limitLength 0 ignores any id a client sends: the id also names the job's Redis keys, so it is ours.
   app.use(requestId({ limitLength: 0 }));
   if (observe) app.use(requestMetrics(observe));
+  if (tracing) app.use('/predict', traceRequests(tracing));
   if (logger) app.use(accessLog(logger));
   if (config.corsOrigins?.length) {
     app.use(
@@ -117,19 +126,23 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
    * Probe and decode one image to the wire tensor; throws ApiError (4xx) for a bad image.
    * `since`: when its preprocessing started (a one-image request counts reading the upload too).
    */
-  async function decode(bytes: Uint8Array, resize: ResizeMode, since = Date.now()): Promise<Decoded> {
-    if (bytes.byteLength === 0) throw new ApiError(400, 'empty_body', 'The uploaded image is empty');
-    const info = probeImage(bytes, config.MAX_PIXELS);
-    const tensor = await codec.toTensor(bytes, info, resize);
-    // A smaller job (WIRE_FORMAT): the same pixels as a 224x224 image file, decoded on the worker.
-    const format = config.WIRE_FORMAT ?? 'raw';
-    if (format === 'raw' || !codec.toWire) return { tensor, format: 'raw', info, preprocessMs: Date.now() - since };
-    return { tensor: await codec.toWire(tensor, format), format, info, preprocessMs: Date.now() - since };
+  function decode(bytes: Uint8Array, resize: ResizeMode, trace: TraceContext | undefined, since = Date.now()): Promise<Decoded> {
+    return inSpan(tracing, trace, 'decode', async (span) => {
+      if (bytes.byteLength === 0) throw new ApiError(400, 'empty_body', 'The uploaded image is empty');
+      const info = probeImage(bytes, config.MAX_PIXELS);
+      span?.setAttributes({ 'image.format': info.format, 'image.width': info.width, 'image.height': info.height });
+      const tensor = await codec.toTensor(bytes, info, resize);
+      // A smaller job (WIRE_FORMAT): the same pixels as a 224x224 image file, decoded on the worker.
+      const format = config.WIRE_FORMAT ?? 'raw';
+      if (format === 'raw' || !codec.toWire) return { tensor, format: 'raw', info, preprocessMs: Date.now() - since };
+      return { tensor: await codec.toWire(tensor, format), format, info, preprocessMs: Date.now() - since };
+    });
   }
 
   /** Queue one decoded image as job `jobId` and wait for its answer. */
   async function answer(decoded: Decoded, jobId: string, job: PredictJob): Promise<PredictionBody> {
-    const result = await broker.submit(
+    const spans = jobTrace(tracing, job.trace, jobId, decoded.tensor.byteLength);
+    const submitted = broker.submit(
       {
         id: jobId,
         tensor: decoded.tensor,
@@ -137,9 +150,13 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
         deadline: job.started + config.DEADLINE_MS,
         share: job.jobs,
         region: job.region,
+        traceparent: spans?.traceparent,
+        onEnqueued: spans?.enqueued,
       },
       job.signal,
     );
+    const result = await (spans ? submitted.catch(spans.failed) : submitted);
+    spans?.answered(result);
     if (!result.ok) {
       throw new ApiError(result.error.code === 'bad_request' ? 400 : 500, result.error.code, result.error.message);
     }
@@ -186,19 +203,29 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
     }
     const started = Date.now();
     const resize = query.data.resize ?? config.DEFAULT_RESIZE;
-    const images = await readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST });
-    const job: PredictJob = { started, jobs: images.length, top: query.data.top, signal: c.req.raw.signal, region: regionOf?.(c.req.raw) };
+    const trace = c.get('trace');
+    const images = await inSpan(tracing, trace, 'receive', () =>
+      readImages(c.req.raw, { maxBytes: config.MAX_BODY_BYTES, maxImages: config.MAX_IMAGES_PER_REQUEST }),
+    );
+    const job: PredictJob = {
+      started,
+      jobs: images.length,
+      top: query.data.top,
+      signal: c.req.raw.signal,
+      region: regionOf?.(c.req.raw),
+      trace,
+    };
     // Refused here, before the decode, when the workers cannot answer in time anyway.
     const release = broker.admit(job.started + config.DEADLINE_MS, images.length);
     try {
-      if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize, job.started), id, job));
+      if (images.length === 1) return c.json(await answer(await decode(images[0]!, resize, trace, job.started), id, job));
 
       // A batch: each image is its own job (workers may still run them in one batch), decoded one at
       // a time (a Worker isolate has 128 MB) and queued at once; each may fail on its own.
       const answers: Promise<PredictionBody | ErrorBody>[] = [];
       for (const [i, bytes] of images.entries()) {
         try {
-          const decoded = await decode(bytes, resize);
+          const decoded = await decode(bytes, resize, trace);
           answers.push(answer(decoded, `${id}-${i + 1}`, job).catch(entryError));
         } catch (error) {
           answers.push(Promise.resolve(entryError(error)));

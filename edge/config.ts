@@ -18,6 +18,7 @@ import {
 } from '../shared/config.ts';
 import { WIRE_FORMATS } from '../shared/protocol.ts';
 import { queuesVar, type ShardSpec } from '../shared/shards.ts';
+import { TRACING_VARS, tracingSettings } from '../shared/tracing/config.ts';
 import type { BrokerLimits } from './broker/broker.ts';
 import { RESIZE_MODES } from './image/codec.ts';
 
@@ -80,6 +81,8 @@ export const EdgeEnv = z
       .optional(),
     CORS_ORIGINS: z.string().optional(),
     LOG_LEVEL: logLevelVar(),
+    // Traces (OpenTelemetry): off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (shared/tracing/config.ts).
+    ...TRACING_VARS,
   })
   .transform((env, ctx) => {
     const shards = env.QUEUES ? shardsOfQueues(env, ctx) : singleShard(env, ctx);
@@ -120,6 +123,7 @@ export const EdgeEnv = z
       corsOrigins: env.CORS_ORIGINS?.split(',')
         .map((origin) => origin.trim())
         .filter(Boolean),
+      tracing: tracingSettings(env, 'resnet-edge'),
     };
   });
 export type EdgeConfig = z.infer<typeof EdgeEnv>;

@@ -15,7 +15,9 @@ import type { StreamEntry } from './jobs.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import { triage } from './triage.ts';
 import { Turns } from './turns.ts';
+import { type BatchTimes, preciseNow, traceBatch } from './tracing.ts';
 import { decodeWireImages } from './wire.ts';
+import type { Tracing } from '../shared/tracing/index.ts';
 
 /** A batch of one entry taken over from a dead worker: its delivery count (undefined if acked meanwhile). */
 export interface Claim {
@@ -34,6 +36,8 @@ export interface BatchContext {
   onBatch?: (report: BatchReport) => void;
   /** Whose turn it is at the model, when several shards share it (turns.ts). */
   turns?: Turns;
+  /** Traces (shared/tracing): the spans of traced jobs (tracing.ts); undefined when off. */
+  tracing?: Tracing;
 }
 
 /**
@@ -43,7 +47,7 @@ export interface BatchContext {
 export function batchRunner(
   context: BatchContext,
 ): (classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim) => Promise<number> {
-  const { config, consumer, keys, redis, log, stats, metrics, onBatch } = context;
+  const { config, consumer, keys, redis, log, stats, metrics, onBatch, tracing } = context;
   const turns = context.turns ?? new Turns();
   let warnedDeadline = false;
 
@@ -59,6 +63,7 @@ export function batchRunner(
 
   async function processBatch(classifier: ImageClassifier, entries: StreamEntry[], claim?: Claim): Promise<number> {
     const deliveries = claim?.deliveries ?? 1;
+    const startedAt = preciseNow();
     const sorted = triage(entries, { now: Date.now(), deliveries, maxDeliveries: config.maxDeliveries });
     for (const { entryId, message } of sorted.unanswerable) {
       log.warn({ entryId, reason: message }, 'dropping a stream entry that cannot be answered');
@@ -97,10 +102,14 @@ export function batchRunner(
     }
     let inference: Omit<InferenceOutcome, 'answers'> = { inferenceMs: 0, retriedAlone: 0, tensorsBefore: 0, tensorsAfter: 0 };
     let waitedMs = 0;
+    let inferenceTimes: BatchTimes['inference'];
     if (sorted.live.length > 0) {
       const turn = await turns.run(async () => {
+        const inferenceStartedAt = preciseNow();
         if (config.inferenceDelayMs > 0) await sleep(config.inferenceDelayMs);
-        return infer(classifier, sorted.live, { consumer, deliveries, log });
+        const outcome = await infer(classifier, sorted.live, { consumer, deliveries, log });
+        inferenceTimes = { startedAt: inferenceStartedAt, endedAt: preciseNow(), error: outcome.inferenceError };
+        return outcome;
       });
       waitedMs = turn.waitedMs;
       answers.push(...turn.value.answers);
@@ -108,12 +117,24 @@ export function batchRunner(
     }
 
     const dropped = sorted.unanswerable.map(({ entryId }) => entryId);
+    const writeStartedAt = preciseNow();
     const written = await completeJobs(
       redis,
       { keys, resultTtlMs: config.resultTtlMs, deadLetterMaxLen: config.deadLetterMaxLen, log },
       [...dropped, ...sorted.expired],
       answers,
     );
+    traceBatch(tracing, sorted.live, {
+      startedAt,
+      inference: inferenceTimes,
+      write: { startedAt: writeStartedAt, endedAt: preciseNow() },
+      answers,
+      written: written.written,
+      size: entries.length,
+      consumer,
+      stream: keys.stream,
+      group: keys.group,
+    });
     if (metrics) {
       recordMetrics(
         metrics,

@@ -20,6 +20,7 @@ import {
   refuseTlsCaWithoutTls,
 } from '../shared/config.ts';
 import { queuesVar, type ShardSpec } from '../shared/shards.ts';
+import { TRACING_VARS, tracingSettings } from '../shared/tracing/config.ts';
 import type { EngineInfo } from './engine/image-classifier.ts';
 import { BUILTIN_MODEL } from './model/builtin.ts';
 import { PREPROCESS_MODES, type PreprocessMode } from './model/preprocess.ts';
@@ -101,6 +102,8 @@ export const WorkerEnv = z
     // Tests and benchmarks only: a synthetic delay added to every batch's inference.
     INFERENCE_DELAY_MS: intVar(0, 0, 600_000),
     LOG_LEVEL: logLevelVar(),
+    // Traces (OpenTelemetry): off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (shared/tracing/config.ts).
+    ...TRACING_VARS,
   })
   .transform((env, ctx) => {
     const engine = resolveEngine(env, ctx);
@@ -171,6 +174,7 @@ export const WorkerEnv = z
       metricsPort: env.METRICS_PORT,
       metricsHost: env.METRICS_HOST,
       logLevel: env.LOG_LEVEL,
+      tracing: tracingSettings(env, 'resnet-gpu-worker'),
     };
   });
 

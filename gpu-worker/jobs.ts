@@ -4,6 +4,7 @@
  */
 import { type JobFields, WIRE_FORMATS, type WireFormat } from '../shared/protocol.ts';
 import { TENSOR_BYTES } from '../shared/tensor.ts';
+import { isTraceparent } from '../shared/tracing/index.ts';
 import { z85Decode, z85Length } from '../shared/z85.ts';
 
 export interface StreamEntry {
@@ -25,6 +26,8 @@ export interface Job {
   enqueuedAt: number;
   deadline: number;
   readAt: number;
+  /** The edge's enqueue span (tracing on there); a malformed one is ignored: traces never fail a job. */
+  traceparent?: string;
 }
 
 /** Answerable (it has an id and a reply channel) but not runnable: gets an error result. */
@@ -70,6 +73,8 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
   const raw = fields.get('tensor');
   if (!raw) return invalid('job has no tensor');
   const format = (text('format') ?? 'raw') as WireFormat;
+  const traceparent = fields.get('traceparent')?.toString('latin1');
+  const traced = isTraceparent(traceparent) ? { traceparent } : {};
   if (!WIRE_FORMATS.includes(format)) return invalid(`format must be ${WIRE_FORMATS.join(', ')}, got ${JSON.stringify(format)}`);
   const enc = text('enc');
   let tensor: Uint8Array;
@@ -87,7 +92,7 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
     } catch (error) {
       return invalid(`tensor: not Z85 text (${(error as Error).message})`);
     }
-    return { kind: 'job', entryId, id, reply, tensor, format, enqueuedAt, deadline, readAt: entry.readAt };
+    return { kind: 'job', entryId, id, reply, tensor, format, enqueuedAt, deadline, readAt: entry.readAt, ...traced };
   }
   if (enc === 'raw') {
     tensor = raw;
@@ -114,5 +119,5 @@ export function parseEntry(entry: StreamEntry): ParsedEntry {
   if (tensor.length !== TENSOR_BYTES) {
     return invalid(`tensor: expected ${TENSOR_BYTES} bytes (224x224 RGB uint8), got ${tensor.length}`);
   }
-  return { kind: 'job', entryId, id, reply, tensor, format, enqueuedAt, deadline, readAt: entry.readAt };
+  return { kind: 'job', entryId, id, reply, tensor, format, enqueuedAt, deadline, readAt: entry.readAt, ...traced };
 }

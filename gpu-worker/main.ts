@@ -17,8 +17,9 @@
  * core (INFERENCE_PROCESSES=auto); this process then only supervises the children (supervisor.ts).
  * On a GPU keep 1: the GPU is the shared resource and one process with larger batches uses it best.
  */
-import { CONFIG_EXIT_CODE, ConfigError, configOrExit } from '../shared/config.ts';
+import { CONFIG_EXIT_CODE, ConfigError, configOrExit, maskedUrl } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/log.ts';
+import { startTracing } from '../shared/tracing/index.ts';
 import { parseWorkerConfig, type WorkerConfig } from './config.ts';
 import { EngineError } from './engine/image-classifier.ts';
 import { progressPrinter } from './model/fetch.ts';
@@ -48,7 +49,10 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
   const [{ startWorker }, { WorkerMetrics, serveWorkerMetrics }] = await Promise.all([import('./worker.ts'), import('./metrics.ts')]);
   // Served from the start: process metrics are useful during a long model download too.
   const metrics = config.metricsPort > 0 ? new WorkerMetrics({ defaultMetrics: true, log }) : undefined;
-  const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter(), metrics });
+  // The SDK loads only with tracing on (shared/tracing).
+  const tracing = config.tracing && (await startTracing(config.tracing, { log }));
+  if (config.tracing) log.info({ traces: maskedUrl(config.tracing.url), service: config.tracing.serviceName }, 'tracing on');
+  const worker = startWorker(config, { logger: log, onDownloadProgress: progressPrinter(), metrics, tracing });
   const metricsServer =
     metrics && (await serveWorkerMetrics(metrics, { port: config.metricsPort, host: config.metricsHost, log, health: worker.health }));
   const supervised = process.env[SUPERVISED_ENV] === '1' && typeof process.send === 'function';
@@ -73,6 +77,7 @@ async function runWorker(config: WorkerConfig, log: Logger): Promise<void> {
     if (supervised) process.send!({ type: 'ready', consumer: worker.consumer } satisfies ChildReadyMessage);
     await worker.done;
     await metricsServer?.close();
+    await tracing?.shutdown();
     process.exit(0);
   } catch (error) {
     log.fatal({ err: error }, 'worker failed');

@@ -40,6 +40,7 @@ import { Reclaimer } from './reclaimer.ts';
 import { Throughput } from './throughput.ts';
 import { ShardShares } from './shard-shares.ts';
 import { Turns } from './turns.ts';
+import type { Tracing } from '../shared/tracing/index.ts';
 
 export type { BatchReport, WorkerStats } from './batch-report.ts';
 
@@ -60,6 +61,8 @@ export interface WorkerOptions {
   metrics?: WorkerMetrics;
   /** Idle time after which a consumer with nothing pending and no heartbeat is removed (consumers.ts); tests shorten it. */
   consumerGoneAfterMs?: number;
+  /** Traces of the jobs that carry a traceparent (shared/tracing); undefined: none. */
+  tracing?: Tracing;
 }
 
 export interface WorkerHandle {
@@ -282,6 +285,7 @@ export function startWorker(config: WorkerConfig, options: WorkerOptions = {}): 
           metrics,
           onBatch: options.onBatch,
           turns,
+          tracing: options.tracing,
         });
         const reclaimer = new Reclaimer({
           redis: shard.connections.reader,

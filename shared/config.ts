@@ -84,9 +84,9 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
 /** A URL as an error may show it: everything up to the last @ masked (a password may hold any character). */
 export const maskedUrl = (url: string) => url.replace(/^([a-z][\w+.-]*:\/\/).*@/i, '$1***@');
 
-/** A bad value as an error may show it: secrets hidden (QUEUES may hold tokens), a URL's password masked. */
+/** A bad value as an error may show it: secrets hidden (QUEUES and OTLP headers may hold tokens), a URL's password masked. */
 function shown(variable: string, value: string): string {
-  if (/TOKEN|KEYS?$|SECRET|PASSWORD|^QUEUES$/i.test(variable)) return `${value.length} characters, not shown`;
+  if (/TOKEN|KEYS?$|SECRET|PASSWORD|HEADERS$|^QUEUES$/i.test(variable)) return `${value.length} characters, not shown`;
   return JSON.stringify(maskedUrl(value));
 }
 

@@ -33,6 +33,8 @@ export interface JobFields {
   reply: string;
   /** What `tensor` holds (WIRE_FORMATS); written after the others, and only when not `raw`. */
   format?: WireFormat;
+  /** W3C Trace Context of the edge's enqueue span (shared/tracing); written last, only when tracing is on. */
+  traceparent?: string;
 }
 
 /** Flatten job fields to the field/value list that XADD (and enqueue-1.lua's ARGV) take. */
@@ -52,7 +54,7 @@ export function jobToFieldList(job: JobFields): (string | Uint8Array)[] {
 export const WIRE_FORMATS = ['raw', 'jpeg', 'webp'] as const;
 export type WireFormat = (typeof WIRE_FORMATS)[number];
 
-type NewJob = { id: string; tensor: Uint8Array; deadline: number; format?: WireFormat };
+type NewJob = { id: string; tensor: Uint8Array; deadline: number; format?: WireFormat; traceparent?: string };
 
 /**
  * The fields an edge enqueues for `job`, enqueued now: the tensor (or the image file of its
@@ -73,7 +75,9 @@ export function newJobFields(job: NewJob, enc: 'raw' | 'z85', reply: string): (s
     deadline: job.deadline,
     reply,
   });
-  return format === 'raw' ? fields : [...fields, 'format', format];
+  if (format !== 'raw') fields.push('format', format);
+  if (job.traceparent) fields.push('traceparent', job.traceparent);
+  return fields;
 }
 
 function padded(bytes: Uint8Array): Uint8Array {

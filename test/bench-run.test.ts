@@ -150,9 +150,11 @@ describe('npm run bench -- --model tiny --quick', () => {
     expect(seed).toBeGreaterThan(Math.ceil((TENSOR_BYTES * 4) / 3) * 4);
   });
 
-  it('measures capacity over both brokers, with the CPU each process spends per request', () => {
-    const capacity = section<{ row: LoadRow; restRow: LoadRow }>('Pipeline capacity');
-    for (const row of [capacity.row, capacity.restRow]) {
+  it('measures capacity over both brokers and with tracing on, with the CPU each process spends per request', () => {
+    const capacity = section<{ row: LoadRow; restRow: LoadRow; tracedRow: LoadRow; spansPerRequest: number }>('Pipeline capacity');
+    // Every request's 9 spans (5 at the edge, 4 at the worker) reached the collector.
+    expect(capacity.spansPerRequest).toBe(9);
+    for (const row of [capacity.row, capacity.restRow, capacity.tracedRow]) {
       expect(row.errors).toBe(0);
       expect(row.cpuMsPerRequest?.edge).toBeGreaterThan(0);
       expect(row.cpuMsPerRequest?.workers).toBeGreaterThan(0);

@@ -24,6 +24,10 @@ export interface SubmitRequest {
    * sharded broker (sharded.ts) enqueues it on another shard too.
    */
   onHold?: (error: unknown) => void;
+  /** The W3C traceparent the job carries to the worker (tracing on: ../job-trace.ts). */
+  traceparent?: string;
+  /** Told each time the job is in the stream (again, after a ride-through or a failover), with its entry id. */
+  onEnqueued?: (entryId: string) => void;
 }
 
 export interface Broker {

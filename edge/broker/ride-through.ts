@@ -144,6 +144,7 @@ export async function rideThrough(
       }
       if (typeof entryId !== 'string') throw entryId;
       unhold();
+      request.onEnqueued?.(entryId);
       delay = RETRY_FIRST_MS;
 
       for (;;) {

@@ -146,7 +146,7 @@ export async function createIoredisBroker({ url, cluster, tlsCa, keys, limits, l
             enqueue: async () => {
               if (fatal && commands.status !== 'ready') throw new FatalRedisError(fatal);
               if (!listening) throw new Error(`not subscribed to the result channel yet (${lastError || 'connecting'})`);
-              const fields = newJobFields({ id, tensor, deadline, format: request.format }, 'raw', channel);
+              const fields = newJobFields({ ...request, tensor }, 'raw', channel);
               const entryId = await commands.enqueueJob(keys.stream, admission.limit(deadline), ...fields);
               return typeof entryId === 'number' ? admission.refusal(entryId, deadline) : entryId;
             },

@@ -25,11 +25,13 @@ import { createUpstashHttp } from './upstash-http.ts';
 import { createLimiter } from '../middleware/rate-limit/index.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { createSharpCodec } from './sharp-codec.ts';
+import { maskedUrl } from '../../shared/config.ts';
 import { redisKeys } from '../../shared/keys.ts';
 import { scriptSources } from '../../shared/lua/node.ts';
 import { createLogger, type Logger } from '../../shared/log.ts';
 import { serveMetrics } from '../../shared/metrics-server.ts';
 import { type ShardSpec, shardLogger } from '../../shared/shards.ts';
+import { startTracing } from '../../shared/tracing/index.ts';
 
 export interface NodeEdge {
   url: string;
@@ -76,6 +78,7 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
       clientAddress: (c: Context) => getConnInfo(c).remote.address,
     };
   const metrics = config.EDGE_METRICS_PORT > 0 ? new EdgeMetrics() : undefined;
+  const tracing = config.tracing && (await startTracing(config.tracing, { log: logger }));
   const app = createApp({
     codec: createSharpCodec({ maxPixels: config.MAX_PIXELS }),
     broker,
@@ -83,6 +86,7 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
     logger,
     rateLimit,
     observe: metrics?.observe,
+    tracing,
   });
   const metricsServer =
     metrics && (await serveMetrics(metrics.registry, { port: config.EDGE_METRICS_PORT, host: config.HOST, log: logger }));
@@ -101,7 +105,14 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
   });
   const { port } = server.address() as AddressInfo;
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
-  logger.info({ port, shards: config.shards.map(({ name, transport }) => `${name} (${transport})`) }, 'edge listening');
+  logger.info(
+    {
+      port,
+      shards: config.shards.map(({ name, transport }) => `${name} (${transport})`),
+      ...(config.tracing && { traces: maskedUrl(config.tracing.url) }),
+    },
+    'edge listening',
+  );
   return {
     url: `http://${host}:${port}`,
     port,
@@ -110,6 +121,7 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
       await metricsServer?.close();
       await broker.close();
       await rateLimitHttp?.close();
+      await tracing?.shutdown();
     },
   };
 }

@@ -1,0 +1,98 @@
+/**
+ * A batch's spans, in the trace of each job that carries a `traceparent` (the edge's enqueue span:
+ * shared/tracing). A batch holds jobs of many traces, so each traced job gets its own copy of the
+ * batch's spans: `dequeue` (kind consumer: read off the stream until its batch starts), `batch`
+ * (until its answer is written), and under it `inference` and `write`. They are made after the batch
+ * from the times it recorded, so tracing adds nothing to the batch's own path; a worker with tracing
+ * off, or a batch of untraced jobs, makes none.
+ *
+ * Times are this host's clock, the edge's spans the edge's: a few ms of skew between hosts can show a
+ * worker span a little outside its parent.
+ *
+ * @example
+ * traceBatch(tracing, sorted.live, { ...times, answers, written, size, consumer, stream: keys.stream, group: keys.group });
+ */
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { contextWith, type Tracing } from '../shared/tracing/index.ts';
+import type { Answer, WriteStatus } from './completion.ts';
+import type { Job } from './jobs.ts';
+
+/** Epoch ms with a fraction (performance.timeOrigin-based): the precision spans keep. */
+export const preciseNow = () => performance.timeOrigin + performance.now();
+
+export interface BatchTimes {
+  /** When the batch began (its entries were read just before). */
+  startedAt: number;
+  /** The model's run, once the batch had its turn; absent when no job was live. */
+  inference?: { startedAt: number; endedAt: number; error?: string };
+  /** The answers' write (complete-n.lua), retries included. */
+  write: { startedAt: number; endedAt: number };
+}
+
+export interface BatchFacts extends BatchTimes {
+  answers: Answer[];
+  written: Map<string, WriteStatus>;
+  /** Entries in the batch (live or not). */
+  size: number;
+  consumer: string;
+  stream: string;
+  group: string;
+}
+
+export function traceBatch(tracing: Tracing | undefined, jobs: Job[], facts: BatchFacts): void {
+  if (!tracing) return;
+  const traced = jobs.filter((job) => job.traceparent);
+  if (traced.length === 0) return;
+  const { tracer } = tracing;
+  const answerOf = new Map(facts.answers.map((answer) => [answer.entryId, answer.result]));
+  for (const job of traced) {
+    const parent = tracing.parent(job.traceparent);
+    const common = { 'job.id': job.id, 'messaging.message.id': job.entryId };
+    tracer
+      .startSpan(
+        'dequeue',
+        {
+          kind: SpanKind.CONSUMER,
+          startTime: job.readAt,
+          attributes: {
+            ...common,
+            'messaging.system': 'redis',
+            'messaging.operation.type': 'receive',
+            'messaging.destination.name': facts.stream,
+            'messaging.consumer.group.name': facts.group,
+            'queue.ms': Math.max(0, job.readAt - job.enqueuedAt),
+          },
+        },
+        parent,
+      )
+      .end(facts.startedAt);
+    const batch = tracer.startSpan(
+      'batch',
+      { startTime: facts.startedAt, attributes: { ...common, 'batch.size': facts.size, worker: facts.consumer } },
+      parent,
+    );
+    const inBatch = contextWith(parent, batch);
+    if (facts.inference) {
+      const inference = tracer.startSpan(
+        'inference',
+        { startTime: facts.inference.startedAt, attributes: { 'batch.live': jobs.length } },
+        inBatch,
+      );
+      // The whole batch's run threw: each job ran again alone (inference.ts); the answer says how that went.
+      if (facts.inference.error) inference.addEvent('batch inference failed; jobs run again alone', { message: facts.inference.error });
+      inference.end(facts.inference.endedAt);
+    }
+    const write = tracer.startSpan(
+      'write',
+      { startTime: facts.write.startedAt, attributes: { 'write.status': facts.written.get(job.entryId) ?? 'failed' } },
+      inBatch,
+    );
+    write.end(facts.write.endedAt);
+    const result = answerOf.get(job.entryId);
+    if (result && !result.ok) {
+      batch.setStatus({ code: SpanStatusCode.ERROR, message: result.error.message });
+      batch.setAttribute('error.type', result.error.code);
+    }
+    batch.end(facts.write.endedAt);
+  }
+}
