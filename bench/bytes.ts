@@ -23,6 +23,7 @@ export async function pipelineBytesPerJob(
   format: WireFormat,
   log?: (line: string) => void,
 ): Promise<BytesPerJob> {
+  // The deadline leaves room for the encode (WIRE_FORMAT=webp: tens of ms, more on a busy machine) before the enqueue.
   const stack = await startPipeline({ workers: 0, workerEnv: {}, edgeEnv: { DEADLINE_MS: '1000', WIRE_FORMAT: format }, log });
   try {
     const form = new FormData();

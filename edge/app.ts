@@ -86,7 +86,6 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
   // limitLength 0 ignores any id a client sends: the id also names the job's Redis keys, so it is ours.
   app.use(requestId({ limitLength: 0 }));
   if (observe) app.use(requestMetrics(observe));
-  if (tracing) app.use('/predict', traceRequests(tracing));
   if (logger) app.use(accessLog(logger));
   if (config.corsOrigins?.length) {
     app.use(
@@ -101,6 +100,8 @@ export function createApp({ codec, broker, config, logger, rateLimit: limits, re
   }
   if (config.apiKeys?.length) app.use('/predict', apiKey(config.apiKeys));
   if (limits) app.use('/predict', rateLimit({ ...limits, logger }));
+  // After the key and rate checks: a refused caller costs no trace (metrics and logs count it).
+  if (tracing) app.use('/predict', traceRequests(tracing));
 
   // The demo page for browsers (Accept: text/html), this JSON for other clients.
   app.get(

@@ -117,14 +117,15 @@ export function batchRunner(
     }
 
     const dropped = sorted.unanswerable.map(({ entryId }) => entryId);
+    const expired = sorted.expired.map(({ entryId }) => entryId);
     const writeStartedAt = preciseNow();
     const written = await completeJobs(
       redis,
       { keys, resultTtlMs: config.resultTtlMs, deadLetterMaxLen: config.deadLetterMaxLen, log },
-      [...dropped, ...sorted.expired],
+      [...dropped, ...expired],
       answers,
     );
-    traceBatch(tracing, sorted.live, {
+    traceBatch(tracing, sorted, {
       startedAt,
       inference: inferenceTimes,
       write: { startedAt: writeStartedAt, endedAt: preciseNow() },
@@ -138,7 +139,7 @@ export function batchRunner(
     if (metrics) {
       recordMetrics(
         metrics,
-        { size: entries.length, expired: sorted.expired, dropped, answers, live: sorted.live, inferenceMs: inference.inferenceMs },
+        { size: entries.length, expired, dropped, answers, live: sorted.live, inferenceMs: inference.inferenceMs },
         written.written,
       );
     }

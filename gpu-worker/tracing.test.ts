@@ -7,6 +7,10 @@ import type { Job } from './jobs.ts';
 import { parseEntry } from './jobs.ts';
 import { type BatchFacts, traceBatch } from './tracing.ts';
 
+/** Epoch ms, as the worker's clock gives them (a small number would be read as a performance.now() time). */
+const T0 = 1_796_000_000_000;
+const hrTime = (ms: number) => [Math.floor(ms / 1000), (ms % 1000) * 1_000_000];
+
 const job = (n: number, traceparent?: string): Job => ({
   kind: 'job',
   entryId: `1-${n}`,
@@ -14,9 +18,9 @@ const job = (n: number, traceparent?: string): Job => ({
   reply: 'r',
   tensor: new Uint8Array(0),
   format: 'raw',
-  enqueuedAt: 1_000,
-  deadline: 99_000,
-  readAt: 1_010,
+  enqueuedAt: T0,
+  deadline: T0 + 30_000,
+  readAt: T0 + 10,
   ...(traceparent && { traceparent }),
 });
 
@@ -34,9 +38,9 @@ describe('traceBatch', () => {
       job(3, tracing.traceparent(contextWith(ROOT_CONTEXT, enqueues[1]!))),
     ];
     const facts: BatchFacts = {
-      startedAt: 1_020,
-      inference: { startedAt: 1_025, endedAt: 1_060 },
-      write: { startedAt: 1_060, endedAt: 1_062 },
+      startedAt: T0 + 20,
+      inference: { startedAt: T0 + 25, endedAt: T0 + 60 },
+      write: { startedAt: T0 + 60, endedAt: T0 + 62 },
       answers: [errorAnswer(jobs[2]!, 'w1', 'inference_failed', 'NaN out')],
       written: new Map([
         ['1-1', 'answered'],
@@ -47,7 +51,7 @@ describe('traceBatch', () => {
       stream: 'rn:jobs',
       group: 'workers',
     };
-    traceBatch(tracing, jobs, facts);
+    traceBatch(tracing, { live: jobs, expired: [] }, facts);
     await tracing.flush();
     const spans = exporter.getFinishedSpans();
     expect(spans.map((span) => span.name)).toEqual(['dequeue', 'inference', 'write', 'batch', 'dequeue', 'inference', 'write', 'batch']);
@@ -59,7 +63,7 @@ describe('traceBatch', () => {
       expect(batch!.parentSpanContext?.spanId).toBe(enqueue.spanContext().spanId);
       expect(inference!.parentSpanContext?.spanId).toBe(batch!.spanContext().spanId);
       expect(write!.parentSpanContext?.spanId).toBe(batch!.spanContext().spanId);
-      expect(dequeue).toMatchObject({ kind: SpanKind.CONSUMER, startTime: [1, 10_000_000], endTime: [1, 20_000_000] });
+      expect(dequeue).toMatchObject({ kind: SpanKind.CONSUMER, startTime: hrTime(T0 + 10), endTime: hrTime(T0 + 20) });
       expect(dequeue!.attributes).toMatchObject({
         'queue.ms': 10,
         'messaging.destination.name': 'rn:jobs',
@@ -71,9 +75,20 @@ describe('traceBatch', () => {
     expect(spans[7]!.status).toEqual({ code: SpanStatusCode.ERROR, message: 'NaN out' });
     expect(spans[7]!.attributes['error.type']).toBe('inference_failed');
 
+    // A job read past its deadline: its dequeue only, failed.
     exporter.reset();
-    traceBatch(tracing, [job(4)], facts);
-    traceBatch(undefined, jobs, facts);
+    const late = tracing.tracer.startSpan('enqueue-late', { kind: SpanKind.PRODUCER });
+    traceBatch(tracing, { live: [], expired: [job(5, tracing.traceparent(contextWith(ROOT_CONTEXT, late)))] }, facts);
+    await tracing.flush();
+    const [expired, ...others] = exporter.getFinishedSpans();
+    expect(others).toEqual([]);
+    expect(expired).toMatchObject({ name: 'dequeue', status: { code: SpanStatusCode.ERROR } });
+    expect(expired!.attributes['error.type']).toBe('deadline_exceeded');
+    expect(expired!.parentSpanContext?.spanId).toBe(late.spanContext().spanId);
+
+    exporter.reset();
+    traceBatch(tracing, { live: [job(4)], expired: [job(6)] }, facts);
+    traceBatch(undefined, { live: jobs, expired: [] }, facts);
     await tracing.flush();
     expect(exporter.getFinishedSpans()).toEqual([]);
     await tracing.shutdown();

@@ -2,15 +2,16 @@
  * A batch's spans, in the trace of each job that carries a `traceparent` (the edge's enqueue span:
  * shared/tracing). A batch holds jobs of many traces, so each traced job gets its own copy of the
  * batch's spans: `dequeue` (kind consumer: read off the stream until its batch starts), `batch`
- * (until its answer is written), and under it `inference` and `write`. They are made after the batch
- * from the times it recorded, so tracing adds nothing to the batch's own path; a worker with tracing
- * off, or a batch of untraced jobs, makes none.
+ * (until its answer is written), and under it `inference` and `write`. A job read past its
+ * deadline gets its `dequeue` only, failed: the worker acked it unanswered (the edge had answered
+ * 504). They are made after the batch from the times it recorded, so tracing adds nothing to the
+ * batch's own path; a worker with tracing off, or a batch of untraced jobs, makes none.
  *
  * Times are this host's clock, the edge's spans the edge's: a few ms of skew between hosts can show a
  * worker span a little outside its parent.
  *
  * @example
- * traceBatch(tracing, sorted.live, { ...times, answers, written, size, consumer, stream: keys.stream, group: keys.group });
+ * traceBatch(tracing, sorted, { ...times, answers, written, size, consumer, stream: keys.stream, group: keys.group });
  */
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { contextWith, type Tracing } from '../shared/tracing/index.ts';
@@ -39,33 +40,47 @@ export interface BatchFacts extends BatchTimes {
   group: string;
 }
 
-export function traceBatch(tracing: Tracing | undefined, jobs: Job[], facts: BatchFacts): void {
-  if (!tracing) return;
-  const traced = jobs.filter((job) => job.traceparent);
-  if (traced.length === 0) return;
+/** The batch's jobs that got this far: computed (`live`) or skipped as past their deadline. */
+export interface TracedJobs {
+  live: Job[];
+  expired: Job[];
+}
+
+export function traceBatch(tracing: Tracing | undefined, { live, expired }: TracedJobs, facts: BatchFacts): void {
+  if (!tracing || !(live.some((job) => job.traceparent) || expired.some((job) => job.traceparent))) return;
   const { tracer } = tracing;
-  const answerOf = new Map(facts.answers.map((answer) => [answer.entryId, answer.result]));
-  for (const job of traced) {
+  const dequeue = (job: Job) => {
     const parent = tracing.parent(job.traceparent);
-    const common = { 'job.id': job.id, 'messaging.message.id': job.entryId };
-    tracer
-      .startSpan(
-        'dequeue',
-        {
-          kind: SpanKind.CONSUMER,
-          startTime: job.readAt,
-          attributes: {
-            ...common,
-            'messaging.system': 'redis',
-            'messaging.operation.type': 'receive',
-            'messaging.destination.name': facts.stream,
-            'messaging.consumer.group.name': facts.group,
-            'queue.ms': Math.max(0, job.readAt - job.enqueuedAt),
-          },
+    const span = tracer.startSpan(
+      'dequeue',
+      {
+        kind: SpanKind.CONSUMER,
+        startTime: job.readAt,
+        attributes: {
+          'job.id': job.id,
+          'messaging.message.id': job.entryId,
+          'messaging.system': 'redis',
+          'messaging.operation.type': 'receive',
+          'messaging.destination.name': facts.stream,
+          'messaging.consumer.group.name': facts.group,
+          'queue.ms': Math.max(0, job.readAt - job.enqueuedAt),
         },
-        parent,
-      )
-      .end(facts.startedAt);
+      },
+      parent,
+    );
+    return { span, parent };
+  };
+  for (const job of expired.filter((job) => job.traceparent)) {
+    const { span } = dequeue(job);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: 'read past its deadline: acknowledged unanswered' });
+    span.setAttribute('error.type', 'deadline_exceeded');
+    span.end(facts.startedAt);
+  }
+  const answerOf = new Map(facts.answers.map((answer) => [answer.entryId, answer.result]));
+  for (const job of live.filter((job) => job.traceparent)) {
+    const { span, parent } = dequeue(job);
+    span.end(facts.startedAt);
+    const common = { 'job.id': job.id, 'messaging.message.id': job.entryId };
     const batch = tracer.startSpan(
       'batch',
       { startTime: facts.startedAt, attributes: { ...common, 'batch.size': facts.size, worker: facts.consumer } },
@@ -75,7 +90,7 @@ export function traceBatch(tracing: Tracing | undefined, jobs: Job[], facts: Bat
     if (facts.inference) {
       const inference = tracer.startSpan(
         'inference',
-        { startTime: facts.inference.startedAt, attributes: { 'batch.live': jobs.length } },
+        { startTime: facts.inference.startedAt, attributes: { 'batch.live': live.length } },
         inBatch,
       );
       // The whole batch's run threw: each job ran again alone (inference.ts); the answer says how that went.

@@ -24,7 +24,7 @@ describe('triage', () => {
   it('sorts live, expired, invalid and unanswerable entries', () => {
     const sorted = triage(entries, { now: NOW, deliveries: 1, maxDeliveries: 3 });
     expect(sorted.live.map((job) => job.entryId)).toEqual(['1-0']);
-    expect(sorted.expired).toEqual(['2-0']);
+    expect(sorted.expired.map((job) => job.entryId)).toEqual(['2-0']);
     expect(sorted.invalid.map((job) => [job.entryId, job.message])).toEqual([['3-0', 'enc must be raw, z85 or b64, got "hex"']]);
     expect(sorted.unanswerable.map((item) => item.entryId)).toEqual(['4-0', '5-0']);
     expect(sorted.overDelivered).toEqual([]);

@@ -17,7 +17,7 @@ export interface Triage {
    */
   overDelivered: Job[];
   /** Past their deadline: the edge has answered 504, so no compute is spent on them. */
-  expired: string[];
+  expired: Job[];
   /** No id or reply channel: dropped with the reason. */
   unanswerable: { entryId: string; message: string }[];
   /** The shortest time a job here was given (deadline - enqueuedAt), for the configuration check. */
@@ -37,7 +37,7 @@ export function triage(entries: StreamEntry[], context: { now: number; deliverie
       continue;
     }
     if (context.deliveries > context.maxDeliveries) sorted.overDelivered.push(parsed);
-    else if (parsed.deadline <= context.now) sorted.expired.push(parsed.entryId);
+    else if (parsed.deadline <= context.now) sorted.expired.push(parsed);
     else sorted.live.push(parsed);
     const givenMs = parsed.deadline - parsed.enqueuedAt;
     sorted.shortestDeadlineMs = Math.min(sorted.shortestDeadlineMs ?? givenMs, givenMs);

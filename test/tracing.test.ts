@@ -137,12 +137,35 @@ describe('the job a traced edge enqueues', () => {
     expect(entry).toBeDefined();
     if (!on) {
       expect(Object.keys(entry!.fields)).not.toContain('traceparent');
-      expect(collector.spans).toEqual([]);
       return;
     }
     const enqueue = collector.spans.find((span) => span.name === 'enqueue')!;
     expect(entry!.fields.traceparent).toBe(`00-${enqueue.traceId}-${enqueue.spanId}-01`);
     expect(collector.spans.find((span) => span.name === 'wait')!.attributes['error.type']).toBe('deadline_exceeded');
+  });
+
+  it('traces no request refused by API_KEYS (a caller without the key costs no trace)', async () => {
+    const collector = await startCollector();
+    const key = 'k'.repeat(24);
+    const edge = await startLocalEdge(viaTcp(db.url), logger, {
+      KEY_PREFIX: 'trkey',
+      DEADLINE_MS: '500',
+      API_KEYS: key,
+      ADMISSION: 'queue-max',
+      OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+    });
+    try {
+      expect((await predict(edge.url, await colourPng(10))).status).toBe(401);
+      const body = new FormData();
+      body.append('image', new Blob([new Uint8Array(await colourPng(11))]), 'colour.png');
+      const keyed = await fetch(`${edge.url}/predict`, { method: 'POST', body, headers: { authorization: `Bearer ${key}` } });
+      expect(keyed.status).toBe(504); // no worker
+    } finally {
+      await edge.close();
+      await collector.close();
+    }
+    const roots = collector.spans.filter((span) => span.name === 'POST /predict');
+    expect(roots.map((span) => span.attributes['http.response.status_code'])).toEqual([504]);
   });
 
   it('a collector that is down costs a warning, never a request or the shutdown', async () => {

@@ -22,10 +22,7 @@ import { startTracing, type Tracing } from '../../shared/tracing/index.ts';
 
 type Env = Record<string, string | undefined>;
 
-/**
- * Subrequests a request may make besides the broker's: the rate limiter (up to 2) and one heartbeats
- * read; with tracing on, the export of its spans too.
- */
+/** Subrequests a request may make besides the broker's: the rate limiter (up to 2) and one heartbeats read. */
 const SUBREQUESTS_NOT_THE_QUEUES = 3;
 
 interface Edge {
@@ -53,8 +50,8 @@ async function buildEdge(env: Env): Promise<Edge | undefined> {
     const tcp = config.shards.find((shard) => shard.transport !== 'upstash');
     if (tcp) throw new ConfigError(`QUEUES: ${tcp.name}: Cloudflare Workers reach Redis over Upstash REST only (https:// with a token)`);
     const logger = createLogger('edge', config.LOG_LEVEL);
-    // Spans go out over fetch at the end of each request (see fetch below).
-    const tracing = config.tracing && (await startTracing(config.tracing, { log: logger }));
+    // Spans go out over fetch at the end of each request (see fetch below): one more subrequest.
+    const tracing = config.tracing && (await startTracing(config.tracing, { log: logger, onFlushOnly: true }));
     const notTheQueues = SUBREQUESTS_NOT_THE_QUEUES + (tracing ? 1 : 0);
     const restClient = (db: { url: string; token?: string }) => new Redis({ url: db.url, token: db.token!, enableTelemetry: false });
     // Failover may enqueue a job on a second shard: each attempt gets its share of the subrequests.

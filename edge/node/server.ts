@@ -117,11 +117,14 @@ export async function startNodeEdge(config: EdgeConfig, logger: Logger = createL
     url: `http://${host}:${port}`,
     port,
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await metricsServer?.close();
-      await broker.close();
-      await rateLimitHttp?.close();
-      await tracing?.shutdown();
+      try {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await metricsServer?.close();
+        await broker.close();
+        await rateLimitHttp?.close();
+      } finally {
+        await tracing?.shutdown();
+      }
     },
   };
 }

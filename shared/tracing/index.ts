@@ -35,7 +35,7 @@ import type { TracingSettings } from './config.ts';
 
 export type { TracingSettings } from './config.ts';
 
-/** The instrumentation scope of every span of this project. */
+/** The instrumentation scope of every span of this project, both tiers (the package's name). */
 export const TRACER_NAME = 'resnet-edge';
 /** The job field (and HTTP header) that carries a span's context: W3C Trace Context. */
 export const TRACEPARENT = 'traceparent';
@@ -64,10 +64,24 @@ export interface TracingOptions {
   exporter?: SpanExporter;
   /** Told when spans cannot be exported (a collector down or refusing): a warning, never a failure. */
   log?: Logger;
+  /**
+   * Export only on flush(), each export one attempt (no retry): Cloudflare Workers, where every
+   * export is a subrequest of the request that makes it and the edge keeps one per request for it.
+   */
+  onFlushOnly?: boolean;
 }
 
+/** Below the exporter's first retry backoff (800 ms at least): one attempt per export. */
+const ONE_ATTEMPT_MS = 750;
+/** The longest timer: the batch processor never exports on its own. */
+const NEVER_MS = 2 ** 31 - 1;
+/** Spans held for export (the SDK's default); more are dropped. */
+const QUEUE_SPANS = 2048;
+/** A collector that stays down is reported once, then at most this often. */
+const WARN_EVERY_MS = 60_000;
+
 /** Start the SDK (imported here, so a process without tracing never loads it). */
-export async function startTracing(settings: TracingSettings, { exporter, log }: TracingOptions = {}): Promise<Tracing> {
+export async function startTracing(settings: TracingSettings, { exporter, log, onFlushOnly }: TracingOptions = {}): Promise<Tracing> {
   const [{ W3CTraceContextPropagator }, { resourceFromAttributes }, sdk, { OTLPTraceExporter }] = await Promise.all([
     import('@opentelemetry/core'),
     import('@opentelemetry/resources'),
@@ -84,12 +98,25 @@ export async function startTracing(settings: TracingSettings, { exporter, log }:
     resource: resourceFromAttributes({ 'service.name': settings.serviceName }),
     sampler: settings.sampler.startsWith('parentbased_') ? new sdk.ParentBasedSampler({ root }) : root,
     spanProcessors: [
-      new sdk.BatchSpanProcessor({ exporter: exporter ?? new OTLPTraceExporter({ url: settings.url, headers: settings.headers }) }),
+      new sdk.BatchSpanProcessor({
+        exporter:
+          exporter ??
+          new OTLPTraceExporter({ url: settings.url, headers: settings.headers, ...(onFlushOnly && { timeoutMillis: ONE_ATTEMPT_MS }) }),
+        // Nor when a batch fills: a flush exports the whole queue at once.
+        ...(onFlushOnly && { scheduledDelayMillis: NEVER_MS, maxExportBatchSize: QUEUE_SPANS, maxQueueSize: QUEUE_SPANS }),
+      }),
     ],
   });
   // The SDK reports a failed export on its global diag logger; a request never waits for one.
-  const warn = (message: string, ...args: unknown[]) =>
-    log?.warn({ detail: args.map((arg) => (arg instanceof Error ? arg.message : String(arg))).join('; ') }, `tracing: ${message}`);
+  let warnedAt = Number.NEGATIVE_INFINITY;
+  let unsaid = 0;
+  const warn = (...what: unknown[]) => {
+    if (Date.now() - warnedAt < WARN_EVERY_MS) return void unsaid++;
+    const detail = what.map((part) => (part instanceof Error ? part.message : String(part))).join('; ');
+    log?.warn({ detail, ...(unsaid > 0 && { warningsSinceLast: unsaid }) }, 'tracing: spans could not be exported');
+    warnedAt = Date.now();
+    unsaid = 0;
+  };
   diag.setLogger(
     { error: warn, warn, info: () => {}, debug: () => {}, verbose: () => {} },
     { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
@@ -97,7 +124,7 @@ export async function startTracing(settings: TracingSettings, { exporter, log }:
   // Bounded: a process stopping waits this long at most for a collector that does not answer.
   const exported = (done: Promise<void>) =>
     withTimeout(done, EXPORT_WAIT_MS, `no answer from ${maskedUrl(settings.url)} within ${EXPORT_WAIT_MS} ms`).catch((error: unknown) =>
-      warn('spans could not be exported', error),
+      warn(error),
     );
   const propagator = new W3CTraceContextPropagator();
   const getter = { get: (carrier: Record<string, string>, key: string) => carrier[key], keys: Object.keys };
