@@ -5,7 +5,7 @@
  * to another shard) adds an event to `wait`.
  *
  * @example
- * const spans = jobTrace(tracing, parent, jobId);
+ * const spans = jobTrace(tracing, parent, jobId, tensor.byteLength);
  * const result = await broker.submit({ ...job, traceparent: spans?.traceparent, onEnqueued: spans?.enqueued }).catch(spans?.failed);
  * spans?.answered(result);
  */
@@ -29,9 +29,16 @@ export function jobTrace(tracing: Tracing | undefined, parent: Context | undefin
     parent,
   );
   let wait: Span | undefined;
+  // A failover's other attempt may still report its enqueue after the answer: nothing left to tell.
+  let ended = false;
+  const end = (span: Span) => {
+    ended = true;
+    span.end();
+  };
   return {
     traceparent: tracing.traceparent(contextWith(parent, enqueue)),
     enqueued(entryId) {
+      if (ended) return;
       if (wait) return void wait.addEvent('enqueued again', { 'messaging.message.id': entryId });
       enqueue.setAttribute('messaging.message.id', entryId);
       enqueue.end();
@@ -42,11 +49,11 @@ export function jobTrace(tracing: Tracing | undefined, parent: Context | undefin
       span.setAttribute('worker', result.worker);
       if (result.ok) span.setAttributes({ 'batch.size': result.batchSize, 'queue.ms': result.queueMs, 'inference.ms': result.inferenceMs });
       else failSpan(span, Object.assign(new Error(result.error.message), { code: result.error.code }));
-      span.end();
+      end(span);
     },
     failed(error) {
       failSpan(wait ?? enqueue, error);
-      (wait ?? enqueue).end();
+      end(wait ?? enqueue);
       throw error;
     },
   };

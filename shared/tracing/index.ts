@@ -110,21 +110,22 @@ export async function startTracing(settings: TracingSettings, { exporter, log, o
   // The SDK reports a failed export on its global diag logger; a request never waits for one.
   let warnedAt = Number.NEGATIVE_INFINITY;
   let unsaid = 0;
-  const warn = (...what: unknown[]) => {
+  const warn = (message: string, what: unknown[]) => {
     if (Date.now() - warnedAt < WARN_EVERY_MS) return void unsaid++;
     const detail = what.map((part) => (part instanceof Error ? part.message : String(part))).join('; ');
-    log?.warn({ detail, ...(unsaid > 0 && { warningsSinceLast: unsaid }) }, 'tracing: spans could not be exported');
+    log?.warn({ detail, ...(unsaid > 0 && { warningsSinceLast: unsaid }) }, `tracing: ${message}`);
     warnedAt = Date.now();
     unsaid = 0;
   };
+  const sdkSaid = (message: string, ...args: unknown[]) => warn(message, args);
   diag.setLogger(
-    { error: warn, warn, info: () => {}, debug: () => {}, verbose: () => {} },
+    { error: sdkSaid, warn: sdkSaid, info: () => {}, debug: () => {}, verbose: () => {} },
     { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
   );
   // Bounded: a process stopping waits this long at most for a collector that does not answer.
   const exported = (done: Promise<void>) =>
     withTimeout(done, EXPORT_WAIT_MS, `no answer from ${maskedUrl(settings.url)} within ${EXPORT_WAIT_MS} ms`).catch((error: unknown) =>
-      warn(error),
+      warn('spans could not be exported', [error]),
     );
   const propagator = new W3CTraceContextPropagator();
   const getter = { get: (carrier: Record<string, string>, key: string) => carrier[key], keys: Object.keys };
