@@ -29,8 +29,6 @@ export interface Collector {
   /** The base URL, as OTEL_EXPORTER_OTLP_ENDPOINT. */
   url: string;
   spans: CollectedSpan[];
-  /** The request lines it was sent (method, path and content type), for what reached it. */
-  requests: string[];
   close(): Promise<void>;
 }
 
@@ -61,12 +59,10 @@ const attributesOf = (list: { key: string; value: AnyValue }[] = []) =>
 
 export async function startCollector(): Promise<Collector> {
   const spans: CollectedSpan[] = [];
-  const requests: string[] = [];
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
-      requests.push(`${request.method} ${request.url} ${request.headers['content-type'] ?? ''}`);
       if (request.method !== 'POST' || request.url !== '/v1/traces') {
         response.writeHead(404).end();
         return;
@@ -97,7 +93,6 @@ export async function startCollector(): Promise<Collector> {
   return {
     url: `http://127.0.0.1:${port}`,
     spans,
-    requests,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -60,7 +60,7 @@ describe.each([
   it('connects the edge and the worker spans of a request into one tree', async () => {
     const reply = await predict(url, await colourPng(5));
     expect(reply.status).toBe(200);
-    const id = (reply.body as { id: string }).id;
+    const id = reply.body.id;
     const rootOf = () => collector.spans.find((span) => span.attributes['request.id'] === id)?.traceId;
     const spans = await traceOf(collector, rootOf);
 
@@ -92,18 +92,14 @@ describe.each([
 
   it("continues the caller's trace (a traceparent header), and ignores a malformed one", async () => {
     const traceId = '0af7651916cd43dd8448eb211c80319c';
-    const body = new FormData();
-    body.append('image', new Blob([new Uint8Array(await colourPng(6))]), 'colour.png');
-    const response = await fetch(`${url}/predict`, { method: 'POST', body, headers: { traceparent: `00-${traceId}-b7ad6b7169203331-01` } });
+    const response = await predict(url, await colourPng(6), { traceparent: `00-${traceId}-b7ad6b7169203331-01` });
     expect(response.status).toBe(200);
     const spans = await traceOf(collector, () => traceId);
     expect(byName(spans, 'POST /predict').parentSpanId).toBe('b7ad6b7169203331');
 
-    const again = new FormData();
-    again.append('image', new Blob([new Uint8Array(await colourPng(7))]), 'colour.png');
-    const malformed = await fetch(`${url}/predict`, { method: 'POST', body: again, headers: { traceparent: '00-not-a-trace' } });
+    const malformed = await predict(url, await colourPng(7), { traceparent: '00-not-a-trace' });
     expect(malformed.status).toBe(200);
-    const id = ((await malformed.json()) as { id: string }).id;
+    const id = malformed.body.id;
     const fresh = await traceOf(collector, () => collector.spans.find((span) => span.attributes['request.id'] === id)?.traceId);
     expect(byName(fresh, 'POST /predict').parentSpanId).toBeUndefined();
   });
@@ -156,10 +152,7 @@ describe('the job a traced edge enqueues', () => {
     });
     try {
       expect((await predict(edge.url, await colourPng(10))).status).toBe(401);
-      const body = new FormData();
-      body.append('image', new Blob([new Uint8Array(await colourPng(11))]), 'colour.png');
-      const keyed = await fetch(`${edge.url}/predict`, { method: 'POST', body, headers: { authorization: `Bearer ${key}` } });
-      expect(keyed.status).toBe(504); // no worker
+      expect((await predict(edge.url, await colourPng(11), { authorization: `Bearer ${key}` })).status).toBe(504); // no worker
     } finally {
       await edge.close();
       await collector.close();

@@ -17,13 +17,13 @@ export interface Reply {
   doneAt: number;
 }
 
-/** POST an image; never throws: a transport failure is status 0 (counted as lost by the tests). */
-export async function predict(url: string, image: Uint8Array): Promise<Reply> {
+/** POST an image (with `headers`); never throws: a transport failure is status 0 (counted as lost by the tests). */
+export async function predict(url: string, image: Uint8Array, headers: Record<string, string> = {}): Promise<Reply> {
   const sentAt = Date.now();
   try {
     const response = await fetch(`${url}/predict`, {
       method: 'POST',
-      headers: { 'content-type': 'image/png' },
+      headers: { 'content-type': 'image/png', ...headers },
       body: new Uint8Array(image),
     });
     const text = await response.text();
